@@ -1,0 +1,49 @@
+"""`python -m airflow_graph_mail.emulator`: serve until interrupted, or export a mailbox as .eml files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from airflow_graph_mail.emulator.server import CONNECTION_FILE, GraphEmulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_graph_mail.emulator", description=__doc__)
+    parser.add_argument("--state-dir", help="keep mailboxes, CA and credentials here (default: in memory)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--sender", action="append", default=[], help="another mailbox allowed to send")
+    parser.add_argument("--token-lifetime", type=int, default=3600, help="seconds")
+    parser.add_argument("--export-eml", metavar="DIR", help="write every mailbox's Inbox as .eml files and exit")
+    args = parser.parse_args(argv)
+
+    emulator = GraphEmulator(args.state_dir, host=args.host, port=args.port,
+                             token_lifetime=args.token_lifetime, senders=tuple(args.sender))
+    if args.export_eml:
+        for mailbox in emulator.store.mailboxes():
+            for path in emulator.export_eml(mailbox.address, f"{args.export_eml}/{mailbox.address}"):
+                print(path)
+        return 0
+    emulator.start()
+    connection = json.dumps(emulator.connection())
+    print(f"Graph mail emulator on {emulator.base_url}", flush=True)
+    print(f"CA bundle: {emulator.ca_path}")
+    if args.state_dir:
+        print(f"Airflow connection written to {emulator.state_dir / CONNECTION_FILE}")
+    print(f"export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{connection}'", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

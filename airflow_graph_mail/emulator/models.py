@@ -1,0 +1,268 @@
+"""State of the emulated tenant: app registrations, mailboxes, folders and messages, kept in SQLite."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from airflow_graph_mail.emulator.rules import GraphError, check_sendable
+
+FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "outbox", "archive", "junkemail")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id TEXT PRIMARY KEY, address TEXT UNIQUE COLLATE NOCASE, display_name TEXT,
+    is_user INTEGER, rest_enabled INTEGER);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY, mailbox_id TEXT, folder TEXT, created REAL, data TEXT, mime BLOB);
+CREATE INDEX IF NOT EXISTS messages_by_folder ON messages (mailbox_id, folder, created);
+CREATE TABLE IF NOT EXISTS attachments (
+    id TEXT PRIMARY KEY, message_id TEXT, position INTEGER, name TEXT, content_type TEXT, size INTEGER,
+    is_inline INTEGER, content_id TEXT, content BLOB);
+CREATE INDEX IF NOT EXISTS attachments_by_message ON attachments (message_id, position);
+"""
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_id(prefix: str = "AAMkAG") -> str:
+    """Opaque, URL-safe ids in the spirit of Exchange's (they are not parsed by anyone)."""
+    return prefix + base64.urlsafe_b64encode(uuid.uuid4().bytes + os.urandom(8)).decode().rstrip("=")
+
+
+@dataclass
+class App:
+    """An app registration: its tenant, credentials and the application roles an admin consented to."""
+
+    tenant_id: str
+    client_id: str
+    secrets: dict[str, float | None] = field(default_factory=dict)  # value -> expiry (epoch) or None
+    certificates: list[bytes] = field(default_factory=list)
+    roles: set[str] = field(default_factory=lambda: {"Mail.Send", "Mail.ReadWrite"})
+
+
+@dataclass
+class Mailbox:
+    id: str
+    address: str
+    display_name: str
+    is_user: bool
+    rest_enabled: bool
+
+    def folder_id(self, folder: str) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(f"{self.id}/{folder}".encode()).digest()[:18]).decode()
+
+
+class MailStore:
+    """One lock around one SQLite connection: simple, and fast enough for thousands of messages."""
+
+    def __init__(self, db_path: str = ":memory:", domain: str = "contoso.com"):
+        self.domain = domain
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+
+    # -- mailboxes -----------------------------------------------------------------------------------
+
+    def _mailbox(self, row) -> Mailbox:
+        return Mailbox(row[0], row[1], row[2], bool(row[3]), bool(row[4]))
+
+    def add_user(self, address: str, display_name: str = "", rest_enabled: bool = True) -> Mailbox:
+        with self._lock:
+            existing = self.find_mailbox(address)
+            mailbox_id = existing.id if existing else str(uuid.uuid4())
+            self._db.execute("INSERT OR REPLACE INTO mailboxes VALUES (?,?,?,?,?)",
+                             (mailbox_id, address, display_name or address.split("@")[0], 1, int(rest_enabled)))
+            return self.find_mailbox(address)
+
+    def find_mailbox(self, id_or_address: str) -> Mailbox | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM mailboxes WHERE id = ? OR address = ?",
+                                   (id_or_address, id_or_address)).fetchone()
+        return self._mailbox(row) if row else None
+
+    def user(self, id_or_address: str) -> Mailbox:
+        """A sending mailbox must be a user of the tenant with Exchange Online enabled."""
+        mailbox = self.find_mailbox(id_or_address)
+        if mailbox is None or not mailbox.is_user:
+            raise GraphError(404, "ErrorInvalidUser", f"The requested user '{id_or_address}' is invalid.")
+        if not mailbox.rest_enabled:
+            raise GraphError(404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, "
+                             "or is hosted on-premise.")
+        return mailbox
+
+    def _recipient_mailbox(self, address: str, name: str) -> Mailbox:
+        mailbox = self.find_mailbox(address)
+        if mailbox is None:
+            self._db.execute("INSERT INTO mailboxes VALUES (?,?,?,?,?)",
+                             (str(uuid.uuid4()), address, name or address.split("@")[0], 0, 1))
+            mailbox = self.find_mailbox(address)
+        return mailbox
+
+    def mailboxes(self) -> list[Mailbox]:
+        with self._lock:
+            return [self._mailbox(r) for r in self._db.execute("SELECT * FROM mailboxes ORDER BY address")]
+
+    def resolve_folder(self, mailbox: Mailbox, folder: str) -> str:
+        lowered = folder.lower()
+        if lowered in FOLDERS:
+            return lowered
+        for name in FOLDERS:
+            if mailbox.folder_id(name) == folder:
+                return name
+        raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+    # -- messages ------------------------------------------------------------------------------------
+
+    def _insert(self, mailbox: Mailbox, folder: str, message: dict, attachments: list[dict],
+                mime: bytes | None = None) -> str:
+        message_id = new_id()
+        stamp = now_iso()
+        message = {**message, "id": message_id, "createdDateTime": message.get("createdDateTime", stamp),
+                   "lastModifiedDateTime": stamp, "parentFolderId": mailbox.folder_id(folder),
+                   "hasAttachments": any(not a["isInline"] for a in attachments)}
+        self._db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
+                         (message_id, mailbox.id, folder, time.time(), json.dumps(message), mime))
+        for position, att in enumerate(attachments):
+            self._db.execute(
+                "INSERT INTO attachments VALUES (?,?,?,?,?,?,?,?,?)",
+                (new_id("AAMkAGAtt"), message_id, position, att["name"], att["contentType"],
+                 len(att["content"]), int(att["isInline"]), att.get("contentId"), att["content"]))
+        return message_id
+
+    def create_draft(self, mailbox: Mailbox, folder: str, message: dict, attachments: list[dict],
+                     mime: bytes | None = None) -> str:
+        draft = {"importance": "normal", "isRead": True, "flag": {"flagStatus": "notFlagged"}, **message,
+                 "isDraft": True, "conversationId": new_id("AAQkAG"),
+                 "internetMessageId": message.get("internetMessageId") or f"<{uuid.uuid4().hex}@{self.domain}>",
+                 "sender": self._sender(mailbox), "from": message.get("from") or self._sender(mailbox)}
+        with self._lock:
+            return self._insert(mailbox, folder, draft, attachments, mime)
+
+    def _sender(self, mailbox: Mailbox) -> dict:
+        return {"emailAddress": {"name": mailbox.display_name, "address": mailbox.address}}
+
+    def send_new(self, mailbox: Mailbox, message: dict, attachments: list[dict], save_to_sent_items: bool,
+                 mime: bytes | None = None) -> None:
+        """sendMail: checked as a whole first, then saved and delivered atomically."""
+        check_sendable(message)
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                draft_id = self.create_draft(mailbox, "drafts", message, attachments, mime)
+                self._submit(mailbox, draft_id, save_to_sent_items)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def send_draft(self, mailbox: Mailbox, message_id: str) -> None:
+        with self._lock:
+            message, folder = self.load(mailbox, message_id)
+            if not message.get("isDraft"):
+                raise GraphError(400, "ErrorInvalidOperation", "Only a draft message can be sent.")
+            check_sendable(message)
+            self._db.execute("BEGIN")
+            try:
+                self._submit(mailbox, message_id, save_to_sent_items=True)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _submit(self, mailbox: Mailbox, draft_id: str, save_to_sent_items: bool) -> None:
+        """The draft leaves Drafts for Sent Items (or vanishes); each recipient's Inbox gets a copy."""
+        message, _ = self.load(mailbox, draft_id)
+        attachments = self.attachments(draft_id, with_content=True)
+        stamp = now_iso()
+        sent = {**message, "isDraft": False, "sentDateTime": stamp, "receivedDateTime": stamp}
+        for key in ("id", "parentFolderId", "lastModifiedDateTime"):
+            sent.pop(key, None)
+        mime = self._db.execute("SELECT mime FROM messages WHERE id = ?", (draft_id,)).fetchone()[0]
+        self._delete(draft_id)
+        if save_to_sent_items:
+            self._insert(mailbox, "sentitems", sent, attachments, mime)
+        delivered = {**sent, "isRead": False}
+        delivered.pop("bccRecipients", None)
+        seen = set()
+        for name in ("toRecipients", "ccRecipients", "bccRecipients"):
+            for r in message.get(name, []):
+                address = r["emailAddress"]["address"]
+                if address.lower() in seen:
+                    continue
+                seen.add(address.lower())
+                inbox = self._recipient_mailbox(address, r["emailAddress"].get("name", ""))
+                self._insert(inbox, "inbox", delivered, attachments, mime)
+
+    def _delete(self, message_id: str) -> None:
+        self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        self._db.execute("DELETE FROM attachments WHERE message_id = ?", (message_id,))
+
+    def load(self, mailbox: Mailbox, message_id: str) -> tuple[dict, str]:
+        with self._lock:
+            row = self._db.execute("SELECT data, folder FROM messages WHERE id = ? AND mailbox_id = ?",
+                                   (message_id, mailbox.id)).fetchone()
+        if row is None:
+            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        return json.loads(row[0]), row[1]
+
+    def attachments(self, message_id: str, with_content: bool = False) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, content_type, size, is_inline, content_id, content FROM attachments "
+                "WHERE message_id = ? ORDER BY position", (message_id,)).fetchall()
+        out = []
+        for att_id, name, content_type, size, inline, cid, content in rows:
+            item = {"id": att_id, "name": name, "contentType": content_type, "size": size,
+                    "isInline": bool(inline), "contentId": cid, "sha256": hashlib.sha256(content).hexdigest()}
+            if with_content:
+                item["content"] = bytes(content)
+            out.append(item)
+        return out
+
+    def list_folder(self, mailbox: Mailbox, folder: str, top: int | None = None) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM messages WHERE mailbox_id = ? AND folder = ? ORDER BY created DESC LIMIT ?",
+                (mailbox.id, folder, top if top is not None else -1)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def folder_counts(self, mailbox: Mailbox) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT folder, COUNT(*) FROM messages WHERE mailbox_id = ? GROUP BY folder",
+                                    (mailbox.id,)).fetchall()
+        return dict(rows)
+
+    def find_message(self, message_id: str) -> tuple[Mailbox, dict, str] | None:
+        """For the inspection API: a message by id in any mailbox."""
+        with self._lock:
+            row = self._db.execute("SELECT mailbox_id, data, folder, mime FROM messages WHERE id = ?",
+                                   (message_id,)).fetchone()
+        if row is None:
+            return None
+        return self.find_mailbox(row[0]), json.loads(row[1]), row[2]
+
+    def raw_mime(self, message_id: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT mime FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return bytes(row[0]) if row and row[0] else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.executescript("DELETE FROM messages; DELETE FROM attachments; "
+                                   "DELETE FROM mailboxes WHERE is_user = 0;")
+
+    def web_link(self, base_url: str, message_id: str) -> str:
+        return f"{base_url}/owa/?ItemID={quote(message_id, safe='')}&exvsurl=1&viewmodel=ReadMessageItem"
+

@@ -1,0 +1,37 @@
+"""URL table: which handler answers which method and path (Graph's segments are case-insensitive)."""
+
+from __future__ import annotations
+
+import re
+
+_USER = r"/(?P<version>v1\.0|beta)/(?:me|users/(?P<user>[^/]+))"
+_FOLDER = r"/mailFolders/(?P<folder>[^/]+)"
+
+ROUTES = [
+    ("GET", r"/(?P<tenant>[^/_][^/]*)/v2\.0/\.well-known/openid-configuration", "openid_configuration"),
+    ("POST", r"/(?P<tenant>[^/_][^/]*)/oauth2/v2\.0/token", "token"),
+    ("POST", _USER + r"/sendMail", "send_mail"),
+    ("POST", _USER + r"/messages", "create_message"),
+    ("POST", _USER + _FOLDER + r"/messages", "create_message"),
+    ("GET", _USER + r"/messages", "list_messages"),
+    ("GET", _USER + _FOLDER + r"/messages", "list_messages"),
+    ("GET", _USER + r"/messages/(?P<id>[^/]+)", "get_message"),
+    ("POST", _USER + r"/messages/(?P<id>[^/]+)/send", "send_draft"),
+    ("GET", r"/_emulator/mailboxes", "inspect_mailboxes"),
+    ("GET", r"/_emulator/mailboxes/(?P<mailbox>[^/]+)/(?P<folder>[^/]+)", "inspect_folder"),
+    ("GET", r"/_emulator/messages/(?P<id>[^/]+)\.eml", "inspect_eml"),
+    ("GET", r"/_emulator/messages/(?P<id>[^/]+)", "inspect_message"),
+    ("GET", r"/_emulator/requests", "inspect_requests"),
+    ("POST", r"/_emulator/reset", "reset"),
+    ("GET", r"/owa/", "web_link"),
+]
+COMPILED = [(method, re.compile(f"^{pattern}$", re.IGNORECASE), name) for method, pattern, name in ROUTES]
+
+
+def match(method: str, path: str) -> tuple[str, dict] | None:
+    """(handler name, path parameters), or None when no route has this path at all."""
+    for route_method, pattern, name in COMPILED:
+        found = pattern.match(path)
+        if found and route_method == method:
+            return name, found.groupdict()
+    return None

@@ -1,0 +1,257 @@
+"""GraphEmulator: the HTTPS server, its tenant configuration, and the inspection helpers tests use."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import secrets
+import ssl
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+from airflow_graph_mail.emulator import mime as mime_io
+from airflow_graph_mail.emulator.models import App, MailStore
+from airflow_graph_mail.emulator.responses import (
+    Handlers, Request, Response, attachment_json, graph_error,
+)
+from airflow_graph_mail.emulator.routes import match
+from airflow_graph_mail.emulator.rules import GraphError
+from airflow_graph_mail.emulator.tls import ensure_certificates
+from airflow_graph_mail.emulator.tokens import TokenIssuer
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "emulator.json"
+CONNECTION_FILE = "airflow-connection.json"
+DEFAULT_SENDER = "airflow@contoso.com"
+_DRAIN_CHUNK = 1024 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "GraphMailEmulator/1.0"
+
+    def _handle(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        emulator = self.server.emulator
+        oversize = length > emulator.max_request_bytes
+        if oversize:  # read it all so the connection stays usable; the handler refuses it
+            remaining = length
+            while remaining > 0:
+                chunk = self.rfile.read(min(_DRAIN_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            body = b""
+        else:
+            body = self.rfile.read(length) if length else b""
+        request = Request.build(self.command, self.path, self.headers, body)
+        request.oversize = oversize
+        response = emulator.dispatch(request)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if response.body:
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+class GraphEmulator:
+    """A local Microsoft Graph mail service and Entra-like authority on https://127.0.0.1:PORT.
+
+    With ``state_dir`` the mailboxes, CA and app credentials persist there; without it all is in memory
+    (the CA still needs files, so it goes to a temporary directory).
+    """
+
+    max_request_bytes = 4 * 1024 * 1024
+
+    def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0,
+                 token_lifetime: int = 3600, sendmail_status: int = 202, senders: tuple[str, ...] = ()):
+        self.state_dir = Path(state_dir) if state_dir else None
+        self._tmp = None if self.state_dir else tempfile.TemporaryDirectory(prefix="graph-emulator-")
+        self.files_dir = self.state_dir or Path(self._tmp.name)
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.host, self.port = host, port
+        self.token_lifetime = token_lifetime
+        self.sendmail_status = sendmail_status
+        self.issuer = TokenIssuer()
+        config = self._load_config()
+        self.tenant_id = config["tenant_id"]
+        self.tenant_domain = config["tenant_domain"]
+        self.tenant_names = {self.tenant_id.lower(), self.tenant_domain.lower(), "organizations"}
+        self.apps: dict[str, App] = {}
+        self.default_app = self.add_app(config["client_id"], secret=config["client_secret"])
+        self.store = MailStore(str(self.files_dir / "mail.sqlite") if self.state_dir else ":memory:")
+        self.default_sender = config["sender"]
+        for address in (self.default_sender, *senders):
+            self.store.add_user(address)
+        self.request_log: collections.deque = collections.deque(maxlen=20000)
+        self.sends = 0
+        self._sends_lock = threading.Lock()
+        self.handlers = Handlers(self)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.ca_path, self._cert_path, self._key_path = ensure_certificates(self.files_dir / "tls")
+
+    def _load_config(self) -> dict:
+        path = self.files_dir / CONFIG_FILE
+        if self.state_dir and path.exists():
+            return json.loads(path.read_text())
+        config = {"tenant_id": str(uuid.uuid4()), "tenant_domain": "contoso.onmicrosoft.com",
+                  "client_id": str(uuid.uuid4()), "client_secret": secrets.token_urlsafe(30),
+                  "sender": DEFAULT_SENDER}
+        if self.state_dir:
+            path.write_text(json.dumps(config, indent=2))
+            path.chmod(0o600)
+        return config
+
+    # -- configuration -------------------------------------------------------------------------------
+
+    def add_app(self, client_id: str | None = None, *, secret: str | None = None,
+                secret_expires_at: float | None = None, certificate_pem: bytes | None = None,
+                roles=("Mail.Send", "Mail.ReadWrite")) -> App:
+        app = App(self.tenant_id, client_id or str(uuid.uuid4()), roles=set(roles))
+        if secret:
+            app.secrets[secret] = secret_expires_at
+        if certificate_pem:
+            app.certificates.append(certificate_pem)
+        self.apps[app.client_id] = app
+        return app
+
+    def add_user(self, address: str, display_name: str = "", rest_enabled: bool = True):
+        return self.store.add_user(address, display_name, rest_enabled)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def start(self) -> GraphEmulator:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self._cert_path, self._key_path)
+        server = ThreadingHTTPServer((self.host, self.port), _Handler)
+        server.daemon_threads = True
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.emulator = self
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, name="graph-emulator", daemon=True)
+        self._thread.start()
+        if self.state_dir:
+            (self.state_dir / CONNECTION_FILE).write_text(json.dumps(self.connection(), indent=2))
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> GraphEmulator:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def connection(self, app: App | None = None, sender: str | None = None) -> dict:
+        """A ready Airflow connection (the JSON form of AIRFLOW_CONN_GRAPH_MAIL_DEFAULT) for this emulator."""
+        app = app or self.default_app
+        return {
+            "conn_type": "graph_mail",
+            "login": app.client_id,
+            "password": next(iter(app.secrets), None),
+            "extra": {"tenant_id": self.tenant_id, "sender": sender or self.default_sender,
+                      "graph_url": self.base_url, "authority_url": self.base_url, "ca_bundle": str(self.ca_path)},
+        }
+
+    # -- requests ------------------------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> Response:
+        found = match(request.method, request.path)
+        try:
+            if found is None:
+                raise GraphError(400, "BadRequest", f"Resource not found for the segment '{request.path}'.")
+            name, params = found
+            request.params = {k: unquote(v) if v is not None else None for k, v in params.items()}
+            response = getattr(self.handlers, name)(request)
+        except GraphError as err:
+            response = graph_error(err, request)
+        except Exception:  # an emulator bug must look like a server error, not a hung client
+            log.exception("emulator failed on %s %s", request.method, request.path)
+            response = graph_error(GraphError(500, "InternalServerError", "The emulator failed."), request)
+        response.headers.setdefault("request-id", str(uuid.uuid4()))
+        if "client-request-id" in request.headers:
+            response.headers["client-request-id"] = request.headers["client-request-id"]
+        if not request.path.startswith("/_emulator"):
+            self.request_log.append({"time": time.time(), "method": request.method, "path": request.path,
+                                     "status": response.status,
+                                     "client_request_id": request.headers.get("client-request-id", "")})
+        return response
+
+    def count_send(self) -> None:
+        with self._sends_lock:
+            self.sends += 1
+
+    # -- inspection ----------------------------------------------------------------------------------
+
+    def full_message(self, message_id: str, with_content: bool = False) -> dict | None:
+        found = self.store.find_message(message_id)
+        if found is None:
+            return None
+        mailbox, message, folder = found
+        attachments = self.store.attachments(message_id, with_content=with_content)
+        return {**message, "mailbox": mailbox.address, "folder": folder,
+                "webLink": self.store.web_link(self.base_url, message_id),
+                "attachments": [attachment_json(a, with_content) for a in attachments]}
+
+    def messages(self, address: str, folder: str = "inbox", with_content: bool = True) -> list[dict]:
+        mailbox = self.store.find_mailbox(address)
+        if mailbox is None:
+            return []
+        return [self.full_message(m["id"], with_content) for m in self.store.list_folder(mailbox, folder)]
+
+    def attachment_bytes(self, message_id: str) -> dict[str, bytes]:
+        return {a["name"]: a["content"] for a in self.store.attachments(message_id, with_content=True)}
+
+    def eml(self, message_id: str) -> bytes | None:
+        """The original MIME when the message arrived as MIME, else one built from what was stored."""
+        found = self.store.find_message(message_id)
+        if found is None:
+            return None
+        raw = self.store.raw_mime(message_id)
+        return raw or mime_io.build_eml(found[1], self.store.attachments(message_id, with_content=True))
+
+    def export_eml(self, address: str, directory: str | Path, folder: str = "inbox") -> list[Path]:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, message in enumerate(reversed(self.messages(address, folder, with_content=False)), 1):
+            path = directory / f"{index:04d}-{message['id'][-12:]}.eml"
+            path.write_bytes(self.eml(message["id"]))
+            paths.append(path)
+        return paths
+
+    @property
+    def side_effect_requests(self) -> list[dict]:
+        """Logged Graph calls that could change a mailbox (any non-GET), for 'nothing was sent' checks."""
+        return [r for r in self.request_log if r["method"] != "GET" and "/oauth2/" not in r["path"]]
+
+    def reset(self) -> None:
+        self.store.clear()
+        self.request_log.clear()
+        self.sends = 0

@@ -1,0 +1,106 @@
+"""JSON Web Tokens as Entra issues them (RS256 access tokens) and as apps sign them (client assertions)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+
+class TokenInvalid(Exception):
+    """Why a token was refused, in words close to Graph's own."""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def split_jwt(token: str) -> tuple[dict, dict, bytes, bytes]:
+    try:
+        head, body, signature = token.split(".")
+        return (json.loads(b64url_decode(head)), json.loads(b64url_decode(body)),
+                f"{head}.{body}".encode("ascii"), b64url_decode(signature))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise TokenInvalid("IDX14100: JWT is not well formed.") from err
+
+
+def _verify_rsa(public_key, alg: str, signed: bytes, signature: bytes) -> None:
+    pad = {"RS256": padding.PKCS1v15(),
+           "PS256": padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)}
+    if alg not in pad:
+        raise TokenInvalid(f"unsupported signing algorithm {alg!r}")
+    try:
+        public_key.verify(signature, signed, pad[alg], hashes.SHA256())
+    except InvalidSignature as err:
+        raise TokenInvalid("signature validation failed") from err
+
+
+class TokenIssuer:
+    """Signs access tokens with a key made at start; only this emulator instance accepts them."""
+
+    def __init__(self):
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = uuid.uuid4().hex
+
+    def issue(self, claims: dict, lifetime: int) -> str:
+        now = int(time.time())
+        payload = {"iat": now, "nbf": now, "exp": now + lifetime, "uti": uuid.uuid4().hex, **claims}
+        header = {"typ": "JWT", "alg": "RS256", "kid": self.kid}
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
+        signature = self._key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{b64url(signature)}"
+
+    def verify(self, token: str, audience: str) -> dict:
+        header, claims, signed, signature = split_jwt(token)
+        if header.get("kid") != self.kid:
+            raise TokenInvalid("Access token validation failure. Invalid signing key.")
+        _verify_rsa(self._key.public_key(), header.get("alg", ""), signed, signature)
+        if claims.get("exp", 0) < time.time():
+            raise TokenInvalid("Lifetime validation failed, the token is expired.")
+        if claims.get("aud") != audience:
+            raise TokenInvalid("Access token validation failure. Invalid audience.")
+        return claims
+
+
+def certificate_thumbprints(pem: bytes) -> tuple[x509.Certificate, str, str]:
+    """(certificate, SHA-1 hex, SHA-256 hex) as Entra stores an uploaded certificate."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return certificate, hashlib.sha1(der).hexdigest(), hashlib.sha256(der).hexdigest()
+
+
+def verify_client_assertion(assertion: str, certificates: list[bytes], client_id: str, audience: str) -> None:
+    """An app's signed JWT: header x5t/x5t#S256 names one of its certificates; iss=sub=client id; aud=token URL."""
+    header, claims, signed, signature = split_jwt(assertion)
+    wanted = {header.get("x5t"), header.get("x5t#S256")} - {None}
+    for pem in certificates:
+        certificate, sha1, sha256 = certificate_thumbprints(pem)
+        if {b64url(bytes.fromhex(sha1)), b64url(bytes.fromhex(sha256))} & wanted:
+            break
+    else:
+        raise TokenInvalid(
+            f"AADSTS700027: The certificate with identifier used to sign the client assertion is not "
+            f"registered on application. [Reason - The key was not found., Thumbprint of key used by client: "
+            f"'{next(iter(wanted), '')}']"
+        )
+    try:
+        _verify_rsa(certificate.public_key(), header.get("alg", ""), signed, signature)
+    except TokenInvalid as err:
+        raise TokenInvalid(f"AADSTS700027: Client assertion failed signature validation. {err}") from err
+    if claims.get("iss") != client_id or claims.get("sub") != client_id:
+        raise TokenInvalid("AADSTS700023: Client assertion audience claim does not match Realm issuer.")
+    if claims.get("aud") != audience:
+        raise TokenInvalid(f"AADSTS700016: The client assertion audience must be {audience}.")
+    if claims.get("exp", 0) < time.time():
+        raise TokenInvalid("AADSTS700024: Client assertion is not within its valid time range.")

@@ -1,0 +1,1 @@
+"""Talking to Microsoft Graph: HTTP, tokens, clouds and errors. No Airflow here."""

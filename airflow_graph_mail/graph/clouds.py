@@ -1,0 +1,36 @@
+"""National clouds: each has its own Graph host and Entra authority; tokens do not cross them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Cloud:
+    name: str
+    graph_url: str
+    authority_url: str
+
+    @property
+    def scope(self) -> str:
+        return scope_for(self.graph_url)
+
+
+CLOUDS = {
+    "global": Cloud("global", "https://graph.microsoft.com", "https://login.microsoftonline.com"),
+    "usgov": Cloud("usgov", "https://graph.microsoft.us", "https://login.microsoftonline.us"),
+    "usgov-dod": Cloud("usgov-dod", "https://dod-graph.microsoft.us", "https://login.microsoftonline.us"),
+    "china": Cloud("china", "https://microsoftgraph.chinacloudapi.cn", "https://login.chinacloudapi.cn"),
+}
+
+
+def scope_for(graph_url: str) -> str:
+    """App-only tokens ask for the resource's '.default' scope on the cloud's own Graph host."""
+    return graph_url.rstrip("/") + "/.default"
+
+
+def get_cloud(name: str | None) -> Cloud:
+    key = (name or "global").strip().lower()
+    if key not in CLOUDS:
+        raise ValueError(f"cloud: unknown cloud {name!r}; use one of {', '.join(CLOUDS)}")
+    return CLOUDS[key]
