@@ -1,0 +1,175 @@
+"""GraphMailHook: an Airflow connection (app registration, cloud, sender) -> a GraphMailClient."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_graph_mail.graph.errors import GraphConfigError, GraphMailError
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+    from airflow_graph_mail.graph.client import GraphMailClient
+    from airflow_graph_mail.mail.message import Message
+
+
+def _check_url(field: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise GraphConfigError(f"{field}: {url!r} is not a URL; expected https://host")
+    if parts.scheme == "http":
+        try:
+            loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise GraphConfigError(f"{field}: plain http:// is allowed only for a loopback host; use https://")
+    return url.rstrip("/")
+
+
+def _roles_in(token: str) -> list[str]:
+    """Application roles (or delegated scopes) from an access token's claims, without verifying it."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return []
+    return list(claims.get("roles") or []) + (claims.get("scp") or "").split()
+
+
+class GraphMailHook(BaseHook):
+    """Send mail, create and send drafts through Microsoft Graph with an app registration.
+
+    Connection: login = client id, password = client secret (or a certificate in the extras),
+    extras ``tenant_id``, ``sender``, ``cloud``, ``graph_url``, ``authority_url``, ``api_version``,
+    ``ca_bundle``, ``certificate_path``, ``certificate_private_key``, ``certificate_passphrase``, ``timeout``.
+
+    :param graph_mail_conn_id: the Airflow connection to use.
+    """
+
+    conn_name_attr = "graph_mail_conn_id"
+    default_conn_name = "graph_mail_default"
+    conn_type = "graph_mail"
+    hook_name = "Microsoft Graph Mail"
+
+    def __init__(self, graph_mail_conn_id: str = default_conn_name, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.graph_mail_conn_id = graph_mail_conn_id
+
+    @cached_property
+    def client(self) -> GraphMailClient:
+        return self.get_conn()
+
+    def get_conn(self) -> GraphMailClient:
+        """Build the client from the connection; every field is checked before any request."""
+        from airflow_graph_mail.graph.auth import ClientCredential, load_certificate
+        from airflow_graph_mail.graph.client import GraphMailClient
+        from airflow_graph_mail.graph.clouds import get_cloud, scope_for
+        from airflow_graph_mail.graph.session import build_session
+
+        conn = self.get_connection(self.graph_mail_conn_id)
+        extra = conn.extra_dejson
+        where = f"connection {self.graph_mail_conn_id!r}"
+        client_id = (conn.login or extra.get("client_id") or "").strip()
+        tenant_id = str(extra.get("tenant_id") or "").strip()
+        if not client_id:
+            raise GraphConfigError(f"{where}: login (the app's client id) is empty")
+        if not tenant_id:
+            raise GraphConfigError(f"{where}: extra 'tenant_id' is empty; set the directory (tenant) id")
+        try:
+            cloud = get_cloud(extra.get("cloud"))
+        except ValueError as err:
+            raise GraphConfigError(f"{where}: {err}") from None
+        graph_url = _check_url("graph_url", extra.get("graph_url") or cloud.graph_url)
+        authority_url = _check_url("authority_url", extra.get("authority_url") or cloud.authority_url)
+
+        certificate = None
+        cert_path, cert_inline = extra.get("certificate_path"), extra.get("certificate_private_key")
+        if conn.password and (cert_path or cert_inline):
+            raise GraphConfigError(f"{where}: both a client secret (password) and a certificate are set; "
+                                   "remove one of them")
+        if cert_path and cert_inline:
+            raise GraphConfigError(f"{where}: both certificate_path and certificate_private_key are set; "
+                                   "remove one of them")
+        if cert_path:
+            path = Path(cert_path).expanduser()
+            if not path.is_file():
+                raise GraphConfigError(f"{where}: certificate_path {str(path)!r} is not a readable file")
+            certificate = load_certificate(path.read_bytes(), extra.get("certificate_passphrase"))
+        elif cert_inline:
+            certificate = load_certificate(str(cert_inline).encode("ascii"), extra.get("certificate_passphrase"))
+        elif not conn.password:
+            raise GraphConfigError(f"{where}: no credential; set the password (client secret) or a "
+                                   "certificate (certificate_path or certificate_private_key)")
+
+        ca_bundle = extra.get("ca_bundle")
+        if ca_bundle and not Path(ca_bundle).expanduser().is_file():
+            raise GraphConfigError(f"{where}: ca_bundle {ca_bundle!r} is not a file")
+        session = build_session(verify=str(Path(ca_bundle).expanduser()) if ca_bundle else True,
+                                proxies=extra.get("proxies"))
+        credential = ClientCredential(
+            tenant_id=tenant_id, client_id=client_id, authority_url=authority_url, scope=scope_for(graph_url),
+            session=session, client_secret=None if certificate else conn.password, certificate=certificate,
+        )
+        return GraphMailClient(session, credential, graph_url, api_version=extra.get("api_version") or "v1.0",
+                               default_sender=extra.get("sender"), timeout=float(extra.get("timeout") or 60))
+
+    # -- mail ----------------------------------------------------------------------------------------
+
+    def send_mail(self, message: Message | dict, *, sender: str | None = None,
+                  save_to_sent_items: bool = True) -> None:
+        """sendMail with a Message or a dict in Graph's own message shape."""
+        self.client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items)
+        self.log.info("Sent %s from %s", _describe(message), sender or self.client.default_sender)
+
+    def send_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None) -> None:
+        self.client.send_mime(mime, sender=sender)
+        self.log.info("Sent a MIME message from %s", sender or self.client.default_sender)
+
+    def create_draft(self, message: Message | dict, *, sender: str | None = None,
+                     folder: str | None = None) -> dict[str, Any]:
+        draft = self.client.create_draft(message, sender=sender, folder=folder)
+        self.log.info("Created draft %s: %s", draft.get("id"), draft.get("webLink"))
+        return draft
+
+    def create_draft_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None,
+                          folder: str | None = None) -> dict[str, Any]:
+        draft = self.client.create_draft_mime(mime, sender=sender, folder=folder)
+        self.log.info("Created draft %s from MIME: %s", draft.get("id"), draft.get("webLink"))
+        return draft
+
+    def send_draft(self, message_id: str, *, sender: str | None = None) -> None:
+        self.client.send_draft(message_id, sender=sender)
+        self.log.info("Sent draft %s", message_id)
+
+    def get_message(self, message_id: str, *, sender: str | None = None) -> dict[str, Any]:
+        return self.client.get_message(message_id, sender=sender)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Acquire a token and report its mail permissions; touches no mailbox."""
+        try:
+            token = self.client.credential.get_token()
+        except GraphMailError as err:
+            return False, str(err)
+        roles = _roles_in(token)
+        missing = [r for r in ("Mail.Send", "Mail.ReadWrite") if r not in roles]
+        granted = ", ".join(sorted(roles)) or "none"
+        if missing:
+            return True, (f"Token acquired; permissions granted: {granted}. Missing: {', '.join(missing)} "
+                          "(Mail.Send is needed to send, Mail.ReadWrite for drafts).")
+        return True, f"Token acquired; permissions granted: {granted}."
+
+
+def _describe(message) -> str:
+    if isinstance(message, dict):
+        subject = next((v for k, v in message.items() if k.lower() == "subject"), "")
+        return f"message {subject!r}"
+    return f"{message.subject!r} to {message.recipient_count} recipient(s)"

@@ -1,0 +1,210 @@
+"""Operators that render a mail from templates and task context and hand it to GraphMailHook.
+
+Importing this module must stay cheap (the scheduler imports DAG files again and again): no msal,
+no requests, no emulator; the hook and the message model are imported where they are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, XCom
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+    from airflow_graph_mail.mail.message import Message
+
+BODY_TEMPLATE_EXT = (".html", ".htm", ".txt", ".j2")
+WEB_LINK_KEY = "web_link"
+DRAFT_ID_KEY = "draft_id"
+
+
+def body_type_for(body: Any) -> str | None:
+    """html for .html/.htm, text for .txt; a .j2 file by the extension before it (report.txt.j2)."""
+    if not isinstance(body, str):
+        return None
+    name = body.lower()
+    if name.endswith(".j2"):
+        name = name[: -len(".j2")]
+        return "text" if name.endswith(".txt") else "html"
+    if name.endswith((".html", ".htm")):
+        return "html"
+    if name.endswith(".txt"):
+        return "text"
+    return None
+
+
+class OpenInOutlookLink(BaseOperatorLink):
+    """The draft's webLink, pushed to XCom by GraphDraftOperator."""
+
+    name = "Open in Outlook"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        return XCom.get_value(key=WEB_LINK_KEY, ti_key=ti_key) or ""
+
+
+class _GraphMessageOperator(BaseOperator):
+    """Fields shared by the send and draft operators; only ``body`` may name a template file."""
+
+    template_fields: Sequence[str] = (
+        "to", "cc", "bcc", "reply_to", "subject", "body", "body_type", "attachments", "importance",
+        "headers", "sender",
+    )
+    template_ext: Sequence[str] = BODY_TEMPLATE_EXT
+    template_fields_renderers = {"body": "html", "headers": "json", "attachments": "py"}
+    ui_color = "#cfe4f7"
+
+    def __init__(
+        self,
+        *,
+        to: str | list[str] | None = None,
+        subject: str = "",
+        body: str = "",
+        body_type: str | None = None,
+        cc: str | list[str] | None = None,
+        bcc: str | list[str] | None = None,
+        reply_to: str | list[str] | None = None,
+        attachments: str | list | None = None,
+        importance: str = "normal",
+        headers: dict[str, str] | None = None,
+        sender: str | None = None,
+        graph_mail_conn_id: str = "graph_mail_default",
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.to = to
+        self.cc = cc
+        self.bcc = bcc
+        self.reply_to = reply_to
+        self.subject = subject
+        self.body = body
+        self.body_type = body_type or body_type_for(body) or "html"
+        self.attachments = [attachments] if isinstance(attachments, str) else (attachments or [])
+        self.importance = importance
+        self.headers = headers or {}
+        self.sender = sender
+        self.graph_mail_conn_id = graph_mail_conn_id
+
+    # Airflow treats any templated string ending in a template extension as a file to load; for us
+    # only the body is one. "summary.txt" in attachments is a path to attach, not a template.
+    def resolve_template_files(self) -> None:
+        if isinstance(self.body, str) and self.body.endswith(tuple(self.template_ext)):
+            env = self.get_template_env()
+            try:
+                self.body = env.loader.get_source(env, self.body)[0]
+            except Exception:  # rendering will raise TemplateNotFound with the name, before any request
+                self.log.debug("body template %s not found at parse time", self.body)
+        self.prepare_template()
+
+    def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
+        if parent is not self:
+            return super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        fields = list(template_fields)
+        super()._do_render_template_fields(parent, [f for f in fields if f == "body"], context, jinja_env,
+                                           seen_oids)
+        self._strings_only = True
+        try:
+            super()._do_render_template_fields(parent, [f for f in fields if f != "body"], context, jinja_env,
+                                               seen_oids)
+        finally:
+            self._strings_only = False
+
+    def render_template(self, content, context, jinja_env=None, seen_oids=None):
+        if getattr(self, "_strings_only", False) and isinstance(content, str):
+            return self._render((jinja_env or self.get_template_env()).from_string(content), context)
+        return super().render_template(content, context, jinja_env, seen_oids)
+
+    def build_message(self) -> Message:
+        """Every field checked here, before the hook is even created."""
+        from airflow_graph_mail.mail.message import Message
+
+        return Message(
+            to=self.to, cc=self.cc, bcc=self.bcc, reply_to=self.reply_to, subject=self.subject,
+            body=self.body, body_type=self.body_type, attachments=self.attachments,
+            importance=self.importance, headers=self.headers,
+        )
+
+    def get_hook(self) -> GraphMailHook:
+        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+        return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
+
+
+class GraphSendMailOperator(_GraphMessageOperator):
+    """Send a mail through Microsoft Graph (sendMail).
+
+    :param to: recipients: "Ann <ann@x.com>, bob@y.com" (',' or ';') or a list. (templated)
+    :param subject: subject line. (templated)
+    :param body: the body as an inline Jinja string, or a template file ending in .html, .htm, .txt
+        or .j2, looked up next to the DAG file or in the DAG's template_searchpath. (templated)
+    :param body_type: "html" or "text"; by default from the template file's extension, else html.
+    :param cc: carbon-copy recipients. (templated)
+    :param bcc: blind-copy recipients. (templated)
+    :param reply_to: addresses replies go to. (templated)
+    :param attachments: file paths (or (name, bytes) pairs) to attach. (templated)
+    :param importance: "low", "normal" or "high". (templated)
+    :param headers: custom internet headers; names must start with "x-". (templated)
+    :param sender: the mailbox to send from; defaults to the connection's ``sender``. (templated)
+    :param save_to_sent_items: keep a copy in the sender's Sent Items.
+    :param graph_mail_conn_id: the Airflow connection to use.
+    """
+
+    def __init__(self, *, save_to_sent_items: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.save_to_sent_items = save_to_sent_items
+
+    def execute(self, context: Context) -> None:
+        message = self.build_message()
+        message.require_recipients()
+        self.get_hook().send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items)
+
+
+class GraphDraftOperator(_GraphMessageOperator):
+    """Create a draft for a person to review in Outlook; pushes its id and webLink to XCom.
+
+    Takes the same fields as GraphSendMailOperator (recipients may be empty on a draft).
+
+    :param folder: the mail folder for the draft (default: Drafts). (templated)
+    :return: ``{"id": ..., "web_link": ...}``, also pushed as XComs ``draft_id`` and ``web_link``.
+    """
+
+    template_fields: Sequence[str] = (*_GraphMessageOperator.template_fields, "folder")
+    operator_extra_links = (OpenInOutlookLink(),)
+
+    def __init__(self, *, folder: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.folder = folder
+
+    def execute(self, context: Context) -> dict[str, str]:
+        draft = self.get_hook().create_draft(self.build_message(), sender=self.sender, folder=self.folder)
+        ti = context["ti"]
+        ti.xcom_push(key=DRAFT_ID_KEY, value=draft["id"])
+        ti.xcom_push(key=WEB_LINK_KEY, value=draft.get("webLink", ""))
+        return {"id": draft["id"], "web_link": draft.get("webLink", "")}
+
+
+class GraphSendDraftOperator(BaseOperator):
+    """Send an existing draft by id, e.g. ``"{{ ti.xcom_pull('make_draft', key='draft_id') }}"``.
+
+    :param message_id: the draft's id. (templated)
+    :param sender: the mailbox holding the draft; defaults to the connection's ``sender``. (templated)
+    :param graph_mail_conn_id: the Airflow connection to use.
+    """
+
+    template_fields: Sequence[str] = ("message_id", "sender")
+    ui_color = "#cfe4f7"
+
+    def __init__(self, *, message_id: str, sender: str | None = None,
+                 graph_mail_conn_id: str = "graph_mail_default", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.message_id = message_id
+        self.sender = sender
+        self.graph_mail_conn_id = graph_mail_conn_id
+
+    def execute(self, context: Context) -> None:
+        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+        GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id).send_draft(self.message_id, sender=self.sender)
