@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, make_msgid
 
 from airflow_graph_mail.mail.attachments import Attachment, as_attachment
 from airflow_graph_mail.mail.errors import MessageValidationError
@@ -94,7 +94,7 @@ class Message:
         for name, header in (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"), ("reply_to", "Reply-To")):
             recipients = getattr(self, name)
             if recipients:
-                mime[header] = ", ".join(str(r) for r in recipients)
+                mime[header] = ", ".join(formataddr((r.name, r.address)) for r in recipients)
         mime["Subject"] = self.subject
         mime["Date"] = formatdate(localtime=False)
         mime["Message-ID"] = make_msgid()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email.utils import getaddresses
 
 from airflow_graph_mail.mail.errors import MessageValidationError
 
@@ -36,14 +35,40 @@ def is_valid_address(address: str) -> bool:
     return bool(_ADDRESS.match(address)) and len(address) <= 320
 
 
-def _split_semicolons(text: str) -> str:
-    """';' is a separator only outside quoted display names."""
-    out, quoted = [], False
+def _split(text: str) -> list[str]:
+    """Split on ',' and ';' outside quoted display names and <...>; nothing is merged or dropped."""
+    parts, current, quoted, bracket, escaped = [], [], False, False, False
     for char in text:
-        if char == '"':
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"' and not bracket:
             quoted = not quoted
-        out.append("," if char == ";" and not quoted else char)
-    return "".join(out)
+        elif char == "<" and not quoted:
+            bracket = True
+        elif char == ">" and not quoted:
+            bracket = False
+        elif char in ",;" and not quoted and not bracket:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+_NAMED = re.compile(r"^(?P<name>.*?)\s*<(?P<address>[^<>]*)>$", re.DOTALL)
+
+
+def _parse_one(text: str) -> Recipient:
+    found = _NAMED.match(text)
+    if not found:
+        return Recipient(address=text)
+    name = found["name"].strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    return Recipient(address=found["address"].strip(), name=name.strip())
 
 
 def _entries(value: str | Recipient | Iterable) -> Iterable[str | Recipient]:
@@ -74,18 +99,12 @@ def parse_recipients(value, field: str = "to") -> list[Recipient]:
             raise MessageValidationError(field, f"expected an e-mail address string, got {type(entry).__name__}")
         if "\r" in entry or "\n" in entry:
             raise MessageValidationError(field, f"line break in recipient {entry!r}")
-        text = _split_semicolons(entry).strip()
-        if not text:
-            continue
-        for name, address in getaddresses([text]):
-            if not name and not address:
-                raise MessageValidationError(field, f"cannot read an address in {entry!r}")
-            found.append(Recipient(address=address.strip(), name=name.strip()))
+        found.extend(_parse_one(part) for part in _split(entry))
     unique: dict[str, Recipient] = {}
     for recipient in found:
         if not is_valid_address(recipient.address):
             raise MessageValidationError(
-                field, f"{str(recipient) or repr(recipient.address)!s} is not a valid e-mail address"
+                field, f"{recipient.address!r} is not a valid e-mail address"
             )
         unique.setdefault(recipient.address.lower(), recipient)
     return list(unique.values())

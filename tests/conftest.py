@@ -1,0 +1,59 @@
+"""Shared fixtures: the in-process emulator, a hook wired to it, and a migrated Airflow home."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+pytest_plugins = ["airflow_graph_mail.emulator.pytest_plugin"]
+
+
+@pytest.fixture
+def connect(graph_emulator, monkeypatch):
+    """connect(conn_id="graph_mail_default", **changes) -> GraphMailHook on the emulator's connection."""
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+    def _connect(conn_id: str = "graph_mail_default", *, extra: dict | None = None, **fields):
+        conn = graph_emulator.connection()
+        conn.update(fields)
+        conn["extra"] = {k: v for k, v in {**conn["extra"], **(extra or {})}.items() if v is not None}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        return GraphMailHook(graph_mail_conn_id=conn_id)
+
+    return _connect
+
+
+@pytest.fixture
+def hook(connect):
+    return connect()
+
+
+@pytest.fixture(scope="session")
+def airflow_template_home(tmp_path_factory):
+    """One migrated metadata DB, copied into each test's own AIRFLOW_HOME."""
+    from airflow_env import migrate
+
+    home = tmp_path_factory.mktemp("airflow-template")
+    migrate(home)
+    return home
+
+
+@pytest.fixture
+def run_dag(airflow_template_home, graph_emulator, tmp_path):
+    """run_dag(dag_id, dags_folder=..., **env) -> CompletedProcess of `airflow dags test` against the emulator."""
+    from airflow_env import airflow_env, dags_test, migrate
+
+    def _run(dag_id: str, dags_folder: Path = ROOT / "example_dags", **env):
+        home = tmp_path / "airflow"
+        migrate(home, template=airflow_template_home)
+        environment = airflow_env(home, graph_emulator.connection(), dags_folder,
+                                  REPORT_OUTPUT_DIR=str(tmp_path / "reports"), **env)
+        return dags_test(dag_id, environment)
+
+    return _run

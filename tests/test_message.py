@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import base64
+from email import policy
+from email.parser import BytesParser
+
+import pytest
+
+from airflow_graph_mail.mail.attachments import Attachment
+from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.mail.message import Message, graph_message
+
+
+def test_graph_json_shape():
+    msg = Message(to="Ann <ann@example.com>", cc=["c@example.com"], subject="S", body="<b>hi</b>",
+                  attachments=[("r.csv", b"a,b\n")], importance="HIGH", headers={"x-run": "1"})
+    graph = msg.to_graph()
+    assert graph["toRecipients"] == [{"emailAddress": {"address": "ann@example.com", "name": "Ann"}}]
+    assert graph["ccRecipients"] == [{"emailAddress": {"address": "c@example.com"}}]
+    assert graph["body"] == {"contentType": "html", "content": "<b>hi</b>"}
+    assert graph["importance"] == "high"
+    assert graph["internetMessageHeaders"] == [{"name": "x-run", "value": "1"}]
+    (att,) = graph["attachments"]
+    assert att["@odata.type"] == "#microsoft.graph.fileAttachment"
+    assert att["contentType"] == "text/csv"
+    assert base64.b64decode(att["contentBytes"]) == b"a,b\n"
+    assert "bccRecipients" not in graph
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"subject": "a\r\nBcc: x@example.com"}, "subject"),
+    ({"body_type": "markdown"}, "body_type"),
+    ({"importance": "urgent"}, "importance"),
+    ({"headers": {"Reply-To": "x@example.com"}}, "headers"),
+    ({"headers": {"x-ok": "a\nb"}}, "headers[x-ok]"),
+    ({"to": "nobody"}, "to"),
+    ({"attachments": ["/no/such/file.csv"]}, "attachments"),
+    ({"attachments": [42]}, "attachments"),
+])
+def test_bad_fields_are_named(kwargs, field):
+    with pytest.raises(MessageValidationError) as err:
+        Message(**{"to": "a@example.com", **kwargs})
+    assert err.value.field == field
+
+
+def test_attachment_directory_refused(tmp_path):
+    with pytest.raises(MessageValidationError, match="not a regular file"):
+        Attachment.from_path(tmp_path)
+
+
+def test_require_recipients():
+    with pytest.raises(MessageValidationError, match="no recipients"):
+        Message(subject="x").require_recipients()
+
+
+def test_mime_round_trip(tmp_path):
+    report = tmp_path / "report.csv"
+    report.write_bytes(b"x,y\n1,2\n")
+    msg = Message(to='"Doe, Jane" <jane@example.com>', bcc="hidden@example.com", subject="Überblick",
+                  body="plain text", body_type="text", attachments=[report], headers={"x-id": "7"})
+    parsed = BytesParser(policy=policy.default).parsebytes(msg.to_mime(sender="me@example.com"))
+    assert parsed["Subject"] == "Überblick"
+    assert [a.addr_spec for a in parsed["To"].addresses] == ["jane@example.com"]
+    assert parsed["To"].addresses[0].display_name == "Doe, Jane"
+    assert parsed["Bcc"] == "hidden@example.com"
+    assert parsed["x-id"] == "7"
+    assert parsed.get_body(("plain",)).get_content().strip() == "plain text"
+    (att,) = list(parsed.iter_attachments())
+    assert att.get_filename() == "report.csv" and att.get_payload(decode=True) == b"x,y\n1,2\n"
+
+
+def test_graph_dict_is_checked_but_kept():
+    pasted = {"subject": "Meet", "toRecipients": [{"emailAddress": {"address": "frannis@contoso.com"}}]}
+    assert graph_message(pasted, require_recipients=True) is pasted
+    with pytest.raises(MessageValidationError, match="no emailAddress.address"):
+        graph_message({"toRecipients": [{"@odata.type": "microsoft.graph.recipient"}]}, require_recipients=True)
+    with pytest.raises(MessageValidationError, match="no recipients"):
+        graph_message({"subject": "x"}, require_recipients=True)
+    assert graph_message({"subject": "x"}, require_recipients=False) == {"subject": "x"}
