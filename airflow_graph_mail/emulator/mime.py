@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -108,5 +109,7 @@ def build_eml(message: dict, attachments: list[dict]) -> bytes:
         mime.add_attachment(att["content"], maintype=maintype or "application", subtype=subtype or "octet-stream",
                             filename=att["name"], disposition="inline" if att["isInline"] else "attachment",
                             cid=f"<{att['contentId']}>" if att.get("contentId") else None)
+    if mime.is_multipart():  # the same message always exports to the same bytes
+        mime.set_boundary("=_" + hashlib.sha256(message.get("id", "").encode()).hexdigest()[:32])
     return mime.as_bytes()
 

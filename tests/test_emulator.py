@@ -1,0 +1,259 @@
+"""The emulator as Microsoft documents Graph and Entra, checked with plain HTTP (no client code)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+import requests
+
+from airflow_graph_mail.emulator import GraphEmulator
+from airflow_graph_mail.emulator.__main__ import main as emulator_main
+
+
+@pytest.fixture
+def http(graph_emulator):
+    session = requests.Session()
+    session.verify = str(graph_emulator.ca_path)
+    session.trust_env = False
+    return session
+
+
+def get_token(http, emu, client_id=None, secret=None, scope=None):
+    app = emu.default_app
+    return http.post(f"{emu.base_url}/{emu.tenant_id}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": client_id or app.client_id,
+        "client_secret": secret or next(iter(app.secrets)), "scope": scope or f"{emu.base_url}/.default"})
+
+
+@pytest.fixture
+def graph(http, graph_emulator):
+    """graph(method, path, **kw) with a valid app token, on /v1.0/users/{default sender}."""
+    token = get_token(http, graph_emulator).json()["access_token"]
+
+    def call(method, path, *, user=None, version="v1.0", token_override=None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        headers.setdefault("Authorization", f"Bearer {token_override or token}")
+        prefix = f"/{version}/users/{user or graph_emulator.default_sender}" if user != "me" else f"/{version}/me"
+        return http.request(method, graph_emulator.base_url + prefix + path, headers=headers, **kwargs)
+
+    return call
+
+
+def simple(to="ann@example.com", **extra):
+    return {"subject": "Hi", "body": {"contentType": "Text", "content": "x"},
+            "toRecipients": [{"emailAddress": {"address": to}}], **extra}
+
+
+def test_openid_configuration_and_token(http, graph_emulator):
+    conf = http.get(f"{graph_emulator.base_url}/{graph_emulator.tenant_id}/v2.0/.well-known/openid-configuration")
+    assert conf.status_code == 200
+    assert conf.json()["token_endpoint"].endswith("/oauth2/v2.0/token")
+    answer = get_token(http, graph_emulator)
+    assert answer.status_code == 200 and answer.json()["token_type"] == "Bearer"
+    claims = json.loads(base64.urlsafe_b64decode(answer.json()["access_token"].split(".")[1] + "=="))
+    assert set(claims["roles"]) == {"Mail.Send", "Mail.ReadWrite"} and claims["tid"] == graph_emulator.tenant_id
+
+
+def test_token_errors(http, graph_emulator):
+    wrong = get_token(http, graph_emulator, secret="nope")
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    assert "AADSTS7000215" in wrong.json()["error_description"]
+    unknown = get_token(http, graph_emulator, client_id="00000000-0000-0000-0000-000000000001")
+    assert unknown.json()["error"] == "unauthorized_client" and unknown.json()["error_codes"] == [700016]
+    bad_scope = get_token(http, graph_emulator, scope="Mail.Send")
+    assert bad_scope.json()["error"] == "invalid_scope"
+    other_cloud = get_token(http, graph_emulator, scope="https://graph.microsoft.com/.default")
+    assert "AADSTS500011" in other_cloud.json()["error_description"]
+    expired_app = graph_emulator.add_app(secret="old", secret_expires_at=time.time() - 1)
+    expired = get_token(http, graph_emulator, client_id=expired_app.client_id, secret="old")
+    assert "AADSTS7000222" in expired.json()["error_description"]
+
+
+def test_tokens_expire(http, tmp_path):
+    with GraphEmulator(tmp_path, token_lifetime=2) as emu:
+        http.verify = str(emu.ca_path)
+        token = get_token(http, emu).json()["access_token"]
+        url = f"{emu.base_url}/v1.0/users/{emu.default_sender}/messages"
+        assert http.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        time.sleep(2.5)
+        expired = http.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert expired.status_code == 401
+        assert expired.json()["error"]["code"] == "InvalidAuthenticationToken"
+        assert "expired" in expired.json()["error"]["message"]
+
+
+def test_missing_or_forged_token_is_401(graph):
+    assert graph("POST", "/sendMail", json={"message": simple()},
+                 headers={"Authorization": ""}).json()["error"]["code"] == "InvalidAuthenticationToken"
+    forged = graph("POST", "/sendMail", json={"message": simple()}, token_override="a.b.c")
+    assert forged.status_code == 401
+
+
+def test_role_required_per_call(http, graph_emulator, graph):
+    send_only = graph_emulator.add_app(secret="s1", roles=["Mail.Send"])
+    token = get_token(http, graph_emulator, client_id=send_only.client_id, secret="s1").json()["access_token"]
+    assert graph("POST", "/sendMail", json={"message": simple()}, token_override=token).status_code == 202
+    denied = graph("POST", "/messages", json=simple(), token_override=token)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "ErrorAccessDenied"
+    read_write_only = graph_emulator.add_app(secret="s2", roles=["Mail.ReadWrite"])
+    token = get_token(http, graph_emulator, client_id=read_write_only.client_id, secret="s2").json()["access_token"]
+    assert graph("POST", "/sendMail", json={"message": simple()}, token_override=token).status_code == 403
+
+
+def test_error_body_shape(graph):
+    answer = graph("POST", "/messages/nope/send", headers={"client-request-id": "abc"})
+    assert answer.status_code == 404
+    error = answer.json()["error"]
+    assert error["code"] == "ErrorItemNotFound"
+    assert set(error["innerError"]) == {"date", "request-id", "client-request-id"}
+    assert error["innerError"]["client-request-id"] == "abc"
+
+
+def test_parameter_names_and_enums_in_any_case(graph, graph_emulator):
+    body = {"Message": {"Subject": "caps", "Body": {"ContentType": "HTML", "Content": "<p>x</p>"},
+                        "ToRecipients": [{"EmailAddress": {"Address": "ann@example.com"}}],
+                        "Importance": "HIGH"}, "SaveToSentItems": "False"}
+    assert graph("POST", "/sendMail", json=body).status_code == 202
+    (got,) = graph_emulator.messages("ann@example.com")
+    assert got["body"]["contentType"] == "html" and got["importance"] == "high"
+    assert graph_emulator.messages(graph_emulator.default_sender, "sentitems") == []
+
+
+def test_save_to_sent_items_default_true(graph, graph_emulator):
+    assert graph("POST", "/sendMail", json={"message": simple()}).status_code == 202
+    assert len(graph_emulator.messages(graph_emulator.default_sender, "sentitems")) == 1
+
+
+def test_unknown_property_and_bad_enum(graph):
+    unknown = graph("POST", "/sendMail", json={"message": simple(colour="red")})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "RequestBodyRead"
+    assert "colour" in unknown.json()["error"]["message"]
+    bad_enum = graph("POST", "/sendMail", json={"message": simple(importance="urgent")})
+    assert bad_enum.status_code == 400
+
+
+def test_mentions_only_on_beta(graph, graph_emulator):
+    mention = simple(mentions=[{"mentioned": {"name": "Dana", "address": "danas@contoso.com"}}])
+    assert graph("POST", "/sendMail", json={"message": mention}).status_code == 400
+    assert graph("POST", "/sendMail", json={"message": mention}, version="beta").status_code == 202
+    assert graph_emulator.messages("ann@example.com")[0]["mentions"][0]["mentioned"]["name"] == "Dana"
+
+
+def test_recipient_rules(graph):
+    bad = graph("POST", "/sendMail", json={"message": simple(to="not-an-address")})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "ErrorInvalidRecipients"
+    none = graph("POST", "/sendMail", json={"message": {"subject": "x"}})
+    assert none.json()["error"]["code"] == "ErrorInvalidRecipients"
+    many = simple(ccRecipients=[{"emailAddress": {"address": f"u{i}@example.com"}} for i in range(500)])
+    too_many = graph("POST", "/sendMail", json={"message": many})
+    assert too_many.status_code == 400 and too_many.json()["error"]["code"] == "ErrorTooManyRecipients"
+
+
+def test_custom_header_must_start_with_x(graph):
+    answer = graph("POST", "/sendMail", json={"message": simple(
+        internetMessageHeaders=[{"name": "Priority", "value": "1"}])})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "InvalidInternetMessageHeader"
+
+
+def test_request_over_4mb_is_413(graph, graph_emulator):
+    payload = {"message": simple(attachments=[{"@odata.type": "#microsoft.graph.fileAttachment", "name": "big",
+                                               "contentBytes": base64.b64encode(b"x" * 3_200_000).decode()}])}
+    answer = graph("POST", "/sendMail", json=payload)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["message"] == "The maximum request length supported is 4MB."
+    assert graph("POST", "/sendMail", json={"message": simple()}).status_code == 202  # connection still fine
+    assert len(graph_emulator.messages("ann@example.com")) == 1
+
+
+def test_bad_base64_mime(graph):
+    answer = graph("POST", "/sendMail", data=b"%%% not base64 %%%", headers={"Content-Type": "text/plain"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "ErrorMimeContentInvalidBase64String"
+    assert answer.json()["error"]["message"] == "Invalid base64 string for MIME content."
+
+
+def test_me_needs_delegated_token(graph):
+    answer = graph("POST", "/sendMail", user="me", json={"message": simple()})
+    assert answer.status_code == 400 and "delegated" in answer.json()["error"]["message"]
+
+
+def test_unknown_and_disabled_sender(graph, graph_emulator):
+    assert graph("POST", "/sendMail", user="ghost@contoso.com",
+                 json={"message": simple()}).json()["error"]["code"] == "ErrorInvalidUser"
+    graph_emulator.add_user("onprem@contoso.com", rest_enabled=False)
+    assert graph("POST", "/sendMail", user="onprem@contoso.com",
+                 json={"message": simple()}).json()["error"]["code"] == "MailboxNotEnabledForRESTAPI"
+
+
+def test_every_recipient_gets_a_copy_and_bcc_stays_hidden(graph, graph_emulator):
+    message = simple(ccRecipients=[{"emailAddress": {"address": "cc@example.com"}}],
+                     bccRecipients=[{"emailAddress": {"address": "secret@example.com"}}],
+                     flag={"flagStatus": "Flagged"}, importance="low",
+                     internetMessageHeaders=[{"name": "x-run", "value": "42"}])
+    assert graph("POST", "/sendMail", json={"message": message}).status_code == 202
+    for address in ("ann@example.com", "cc@example.com", "secret@example.com"):
+        (copy,) = graph_emulator.messages(address)
+        assert "bccRecipients" not in copy
+        assert copy["flag"]["flagStatus"] == "flagged" and copy["importance"] == "low"
+        assert copy["internetMessageHeaders"] == [{"name": "x-run", "value": "42"}]
+    (sent,) = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+    assert sent["bccRecipients"][0]["emailAddress"]["address"] == "secret@example.com"
+
+
+def test_draft_lifecycle(graph, graph_emulator):
+    created = graph("POST", "/messages", json=simple())
+    assert created.status_code == 201
+    draft = created.json()
+    assert draft["isDraft"] is True and draft["webLink"].startswith(graph_emulator.base_url)
+    assert {"id", "createdDateTime", "conversationId", "parentFolderId", "body"} <= set(draft)
+    assert "internetMessageHeaders" not in draft
+    assert graph("GET", f"/messages/{draft['id']}").json()["subject"] == "Hi"
+    assert [m["id"] for m in graph("GET", "/mailFolders/drafts/messages").json()["value"]] == [draft["id"]]
+    sent = graph("POST", f"/messages/{draft['id']}/send", headers={"Content-Length": "0"})
+    assert sent.status_code == 202 and sent.content == b""
+    assert graph("GET", f"/messages/{draft['id']}").status_code == 404
+    assert graph("POST", f"/messages/{draft['id']}/send").status_code == 404
+    assert len(graph_emulator.messages("ann@example.com")) == 1
+
+
+def test_draft_in_named_folder_and_unknown_folder(graph, graph_emulator):
+    assert graph("POST", "/mailFolders/Inbox/messages", json=simple()).status_code == 201
+    assert len(graph_emulator.messages(graph_emulator.default_sender, "inbox")) == 1
+    assert graph("POST", "/mailFolders/nope/messages", json=simple()).status_code == 404
+
+
+def test_inspection_api_and_eml(http, graph, graph_emulator, tmp_path):
+    attachment = {"@odata.type": "#microsoft.graph.fileAttachment", "name": "r.csv", "contentType": "text/csv",
+                  "contentBytes": base64.b64encode(b"a,b\n").decode()}
+    graph("POST", "/sendMail", json={"message": simple(attachments=[attachment])})
+    boxes = http.get(f"{graph_emulator.base_url}/_emulator/mailboxes").json()["value"]
+    assert {b["address"]: b["folders"] for b in boxes}["ann@example.com"] == {"inbox": 1}
+    (message,) = http.get(f"{graph_emulator.base_url}/_emulator/mailboxes/ann@example.com/inbox",
+                          params={"content": "true"}).json()["value"]
+    assert base64.b64decode(message["attachments"][0]["contentBytes"]) == b"a,b\n"
+    eml = http.get(f"{graph_emulator.base_url}/_emulator/messages/{message['id']}.eml")
+    assert eml.headers["Content-Type"] == "message/rfc822" and b"Subject: Hi" in eml.content
+    (path,) = graph_emulator.export_eml("ann@example.com", tmp_path)
+    assert path.read_bytes() == eml.content
+    log = http.get(f"{graph_emulator.base_url}/_emulator/requests").json()["value"]
+    assert [r["status"] for r in log if r["path"].endswith("/sendMail")] == [202]
+
+
+def test_state_persists_and_cli_exports(tmp_path, capsys):
+    with GraphEmulator(tmp_path) as emu:
+        session = requests.Session()
+        session.verify = str(emu.ca_path)
+        session.trust_env = False
+        token = get_token(session, emu).json()["access_token"]
+        session.post(f"{emu.base_url}/v1.0/users/{emu.default_sender}/sendMail", json={"message": simple()},
+                     headers={"Authorization": f"Bearer {token}"})
+        connection = json.loads((tmp_path / "airflow-connection.json").read_text())
+        assert connection["extra"]["ca_bundle"] == str(emu.ca_path)
+    again = GraphEmulator(tmp_path)
+    assert again.default_app.client_id == connection["login"]
+    assert len(again.messages("ann@example.com")) == 1
+    assert emulator_main(["--state-dir", str(tmp_path), "--export-eml", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "ann@example.com").is_dir()
