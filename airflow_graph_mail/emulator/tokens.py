@@ -83,7 +83,9 @@ def certificate_thumbprints(pem: bytes) -> tuple[x509.Certificate, str, str]:
 def verify_client_assertion(assertion: str, certificates: list[bytes], client_id: str, audience: str) -> None:
     """An app's signed JWT: header x5t/x5t#S256 names one of its certificates; iss=sub=client id; aud=token URL."""
     header, claims, signed, signature = split_jwt(assertion)
-    wanted = {header.get("x5t"), header.get("x5t#S256")} - {None}
+    # JWT says base64url; MSAL sends standard base64 with padding, which Entra accepts too.
+    wanted = {str(v).rstrip("=").replace("+", "-").replace("/", "_")
+              for v in (header.get("x5t"), header.get("x5t#S256")) if v}
     for pem in certificates:
         certificate, sha1, sha256 = certificate_thumbprints(pem)
         if {b64url(bytes.fromhex(sha1)), b64url(bytes.fromhex(sha256))} & wanted:

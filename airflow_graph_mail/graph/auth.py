@@ -95,5 +95,5 @@ class ClientCredential:
         with self._lock:
             if self._app is not None:
                 cache = self._app.token_cache
-                for token in cache.search(cache.CredentialType.ACCESS_TOKEN):
+                for token in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
                     cache.remove_at(token)

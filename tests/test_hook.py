@@ -1,0 +1,183 @@
+"""GraphMailHook over a real connection to the emulator: credentials, TLS, errors, token reuse."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from airflow_graph_mail.graph.errors import (
+    AccessDeniedError, GraphAuthError, GraphConfigError, InvalidRecipientsError, ItemNotFoundError,
+    MailboxNotEnabledError,
+)
+from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.mail.message import Message
+
+
+def token_requests(emulator) -> int:
+    return sum(1 for r in emulator.request_log if r["path"].endswith("/oauth2/v2.0/token"))
+
+
+def make_certificate(passphrase: bytes | None = None) -> tuple[bytes, bytes]:
+    """(PEM with private key + certificate, certificate PEM alone)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "graph-mail-test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
+                  else serialization.NoEncryption())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    return key_pem + cert_pem, cert_pem
+
+
+def test_send_and_token_reused(hook, graph_emulator):
+    hook.send_mail(Message(to="a@example.com", subject="one"))
+    hook.send_mail(Message(to="a@example.com", subject="two"))
+    assert [m["subject"] for m in graph_emulator.messages("a@example.com")] == ["two", "one"]
+    assert token_requests(graph_emulator) == 1
+
+
+def test_ca_bundle_wins_over_requests_ca_bundle_env(hook, graph_emulator, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    hook.send_mail(Message(to="a@example.com", subject="tls"))
+    assert len(graph_emulator.messages("a@example.com")) == 1
+
+
+def test_without_ca_bundle_tls_is_verified_against_system_cas(connect):
+    hook = connect(extra={"ca_bundle": None})
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        hook.send_mail(Message(to="a@example.com"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"login": ""}, "login (the app's client id) is empty"),
+    ({"extra": {"tenant_id": None}}, "'tenant_id' is empty"),
+    ({"password": None}, "no credential"),
+    ({"extra": {"certificate_path": "/x.pem"}}, "both a client secret (password) and a certificate"),
+    ({"extra": {"cloud": "mars"}}, "unknown cloud 'mars'"),
+    ({"extra": {"graph_url": "graph.example.com"}}, "graph_url: 'graph.example.com' is not a URL"),
+    ({"extra": {"authority_url": "http://login.example.com"}}, "plain http:// is allowed only for a loopback"),
+    ({"extra": {"ca_bundle": "/no/such/ca.pem"}}, "ca_bundle '/no/such/ca.pem' is not a file"),
+    ({"password": None, "extra": {"certificate_path": "/no/such.pem"}}, "is not a readable file"),
+])
+def test_connection_errors_name_the_field(connect, graph_emulator, changes, message):
+    hook = connect("graph_mail_broken", **changes)
+    with pytest.raises(GraphConfigError) as err:
+        hook.send_mail(Message(to="a@example.com"))
+    assert message in str(err.value)
+    assert graph_emulator.request_log == type(graph_emulator.request_log)()  # nothing reached the emulator
+
+
+def test_wrong_secret_names_the_field_and_hides_the_secret(connect, graph_emulator):
+    hook = connect(password="s3cr3t-wrong-value")
+    with pytest.raises(GraphAuthError) as err:
+        hook.send_mail(Message(to="a@example.com"))
+    text = str(err.value)
+    assert "AADSTS7000215" in text and "fix the connection's password" in text
+    assert "s3cr3t-wrong-value" not in text
+    assert graph_emulator.side_effect_requests == []
+
+
+def test_certificate_credential(connect, graph_emulator, tmp_path):
+    bundle, cert = make_certificate()
+    app = graph_emulator.add_app(certificate_pem=cert)
+    path = tmp_path / "app.pem"
+    path.write_bytes(bundle)
+    connect(login=app.client_id, password=None, extra={"certificate_path": str(path)}).send_mail(
+        Message(to="cert@example.com", subject="signed in with a certificate"))
+    inline = connect("graph_mail_inline", login=app.client_id, password=None,
+                     extra={"certificate_private_key": bundle.decode()})
+    inline.send_mail(Message(to="cert@example.com", subject="inline"))
+    assert len(graph_emulator.messages("cert@example.com")) == 2
+
+
+def test_encrypted_certificate_needs_its_passphrase(connect, graph_emulator, tmp_path):
+    bundle, cert = make_certificate(passphrase=b"pw")
+    app = graph_emulator.add_app(certificate_pem=cert)
+    path = tmp_path / "app.pem"
+    path.write_bytes(bundle)
+    with pytest.raises(GraphConfigError, match="certificate_passphrase"):
+        connect(login=app.client_id, password=None, extra={"certificate_path": str(path)}).get_conn()
+    connect("graph_mail_pw", login=app.client_id, password=None,
+            extra={"certificate_path": str(path), "certificate_passphrase": "pw"}).send_mail(
+        Message(to="cert@example.com"))
+    assert len(graph_emulator.messages("cert@example.com")) == 1
+
+
+def test_unregistered_certificate_is_refused(connect, graph_emulator, tmp_path):
+    bundle, _ = make_certificate()
+    path = tmp_path / "app.pem"
+    path.write_bytes(bundle)
+    with pytest.raises(GraphAuthError, match="AADSTS700027"):
+        connect(password=None, extra={"certificate_path": str(path)}).send_mail(Message(to="a@example.com"))
+
+
+def test_missing_permission_is_explained(connect, graph_emulator):
+    app = graph_emulator.add_app(secret="ro", roles=["Mail.ReadWrite"])
+    hook = connect(login=app.client_id, password="ro")
+    with pytest.raises(AccessDeniedError) as err:
+        hook.send_mail(Message(to="a@example.com"))
+    assert err.value.code == "ErrorAccessDenied" and "Mail.Send" in str(err.value)
+    assert "admin" in str(err.value) and err.value.request_id
+    ok, text = hook.test_connection()
+    assert ok and "Missing: Mail.Send" in text
+
+
+def test_test_connection_has_no_side_effect(hook, graph_emulator):
+    assert hook.test_connection() == (True, "Token acquired; permissions granted: Mail.ReadWrite, Mail.Send.")
+    assert graph_emulator.side_effect_requests == []
+    assert all("/users/" not in r["path"] for r in graph_emulator.request_log)
+
+
+def test_test_connection_reports_failure(connect):
+    ok, text = connect(password="wrong").test_connection()
+    assert not ok and "AADSTS7000215" in text
+
+
+def test_expired_token_is_renewed_once(connect, graph_emulator):
+    hook = connect()
+    hook.send_mail(Message(to="a@example.com"))
+    graph_emulator.issuer.kid = "rotated"  # every token issued so far is now refused with 401
+    hook.send_mail(Message(to="a@example.com"))
+    assert [r["status"] for r in graph_emulator.request_log if r["path"].endswith("/sendMail")] == [202, 401, 202]
+    assert token_requests(graph_emulator) == 2
+
+
+def test_typed_errors(hook, graph_emulator):
+    with pytest.raises(ItemNotFoundError):
+        hook.send_draft("does-not-exist")
+    graph_emulator.add_user("onprem@contoso.com", rest_enabled=False)
+    with pytest.raises(MailboxNotEnabledError, match="no Exchange Online mailbox"):
+        hook.send_mail(Message(to="a@example.com"), sender="onprem@contoso.com")
+    draft_without_recipients = hook.create_draft(Message(subject="no one"))
+    with pytest.raises(InvalidRecipientsError, match="contains no recipients"):
+        hook.send_draft(draft_without_recipients["id"])
+
+
+def test_bad_message_fails_before_any_request(hook, graph_emulator):
+    with pytest.raises(MessageValidationError, match="no recipients"):
+        hook.send_mail(Message(subject="x"))
+    with pytest.raises(MessageValidationError, match="not a valid e-mail address"):
+        hook.send_mail({"toRecipients": [{"emailAddress": {"address": "bad@"}}]})
+    assert list(graph_emulator.request_log) == []
+
+
+def test_oversized_request_refused_before_sending(hook, graph_emulator):
+    from airflow_graph_mail.graph.errors import MessageTooLargeError
+
+    with pytest.raises(MessageTooLargeError, match="at most 4 MB"):
+        hook.send_mail(Message(to="a@example.com", attachments=[("big.bin", b"x" * 3_100_000)]))
+    assert graph_emulator.side_effect_requests == []
+
+
+def test_repr_hides_secret(hook):
+    assert hook.client.credential.client_secret not in repr(hook.client.credential)
