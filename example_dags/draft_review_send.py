@@ -29,15 +29,16 @@ def draft_review_send():
     )
 
     @task
-    def review(draft_id: str) -> str:
+    def review(draft: dict) -> str:
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
+        draft_id = draft["id"]
         message = GraphMailHook().get_message(draft_id)
         if not message.get("isDraft") or not message.get("hasAttachments") or not message.get("subject"):
             raise ValueError(f"draft {draft_id} is not ready to send: {message.get('subject')!r}")
         return draft_id
 
-    approved = review(draft.output["id"])
+    approved = review(draft.output)
     GraphSendDraftOperator(task_id="send_draft", message_id=approved)
 
 

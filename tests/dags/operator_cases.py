@@ -1,0 +1,71 @@
+"""DAGs the tests run with `airflow dags test` against the emulator."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import dag, task
+
+from airflow_graph_mail.operators.graph_mail import (
+    GraphDraftOperator, GraphSendDraftOperator, GraphSendMailOperator,
+)
+
+CASE_DIR = Path(os.environ.get("CASE_DIR", "/tmp"))
+TEMPLATES = str(Path(__file__).parent / "templates")
+
+
+@dag(schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=[TEMPLATES], params={"team": "Data"})
+def graph_mail_features():
+    @task
+    def write_files() -> str:
+        path = CASE_DIR / "summary.txt"
+        path.write_text("{{ not a template }} raw bytes\n")
+        return str(path)
+
+    summary = write_files()
+    send = GraphSendMailOperator(
+        task_id="send_text",
+        to="Ann <ann@example.com>; bob@example.com",
+        cc=["carol@example.com"],
+        bcc="hidden@example.com",
+        reply_to="replies@example.com",
+        subject="Note for {{ params.team }} on {{ ds }}",
+        body="plain_note.txt",
+        attachments=["{{ ti.xcom_pull(task_ids='write_files') }}", ("inline-{{ ds }}.txt", "made on {{ ds }}")],
+        importance="high",
+        headers={"x-run-id": "{{ run_id }}"},
+        save_to_sent_items=False,
+    )
+    summary >> send
+
+    draft = GraphDraftOperator(task_id="make_draft", to="dave@example.com", subject="Draft {{ ds }}",
+                               body="draft_body.html.j2")
+
+    @task
+    def check_xcom(result: dict, ti=None) -> None:
+        link = ti.xcom_pull(task_ids="make_draft", key="web_link")
+        assert link and link == result["web_link"], (link, result)
+        assert ti.xcom_pull(task_ids="make_draft", key="draft_id") == result["id"]
+
+    checked = check_xcom(draft.output)
+    send_draft = GraphSendDraftOperator(
+        task_id="send_draft", message_id="{{ ti.xcom_pull(task_ids='make_draft', key='draft_id') }}")
+    checked >> send_draft
+
+
+@dag(schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=[TEMPLATES])
+def graph_mail_bad_inputs():
+    GraphSendMailOperator(task_id="no_recipients", subject="x", body="x")
+    GraphSendMailOperator(task_id="malformed_address", to="ann@example.com, bob(at)example.com", body="x")
+    GraphSendMailOperator(task_id="missing_attachment", to="ann@example.com", body="x",
+                          attachments=["/nonexistent/report-{{ ds }}.csv"])
+    GraphSendMailOperator(task_id="undefined_variable", to="ann@example.com", body="Hi {{ customer_name }}")
+    GraphSendMailOperator(task_id="missing_template", to="ann@example.com", body="no_such_template.html")
+    GraphSendMailOperator(task_id="broken_connection", to="ann@example.com", body="x",
+                          graph_mail_conn_id="graph_mail_broken")
+
+
+graph_mail_features()
+graph_mail_bad_inputs()

@@ -1,0 +1,46 @@
+"""Provider metadata and the cost of importing our operator module in a DAG file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import airflow
+import jsonschema
+
+from airflow_graph_mail.get_provider_info import get_provider_info
+
+
+def test_provider_info_matches_airflow_schemas():
+    schemas = Path(airflow.__file__).parent
+    info = get_provider_info()
+    jsonschema.validate(info, json.loads((schemas / "provider_info.schema.json").read_text()))
+    yaml_schema = json.loads((schemas / "provider.yaml.schema.json").read_text())
+    for connection_type in info["connection-types"]:
+        jsonschema.validate(connection_type, yaml_schema["properties"]["connection-types"]["items"])
+    from importlib.metadata import distribution
+
+    assert info["package-name"] == distribution("airflow-graph-mail").metadata["Name"]
+
+
+def test_airflow_lists_the_provider_and_connection_type():
+    airflow_cli = str(Path(sys.executable).parent / "airflow")
+    providers = subprocess.run([airflow_cli, "providers", "list"], capture_output=True, text=True, check=True)
+    assert "airflow-graph-mail" in providers.stdout
+    hooks = subprocess.run([airflow_cli, "providers", "hooks"], capture_output=True, text=True, check=True)
+    assert "graph_mail" in hooks.stdout
+
+
+def test_importing_the_operators_stays_cheap():
+    code = ("import sys, airflow.sdk; before = set(sys.modules); "
+            "import airflow_graph_mail.operators.graph_mail; "
+            "added = set(sys.modules) - before; "
+            "heavy = sorted(m for m in added if m.split('.')[0] in ('msal', 'requests', 'cryptography') "
+            "or m.startswith('airflow_graph_mail.emulator')); "
+            "print(heavy, len(added))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, added = out.rsplit(" ", 1)
+    assert heavy == "[]", heavy
+    assert int(added) < 40, added
