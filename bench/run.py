@@ -1,0 +1,107 @@
+"""`make bench`: our send path against a plain requests loop, in the same run, as a ratio.
+
+The emulator runs in its own process so that the client under test has the interpreter to itself.
+Results are printed and written to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MESSAGES = 500
+ROUNDS = 3
+
+
+def start_emulator(state: Path) -> tuple[subprocess.Popen, dict]:
+    process = subprocess.Popen([sys.executable, "-m", "airflow_graph_mail.emulator", "--state-dir", str(state)],
+                               stdout=subprocess.PIPE, text=True)
+    process.stdout.readline()  # "Graph mail emulator on ..." once it listens
+    connection = json.loads((state / "airflow-connection.json").read_text())
+    return process, connection
+
+
+def small_messages(hook, url: str) -> dict:
+    from airflow_graph_mail.mail.message import Message
+
+    client = hook.client
+    session, token = client.session, client.credential.get_token()
+
+    def through_hook():
+        for i in range(MESSAGES):
+            hook.send_mail(Message(to="ann@example.com", subject=f"hook {i}", body="<p>small</p>"))
+
+    def plain_loop():
+        headers = {"Authorization": f"Bearer {token}"}
+        for i in range(MESSAGES):
+            payload = {"message": {"subject": f"plain {i}", "body": {"contentType": "html", "content": "<p>small</p>"},
+                                   "toRecipients": [{"emailAddress": {"address": "ann@example.com"}}]}}
+            response = session.post(url, json=payload, headers=headers, timeout=60)
+            assert response.status_code == 202, response.text
+
+    through_hook()  # warm up: token, connections, caches
+    timings = {"hook": [], "plain": []}
+    for _ in range(ROUNDS):
+        for name, run in (("hook", through_hook), ("plain", plain_loop)):
+            start = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - start)
+    hook_s, plain_s = statistics.median(timings["hook"]), statistics.median(timings["plain"])
+    return {"hook_ms": hook_s / MESSAGES * 1000, "plain_ms": plain_s / MESSAGES * 1000, "ratio": hook_s / plain_s}
+
+
+def main() -> int:
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # one log line per send is noise here
+    with tempfile.TemporaryDirectory() as tmp:
+        process, connection = start_emulator(Path(tmp))
+        try:
+            os.environ["AIRFLOW_CONN_GRAPH_MAIL_DEFAULT"] = json.dumps(connection)
+            from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+            hook = GraphMailHook()
+            url = f"{connection['extra']['graph_url']}/v1.0/users/{connection['extra']['sender']}/sendMail"
+            result = small_messages(hook, url)
+        finally:
+            process.terminate()
+            process.wait()
+    line = (f"| {MESSAGES} small messages, sequential (median of {ROUNDS}) | {result['hook_ms']:.2f} ms/message | "
+            f"{result['plain_ms']:.2f} ms/message | {result['ratio']:.2f}x |")
+    print(line)
+    write_report([line])
+    return 0
+
+
+def write_report(rows: list[str]) -> None:
+    import airflow
+    import msal
+    import requests
+
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    versions = f"Airflow {airflow.__version__}, msal {msal.__version__}, requests {requests.__version__}"
+    text = "\n".join([
+        "# Benchmarks",
+        "",
+        "Produced by `make bench` (bench/run.py) against the local emulator running in its own process.",
+        "Each row compares our path with the baseline in the same run; the ratio is ours / baseline.",
+        "",
+        f"Machine: {machine}. Versions: {versions}.",
+        "",
+        "| scenario | through GraphMailHook | plain `requests` loop (same session, same token) | ratio |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ])
+    (ROOT / "docs").mkdir(exist_ok=True)
+    (ROOT / "docs" / "benchmarks.md").write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
