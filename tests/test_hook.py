@@ -181,3 +181,8 @@ def test_oversized_request_refused_before_sending(hook, graph_emulator):
 
 def test_repr_hides_secret(hook):
     assert hook.client.credential.client_secret not in repr(hook.client.credential)
+
+
+def test_test_connection_reports_unreachable_authority(connect):
+    ok, text = connect(extra={"authority_url": "https://127.0.0.1:9"}).test_connection()
+    assert not ok and text.startswith("cannot reach the authority")

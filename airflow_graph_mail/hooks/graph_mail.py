@@ -159,6 +159,8 @@ class GraphMailHook(BaseHook):
             token = self.client.credential.get_token()
         except GraphMailError as err:
             return False, str(err)
+        except OSError as err:  # requests' connection and TLS errors: name the host problem, not a traceback
+            return False, f"cannot reach the authority: {err}"
         roles = _roles_in(token)
         missing = [r for r in ("Mail.Send", "Mail.ReadWrite") if r not in roles]
         granted = ", ".join(sorted(roles)) or "none"
