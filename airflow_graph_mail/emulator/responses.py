@@ -200,10 +200,13 @@ class Handlers:
         if request.is_mime:
             raw = mime_io.decode_body(request.body)
             message, attachments = mime_io.message_from_mime(raw)
-            return message, attachments, raw
-        message, attachments = message_from_json(obj if obj is not None else request.json(),
-                                                 request.params["version"])
-        return message, attachments, None
+        else:
+            message, attachments = message_from_json(obj if obj is not None else request.json(),
+                                                     request.params["version"])
+            raw = None
+        message.setdefault("body", {"contentType": "text", "content": ""})
+        message["bodyPreview"] = body_preview(message["body"])
+        return message, attachments, raw
 
     def send_mail(self, request: Request) -> Response:
         self._check_size(request)
@@ -223,8 +226,6 @@ class Handlers:
             else:  # Microsoft's flagged-message example posts the message's properties unwrapped.
                 target = payload
             message, attachments, raw = self._incoming(request, target)
-        message.setdefault("body", {"contentType": "text", "content": ""})
-        message["bodyPreview"] = body_preview(message["body"])
         self.store.send_new(mailbox, message, attachments, save, raw)
         self.emu.count_send()
         return Response(self.emu.sendmail_status)
@@ -234,8 +235,6 @@ class Handlers:
         mailbox = self._authorize(request, "Mail.ReadWrite")
         folder = self.store.resolve_folder(mailbox, request.params.get("folder") or "drafts")
         message, attachments, raw = self._incoming(request)
-        message.setdefault("body", {"contentType": "text", "content": ""})
-        message["bodyPreview"] = body_preview(message["body"])
         message_id = self.store.create_draft(mailbox, folder, message, attachments, raw)
         return Response.json(201, self._render(request, mailbox, message_id))
 
@@ -285,9 +284,8 @@ class Handlers:
         if mailbox is None:
             raise GraphError(404, "ErrorItemNotFound", "No such mailbox.")
         folder = self.store.resolve_folder(mailbox, request.params["folder"])
-        with_content = request.query.get("content") == "true"
-        return Response.json(200, {"value": [self.emu.full_message(m["id"], with_content)
-                                             for m in self.store.list_folder(mailbox, folder)]})
+        return Response.json(200, {"value": self.emu.messages(mailbox.address, folder,
+                                                              request.query.get("content") == "true")})
 
     def inspect_message(self, request: Request) -> Response:
         found = self.emu.full_message(request.params["id"], request.query.get("content") == "true")

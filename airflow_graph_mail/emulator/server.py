@@ -214,16 +214,21 @@ class GraphEmulator:
         if found is None:
             return None
         mailbox, message, folder = found
-        attachments = self.store.attachments(message_id, with_content=with_content)
-        return {**message, "mailbox": mailbox.address, "folder": folder,
-                "webLink": self.store.web_link(self.base_url, message_id),
+        return self._inspected(mailbox.address, folder, message, with_content)
+
+    def _inspected(self, address: str, folder: str, message: dict, with_content: bool) -> dict:
+        """A stored message as the inspection API shows it: where it is, its link, its attachments."""
+        attachments = self.store.attachments(message["id"], with_content=with_content)
+        return {**message, "mailbox": address, "folder": folder,
+                "webLink": self.store.web_link(self.base_url, message["id"]),
                 "attachments": [attachment_json(a, with_content) for a in attachments]}
 
     def messages(self, address: str, folder: str = "inbox", with_content: bool = True) -> list[dict]:
         mailbox = self.store.find_mailbox(address)
         if mailbox is None:
             return []
-        return [self.full_message(m["id"], with_content) for m in self.store.list_folder(mailbox, folder)]
+        return [self._inspected(mailbox.address, folder, m, with_content)
+                for m in self.store.list_folder(mailbox, folder)]
 
     def attachment_bytes(self, message_id: str) -> dict[str, bytes]:
         return {a["name"]: a["content"] for a in self.store.attachments(message_id, with_content=True)}

@@ -116,7 +116,3 @@ class GraphMailClient:
     def get_message(self, message_id: str, *, sender: str | None = None) -> dict:
         path = f"{self._user_path(sender)}/messages/{quote(str(message_id), safe='')}"
         return self.request("GET", path).json()
-
-    def list_messages(self, folder: str = "inbox", *, sender: str | None = None, top: int = 50) -> list[dict]:
-        path = f"{self._messages_path(sender, folder)}?$top={int(top)}"
-        return self.request("GET", path).json().get("value", [])

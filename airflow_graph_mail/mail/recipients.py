@@ -27,9 +27,6 @@ class Recipient:
             email["name"] = self.name
         return {"emailAddress": email}
 
-    def __str__(self) -> str:
-        return f"{self.name} <{self.address}>" if self.name else self.address
-
 
 def is_valid_address(address: str) -> bool:
     return bool(_ADDRESS.match(address)) and len(address) <= 320
