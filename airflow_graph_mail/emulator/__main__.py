@@ -9,6 +9,7 @@ import sys
 import threading
 
 from airflow_graph_mail.emulator.server import CONNECTION_FILE, GraphEmulator
+from airflow_graph_mail.emulator.uploads import MB
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,11 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--sender", action="append", default=[], help="another mailbox allowed to send")
     parser.add_argument("--token-lifetime", type=int, default=3600, help="seconds")
+    parser.add_argument("--message-size-limit-mb", type=float, default=35,
+                        help="the tenant's message size limit (Exchange Online: 35, at most 150)")
+    parser.add_argument("--upload-budget-mb", type=float, default=150,
+                        help="upload bytes allowed per mailbox per window before 429 (Exchange: 150)")
+    parser.add_argument("--upload-budget-window", type=float, default=300, help="seconds (Exchange: 300)")
     parser.add_argument("--export-eml", metavar="DIR", help="write every mailbox's Inbox as .eml files and exit")
     args = parser.parse_args(argv)
 
     emulator = GraphEmulator(args.state_dir, host=args.host, port=args.port,
-                             token_lifetime=args.token_lifetime, senders=tuple(args.sender))
+                             token_lifetime=args.token_lifetime, senders=tuple(args.sender),
+                             message_size_limit=int(args.message_size_limit_mb * MB),
+                             upload_budget_bytes=int(args.upload_budget_mb * MB),
+                             upload_budget_window=args.upload_budget_window)
     if args.export_eml:
         for mailbox in emulator.store.mailboxes():
             for path in emulator.export_eml(mailbox.address, f"{args.export_eml}/{mailbox.address}"):

@@ -16,6 +16,12 @@ from urllib.parse import quote
 
 from airflow_graph_mail.emulator.rules import GraphError, check_sendable
 
+# Attachment rows are copied inside SQLite (a 100 MB file never passes through Python to be delivered).
+_COPY_ATTACHMENTS = """
+INSERT INTO attachments (id, message_id, position, name, content_type, size, is_inline, content_id, content, sha256)
+SELECT 'AAMkAGAtt' || lower(hex(randomblob(18))), ?, position, name, content_type, size, is_inline, content_id,
+       content, sha256 FROM attachments WHERE message_id = ?"""
+_BLOB_STEP = 4 * 1024 * 1024
 FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "outbox", "archive", "junkemail")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailboxes (
@@ -26,7 +32,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_folder ON messages (mailbox_id, folder, created);
 CREATE TABLE IF NOT EXISTS attachments (
     id TEXT PRIMARY KEY, message_id TEXT, position INTEGER, name TEXT, content_type TEXT, size INTEGER,
-    is_inline INTEGER, content_id TEXT, content BLOB);
+    is_inline INTEGER, content_id TEXT, content BLOB, sha256 TEXT);
 CREATE INDEX IF NOT EXISTS attachments_by_message ON attachments (message_id, position);
 """
 
@@ -71,6 +77,9 @@ class MailStore:
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(attachments)")}
+        if "sha256" not in columns:  # a state directory from an earlier version
+            self._db.execute("ALTER TABLE attachments ADD COLUMN sha256 TEXT")
         self._lock = threading.RLock()
 
     # -- mailboxes -----------------------------------------------------------------------------------
@@ -126,20 +135,73 @@ class MailStore:
     # -- messages ------------------------------------------------------------------------------------
 
     def _insert(self, mailbox: Mailbox, folder: str, message: dict, attachments: list[dict],
-                mime: bytes | None = None) -> str:
+                mime: bytes | None = None, copy_attachments_of: str | None = None) -> str:
         message_id = new_id()
         stamp = now_iso()
         message = {**message, "id": message_id, "createdDateTime": message.get("createdDateTime", stamp),
-                   "lastModifiedDateTime": stamp, "parentFolderId": mailbox.folder_id(folder),
-                   "hasAttachments": any(not a["isInline"] for a in attachments)}
+                   "lastModifiedDateTime": stamp, "parentFolderId": mailbox.folder_id(folder)}
+        if copy_attachments_of is None:
+            message["hasAttachments"] = any(not a["isInline"] for a in attachments)
         self._db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
                          (message_id, mailbox.id, folder, time.time(), json.dumps(message), mime))
+        if copy_attachments_of is not None:
+            self._db.execute(_COPY_ATTACHMENTS, (message_id, copy_attachments_of))
         for position, att in enumerate(attachments):
-            self._db.execute(
-                "INSERT INTO attachments VALUES (?,?,?,?,?,?,?,?,?)",
-                (new_id("AAMkAGAtt"), message_id, position, att["name"], att["contentType"],
-                 len(att["content"]), int(att["isInline"]), att.get("contentId"), att["content"]))
+            self._insert_attachment(message_id, position, att, att["content"])
         return message_id
+
+    def _insert_attachment(self, message_id: str, position: int, att: dict, content: bytes | None = None,
+                           size: int = 0, sha256: str = "") -> tuple[str, int]:
+        """One attachment row; without ``content``, a zero-filled blob of ``size`` bytes to write into."""
+        attachment_id = new_id("AAMkAGAtt")
+        if content is not None:
+            size, sha256 = len(content), hashlib.sha256(content).hexdigest()
+        cursor = self._db.execute(
+            "INSERT INTO attachments VALUES (?,?,?,?,?,?,?,?,COALESCE(?, zeroblob(?)),?)",
+            (attachment_id, message_id, position, att["name"], att["contentType"], size, int(att["isInline"]),
+             att.get("contentId"), content, size, sha256))
+        return attachment_id, cursor.lastrowid
+
+    def add_attachment(self, mailbox: Mailbox, message_id: str, att: dict, file=None, sha256: str = "") -> str:
+        """Attach to a draft, from bytes (``att["content"]``) or streamed from a file (an upload session)."""
+        with self._lock:
+            message, _ = self.load(mailbox, message_id)
+            if not message.get("isDraft"):
+                raise GraphError(400, "ErrorInvalidOperation", "Attachments can be added only to a draft.")
+            position = self._db.execute("SELECT COUNT(*) FROM attachments WHERE message_id = ?",
+                                        (message_id,)).fetchone()[0]
+            self._db.execute("BEGIN")
+            try:
+                if file is None:
+                    attachment_id, _ = self._insert_attachment(message_id, position, att, att["content"])
+                else:
+                    attachment_id, rowid = self._insert_attachment(message_id, position, att, None, att["size"],
+                                                                   sha256)
+                    if att["size"]:
+                        with self._db.blobopen("attachments", "content", rowid) as blob:
+                            while block := file.read(_BLOB_STEP):
+                                blob.write(block)
+                message["hasAttachments"] = message.get("hasAttachments") or not att["isInline"]
+                message["lastModifiedDateTime"] = now_iso()
+                self._db.execute("UPDATE messages SET data = ? WHERE id = ?", (json.dumps(message), message_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return attachment_id
+
+    def message_size(self, message_id: str, message: dict) -> int:
+        """What the size limit counts: subject, body and attachments, before any encoding."""
+        with self._lock:
+            attached = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM attachments WHERE message_id = ?",
+                                        (message_id,)).fetchone()[0]
+        return len(message.get("subject", "").encode()) + len((message.get("body") or {}).get("content", "").encode()) \
+            + attached
+
+    def delete(self, mailbox: Mailbox, message_id: str) -> None:
+        with self._lock:
+            self.load(mailbox, message_id)
+            self._delete(message_id)
 
     def create_draft(self, mailbox: Mailbox, folder: str, message: dict, attachments: list[dict],
                      mime: bytes | None = None) -> str:
@@ -184,15 +246,13 @@ class MailStore:
     def _submit(self, mailbox: Mailbox, draft_id: str, save_to_sent_items: bool) -> None:
         """The draft leaves Drafts for Sent Items (or vanishes); each recipient's Inbox gets a copy."""
         message, _ = self.load(mailbox, draft_id)
-        attachments = self.attachments(draft_id, with_content=True)
         stamp = now_iso()
         sent = {**message, "isDraft": False, "sentDateTime": stamp, "receivedDateTime": stamp}
         for key in ("id", "parentFolderId", "lastModifiedDateTime"):
             sent.pop(key, None)
         mime = self._db.execute("SELECT mime FROM messages WHERE id = ?", (draft_id,)).fetchone()[0]
-        self._delete(draft_id)
-        if save_to_sent_items:
-            self._insert(mailbox, "sentitems", sent, attachments, mime)
+        if save_to_sent_items and not _delete_after_submit(message):
+            self._insert(mailbox, "sentitems", sent, [], mime, copy_attachments_of=draft_id)
         delivered = {**sent, "isRead": False}
         delivered.pop("bccRecipients", None)
         seen = set()
@@ -203,7 +263,8 @@ class MailStore:
                     continue
                 seen.add(address.lower())
                 inbox = self._recipient_mailbox(address, r["emailAddress"].get("name", ""))
-                self._insert(inbox, "inbox", delivered, attachments, mime)
+                self._insert(inbox, "inbox", delivered, [], mime, copy_attachments_of=draft_id)
+        self._delete(draft_id)
 
     def _delete(self, message_id: str) -> None:
         self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
@@ -218,16 +279,17 @@ class MailStore:
         return json.loads(row[0]), row[1]
 
     def attachments(self, message_id: str, with_content: bool = False) -> list[dict]:
+        content = "content" if with_content else "NULL"
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, name, content_type, size, is_inline, content_id, content FROM attachments "
+                f"SELECT id, name, content_type, size, is_inline, content_id, sha256, {content} FROM attachments "
                 "WHERE message_id = ? ORDER BY position", (message_id,)).fetchall()
         out = []
-        for att_id, name, content_type, size, inline, cid, content in rows:
+        for att_id, name, content_type, size, inline, cid, sha256, data in rows:
             item = {"id": att_id, "name": name, "contentType": content_type, "size": size,
-                    "isInline": bool(inline), "contentId": cid, "sha256": hashlib.sha256(content).hexdigest()}
+                    "isInline": bool(inline), "contentId": cid, "sha256": sha256}
             if with_content:
-                item["content"] = bytes(content)
+                item["content"] = bytes(data or b"")
             out.append(item)
         return out
 
@@ -266,3 +328,11 @@ class MailStore:
     def web_link(self, base_url: str, message_id: str) -> str:
         return f"{base_url}/owa/?ItemID={quote(message_id, safe='')}&exvsurl=1&viewmodel=ReadMessageItem"
 
+
+
+def _delete_after_submit(message: dict) -> bool:
+    """PidTagDeleteAfterSubmit (Boolean 0x0E01) set on a draft: no copy in Sent Items."""
+    for prop in message.get("singleValueExtendedProperties") or []:
+        if isinstance(prop, dict) and str(prop.get("id", "")).replace(" ", "").lower() == "boolean0x0e01":
+            return str(prop.get("value", "")).lower() == "true"
+    return False

@@ -6,6 +6,9 @@ import re
 
 _USER = r"/(?P<version>v1\.0|beta)/(?:me|users/(?P<user>[^/]+))"
 _FOLDER = r"/mailFolders/(?P<folder>[^/]+)"
+# Outlook's pre-authenticated upload URL, as in Microsoft's example (the authtoken is in the query).
+_UPLOAD = r"/api/v2\.0/Users\('(?P<upload_user>[^']+)'\)/Messages\('(?P<message>[^']+)'\)" \
+          r"/AttachmentSessions\('(?P<session>[^']+)'\)"
 
 ROUTES = [
     ("GET", r"/(?P<tenant>[^/_][^/]*)/v2\.0/\.well-known/openid-configuration", "openid_configuration"),
@@ -17,6 +20,13 @@ ROUTES = [
     ("GET", _USER + _FOLDER + r"/messages", "list_messages"),
     ("GET", _USER + r"/messages/(?P<id>[^/]+)", "get_message"),
     ("POST", _USER + r"/messages/(?P<id>[^/]+)/send", "send_draft"),
+    ("DELETE", _USER + r"/messages/(?P<id>[^/]+)", "delete_message"),
+    ("POST", _USER + r"/messages/(?P<id>[^/]+)/attachments", "create_attachment"),
+    ("POST", _USER + r"/messages/(?P<id>[^/]+)/attachments/(?:microsoft\.graph\.)?createUploadSession",
+     "create_upload_session"),
+    ("PUT", _UPLOAD, "upload_chunk"),
+    ("GET", _UPLOAD, "upload_status"),
+    ("DELETE", _UPLOAD, "cancel_upload"),
     ("GET", r"/_emulator/mailboxes", "inspect_mailboxes"),
     ("GET", r"/_emulator/mailboxes/(?P<mailbox>[^/]+)/(?P<folder>[^/]+)", "inspect_folder"),
     ("GET", r"/_emulator/messages/(?P<id>[^/]+)\.eml", "inspect_eml"),

@@ -16,14 +16,15 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from airflow_graph_mail.emulator import mime as mime_io
+from airflow_graph_mail.emulator.faults import DROP, DROP_AFTER, DropConnection, FaultPlan
 from airflow_graph_mail.emulator.models import App, MailStore
-from airflow_graph_mail.emulator.responses import (
-    Handlers, Request, Response, attachment_json, graph_error,
-)
+from airflow_graph_mail.emulator.responses import Handlers, attachment_json
 from airflow_graph_mail.emulator.routes import match
 from airflow_graph_mail.emulator.rules import GraphError
 from airflow_graph_mail.emulator.tls import ensure_certificates
 from airflow_graph_mail.emulator.tokens import TokenIssuer
+from airflow_graph_mail.emulator.uploads import MB, UploadBudget, UploadSessions
+from airflow_graph_mail.emulator.wire import Request, Response, graph_error
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "emulator.json"
@@ -52,7 +53,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(length) if length else b""
         request = Request.build(self.command, self.path, self.headers, body)
         request.oversize = oversize
-        response = emulator.dispatch(request)
+        try:
+            response = emulator.dispatch(request)
+        except DropConnection:  # a scripted fault: the client sees the connection close, no answer
+            self.close_connection = True
+            return
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -77,7 +82,10 @@ class GraphEmulator:
     max_request_bytes = 4 * 1024 * 1024
 
     def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0,
-                 token_lifetime: int = 3600, sendmail_status: int = 202, senders: tuple[str, ...] = ()):
+                 token_lifetime: int = 3600, sendmail_status: int = 202, senders: tuple[str, ...] = (),
+                 message_size_limit: int = 35 * MB, upload_budget_bytes: int = 150 * MB,
+                 upload_budget_window: float = 300.0, upload_session_lifetime: float = 900.0):
+        """Limits default to Exchange Online's: 35 MB messages, 150 MB uploaded per mailbox per 5 minutes."""
         self.state_dir = Path(state_dir) if state_dir else None
         self._tmp = None if self.state_dir else tempfile.TemporaryDirectory(prefix="graph-emulator-")
         self.files_dir = self.state_dir or Path(self._tmp.name)
@@ -96,6 +104,11 @@ class GraphEmulator:
         self.default_sender = config["sender"]
         for address in (self.default_sender, *senders):
             self.store.add_user(address)
+        self._limits = {"message_size_limit": message_size_limit, "upload_session_lifetime": upload_session_lifetime,
+                        "upload_budget_bytes": upload_budget_bytes, "upload_budget_window": upload_budget_window}
+        self.uploads = UploadSessions(self.files_dir / "uploads")
+        self.faults = FaultPlan()
+        self.set_limits()
         self.request_log: collections.deque = collections.deque(maxlen=20000)
         self.sends = 0
         self._sends_lock = threading.Lock()
@@ -128,6 +141,17 @@ class GraphEmulator:
             app.certificates.append(certificate_pem)
         self.apps[app.client_id] = app
         return app
+
+    def set_limits(self, **changes) -> None:
+        """Change limits for a while (``reset()`` restores the ones given at start): message_size_limit,
+        upload_budget_bytes, upload_budget_window, upload_session_lifetime."""
+        unknown = set(changes) - set(self._limits)
+        if unknown:
+            raise TypeError(f"unknown limit(s): {', '.join(sorted(unknown))}")
+        limits = {**self._limits, **changes}
+        self.message_size_limit = limits["message_size_limit"]
+        self.upload_session_lifetime = limits["upload_session_lifetime"]
+        self.upload_budget = UploadBudget(limits["upload_budget_bytes"], limits["upload_budget_window"])
 
     def add_user(self, address: str, display_name: str = "", rest_enabled: bool = True):
         return self.store.add_user(address, display_name, rest_enabled)
@@ -188,7 +212,20 @@ class GraphEmulator:
                 raise GraphError(400, "BadRequest", f"Resource not found for the segment '{request.path}'.")
             name, params = found
             request.params = {k: unquote(v) if v is not None else None for k, v in params.items()}
+            fault = self.faults.take(name)
+            if fault is not None and fault.action == DROP:
+                self._log(request, 0)
+                raise DropConnection()
+            if fault is not None and isinstance(fault.action, int):
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                raise GraphError(fault.action, "ServiceUnavailable" if fault.action >= 500 else "TooManyRequests",
+                                 "Injected fault.", headers)
             response = getattr(self.handlers, name)(request)
+            if fault is not None and fault.action == DROP_AFTER:
+                self._log(request, -response.status)  # processed, but the client never hears
+                raise DropConnection()
+        except DropConnection:
+            raise
         except GraphError as err:
             response = graph_error(err, request)
         except Exception:  # an emulator bug must look like a server error, not a hung client
@@ -197,11 +234,20 @@ class GraphEmulator:
         response.headers.setdefault("request-id", str(uuid.uuid4()))
         if "client-request-id" in request.headers:
             response.headers["client-request-id"] = request.headers["client-request-id"]
-        if not request.path.startswith("/_emulator"):
-            self.request_log.append({"time": time.time(), "method": request.method, "path": request.path,
-                                     "status": response.status,
-                                     "client_request_id": request.headers.get("client-request-id", "")})
+        self._log(request, response.status)
         return response
+
+    def _log(self, request: Request, status: int) -> None:
+        """Every Graph, Entra and upload request (not the inspection API).
+
+        status 0: dropped before processing; negative: processed with that status, then dropped."""
+        if request.path.startswith("/_emulator"):
+            return
+        self.request_log.append({"time": time.time(), "method": request.method, "path": request.path,
+                                 "status": status, "bytes": len(request.body),
+                                 "content_range": request.headers.get("content-range", ""),
+                                 "authorization": "authorization" in request.headers,
+                                 "client_request_id": request.headers.get("client-request-id", "")})
 
     def count_send(self) -> None:
         with self._sends_lock:
@@ -257,6 +303,10 @@ class GraphEmulator:
         return [r for r in self.request_log if r["method"] != "GET" and "/oauth2/" not in r["path"]]
 
     def reset(self) -> None:
+        """Empty mailboxes, uploads, request log and faults; limits back to those given at start."""
         self.store.clear()
+        self.uploads.clear()
+        self.faults.clear()
+        self.set_limits()
         self.request_log.clear()
         self.sends = 0

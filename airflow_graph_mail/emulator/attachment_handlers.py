@@ -1,0 +1,125 @@
+"""Attachments on drafts: POST /attachments (under 3 MB) and upload sessions (3 to 150 MB), as documented."""
+
+from __future__ import annotations
+
+import re
+
+from airflow_graph_mail.emulator.models import now_iso
+from airflow_graph_mail.emulator.rules import GraphError, bad_request, boolean, canonical_keys, file_attachment
+from airflow_graph_mail.emulator.uploads import MAX_CHUNK_BYTES, MB
+from airflow_graph_mail.emulator.wire import Request, Response
+
+UPLOAD_SESSION_MIN_BYTES = 3_000_000  # "3 MB" in Microsoft's docs
+MAX_ATTACHMENT_BYTES = 150 * MB
+_ATTACHMENT_ITEM = ["attachmentType", "name", "size", "contentType", "isInline", "contentId"]
+
+
+class AttachmentHandlers:
+    """Mixed into Handlers: uses ``self.emu``, ``self.store``, ``self._authorize`` and ``self._check_size``."""
+
+    def _check_message_size(self, message_id: str, message: dict, adding: int) -> None:
+        total = self.store.message_size(message_id, message) + self.emu.uploads.pending_bytes(message_id) + adding
+        if total > self.emu.message_size_limit:
+            raise GraphError(400, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
+
+    def _draft(self, request: Request):
+        mailbox = self._authorize(request, "Mail.ReadWrite")
+        message, _ = self.store.load(mailbox, request.params["id"])
+        if not message.get("isDraft"):
+            raise GraphError(400, "ErrorInvalidOperation", "Attachments can be added only to a draft.")
+        return mailbox, message
+
+    def create_attachment(self, request: Request) -> Response:
+        self._check_size(request)
+        mailbox, message = self._draft(request)
+        attachment = file_attachment(request.json())
+        self._check_message_size(request.params["id"], message, len(attachment["content"]))
+        attachment_id = self.store.add_attachment(mailbox, request.params["id"], attachment)
+        return Response.json(201, {
+            "@odata.type": "#microsoft.graph.fileAttachment", "id": attachment_id, "lastModifiedDateTime": now_iso(),
+            "name": attachment["name"], "contentType": attachment["contentType"],
+            "size": len(attachment["content"]), "isInline": attachment["isInline"],
+            "contentId": attachment.get("contentId"),
+        })
+
+    def create_upload_session(self, request: Request) -> Response:
+        mailbox, message = self._draft(request)
+        payload = request.json()
+        if not isinstance(payload, dict):
+            raise bad_request("ErrorInvalidParameter", "The request body must be a JSON object.")
+        item = canonical_keys(payload, ["AttachmentItem"], "createUploadSession").get("AttachmentItem")
+        if not isinstance(item, dict):
+            raise bad_request("ErrorInvalidParameter", "The AttachmentItem parameter is required.")
+        item = canonical_keys(item, _ATTACHMENT_ITEM, "attachmentItem")
+        if str(item.get("attachmentType", "file")).lower() != "file":
+            raise bad_request("ErrorInvalidParameter", "Only attachmentType 'file' can be uploaded to a message.")
+        size = item.get("size")
+        if not item.get("name") or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise bad_request("ErrorInvalidParameter", "AttachmentItem needs a name and a size in bytes.")
+        if size < UPLOAD_SESSION_MIN_BYTES:
+            raise bad_request("ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
+                              "Attachment size must be at least 3 MB for an upload session; attach smaller "
+                              "files with a POST to the attachments collection.")
+        if size > MAX_ATTACHMENT_BYTES:
+            raise bad_request("ErrorAttachmentSizeExceeded", "An attachment can be at most 150 MB.")
+        self._check_message_size(request.params["id"], message, size)
+        attachment = {"name": str(item["name"]), "size": size,
+                      "contentType": str(item.get("contentType") or "application/octet-stream"),
+                      "isInline": boolean(item.get("isInline", False), "isInline"), "contentId": item.get("contentId")}
+        session = self.emu.uploads.open(mailbox.id, request.params["id"], attachment,
+                                        self.emu.upload_session_lifetime)
+        version = request.params["version"]
+        return Response.json(201, {
+            "@odata.context": f"{self.emu.base_url}/{version}/$metadata#microsoft.graph.uploadSession",
+            "uploadUrl": self._upload_url(mailbox.id, request.params["id"], session),
+            "expirationDateTime": session.expiration, "nextExpectedRanges": ["0-"],
+        })
+
+    def _upload_url(self, mailbox_id: str, message_id: str, session) -> str:
+        return (f"{self.emu.base_url}/api/v2.0/Users('{mailbox_id}@{self.emu.tenant_id}')/Messages('{message_id}')"
+                f"/AttachmentSessions('{session.id}')?authtoken={session.token}")
+
+    def _session(self, request: Request):
+        """The upload URL is pre-authenticated: a bearer token sent with it is refused, as Outlook does."""
+        if "authorization" in request.headers:
+            raise GraphError(401, "InvalidAuthenticationToken", "An upload URL carries its own authtoken; send "
+                             "no Authorization header with it.")
+        session = self.emu.uploads.get(request.params["session"], request.query.get("authtoken"))
+        user = re.sub(r"@[^@]*$", "", request.params["upload_user"])
+        if user != session.mailbox_id or request.params["message"] != session.message_id:
+            raise GraphError(404, "ErrorItemNotFound", "The upload session was not found.")
+        return session
+
+    def upload_chunk(self, request: Request) -> Response:
+        session = self._session(request)
+        if request.oversize or len(request.body) > MAX_CHUNK_BYTES:
+            raise GraphError(413, "RequestEntityTooLarge", "A byte range can be at most 4 MB.")
+        self.emu.upload_budget.spend(session.mailbox_id, len(request.body))
+        if not self.emu.uploads.write(session, request.headers.get("content-range"), request.body):
+            return Response.json(200, {
+                "@odata.context": f"{self.emu.base_url}/api/v2.0/$metadata#AttachmentSessions/$entity",
+                **session.status()})
+        mailbox = self.store.find_mailbox(session.mailbox_id)
+        try:
+            with session.path.open("rb") as file:
+                attachment_id = self.store.add_attachment(mailbox, session.message_id, session.item, file=file,
+                                                          sha256=session.digest.hexdigest())
+        finally:
+            self.emu.uploads.close(session)
+        location = (f"{self.emu.base_url}/api/v2.0/Users('{request.params['upload_user']}')"
+                    f"/Messages('{session.message_id}')/Attachments('{attachment_id}')")
+        return Response(201, b"", {"Location": location})
+
+    def upload_status(self, request: Request) -> Response:
+        return Response.json(200, self._session(request).status())
+
+    def cancel_upload(self, request: Request) -> Response:
+        self.emu.uploads.close(self._session(request))
+        return Response(204)
+
+    def delete_message(self, request: Request) -> Response:
+        mailbox = self._authorize(request, "Mail.ReadWrite")
+        self.store.delete(mailbox, request.params["id"])
+        for session in self.emu.uploads.for_message(request.params["id"]):
+            self.emu.uploads.close(session)
+        return Response(204)

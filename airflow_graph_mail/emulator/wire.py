@@ -1,0 +1,58 @@
+"""HTTP on the wire: the request as the handlers see it, the response they give, Graph's error body."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from airflow_graph_mail.emulator.models import now_iso
+from airflow_graph_mail.emulator.rules import GraphError, bad_request
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict
+    headers: dict  # lower-cased names
+    body: bytes
+    params: dict = field(default_factory=dict)
+    oversize: bool = False
+
+    @classmethod
+    def build(cls, method: str, target: str, headers, body: bytes) -> Request:
+        path, _, query = target.partition("?")
+        return cls(method, path, {k: v[-1] for k, v in parse_qs(query).items()},
+                   {k.lower(): v for k, v in headers.items()}, body)
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8") or "null")
+        except (UnicodeDecodeError, ValueError):
+            raise bad_request("BadRequest", "Unable to read JSON request payload. Please ensure Content-Type "
+                              "header is set and payload is of valid JSON format.") from None
+
+    @property
+    def is_mime(self) -> bool:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower() == "text/plain"
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, obj, headers: dict | None = None) -> Response:
+        return cls(status, json.dumps(obj).encode("utf-8"),
+                   {"Content-Type": "application/json; odata.metadata=minimal", **(headers or {})})
+
+
+def graph_error(err: GraphError, request: Request) -> Response:
+    inner = {"date": now_iso(), "request-id": str(uuid.uuid4()),
+             "client-request-id": request.headers.get("client-request-id", str(uuid.uuid4()))}
+    body = {"error": {"code": err.code, "message": err.message, "innerError": inner}}
+    return Response.json(err.status, body, {"request-id": inner["request-id"], **err.headers})
