@@ -24,6 +24,7 @@ PLACEHOLDERS = {
     "certificate_path": "/secrets/graph-app.pem",
     "certificate_private_key": "-----BEGIN PRIVATE KEY-----",
     "timeout": "60",
+    "max_message_size_mb": "35",
 }
 
 
@@ -31,7 +32,8 @@ def get_provider_info():
     return {
         "package-name": "airflow-graph-mail",
         "name": "Microsoft Graph Mail",
-        "description": "Send Outlook mail through Microsoft Graph: sendMail (JSON and MIME), drafts, send draft.",
+        "description": "Send Outlook mail through Microsoft Graph: sendMail (JSON and MIME), drafts, send draft, "
+                       "attachments up to 150 MB.",
         "versions": ["0.1.0"],
         "integrations": [
             {
@@ -75,6 +77,8 @@ def get_provider_info():
                     "certificate_passphrase": _field("Certificate passphrase", "Passphrase of an encrypted "
                                                      "private key; masked in logs.", secret=True),
                     "timeout": _field("Timeout (s)", "Seconds to wait for each Graph request."),
+                    "max_message_size_mb": _field("Message size limit (MB)", "Your tenant's message size limit, "
+                                                  "checked before sending: 35 by default, up to 150."),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "extra"],

@@ -171,11 +171,13 @@ def test_bad_message_fails_before_any_request(hook, graph_emulator):
     assert list(graph_emulator.request_log) == []
 
 
-def test_oversized_request_refused_before_sending(hook, graph_emulator):
+def test_oversized_mime_refused_before_sending(hook, graph_emulator):
+    """MIME goes in one request: over 4 MB it cannot be sent, and nothing is tried."""
     from airflow_graph_mail.graph.errors import MessageTooLargeError
 
+    mime = Message(to="a@example.com", attachments=[("big.bin", b"x" * 3_100_000)]).to_mime()
     with pytest.raises(MessageTooLargeError, match="at most 4 MB"):
-        hook.send_mail(Message(to="a@example.com", attachments=[("big.bin", b"x" * 3_100_000)]))
+        hook.send_mime(mime)
     assert graph_emulator.side_effect_requests == []
 
 

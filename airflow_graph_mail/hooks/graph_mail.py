@@ -35,6 +35,23 @@ def _check_url(field: str, url: str) -> str:
     return url.rstrip("/")
 
 
+def _message_size_limit(where: str, value) -> int:
+    """The tenant's message size limit in MB (Exchange Online: 35 by default, up to 150) -> bytes."""
+    from airflow_graph_mail.graph.client import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
+    from airflow_graph_mail.mail.attachments import MB
+
+    if value in (None, ""):
+        return DEFAULT_MAX_MESSAGE_BYTES
+    try:
+        megabytes = float(value)
+    except (TypeError, ValueError):
+        megabytes = -1
+    if not 0 < megabytes * MB <= MAX_MESSAGE_BYTES:
+        raise GraphConfigError(f"{where}: extra 'max_message_size_mb' is {value!r}; give a number of MB from 1 to "
+                               "150 (your tenant's limit; Exchange Online's default is 35)")
+    return int(megabytes * MB)
+
+
 def _roles_in(token: str) -> list[str]:
     """Application roles (or delegated scopes) from an access token's claims, without verifying it."""
     try:
@@ -50,7 +67,8 @@ class GraphMailHook(BaseHook):
 
     Connection: login = client id, password = client secret (or a certificate in the extras),
     extras ``tenant_id``, ``sender``, ``cloud``, ``graph_url``, ``authority_url``, ``api_version``,
-    ``ca_bundle``, ``certificate_path``, ``certificate_private_key``, ``certificate_passphrase``, ``timeout``.
+    ``ca_bundle``, ``certificate_path``, ``certificate_private_key``, ``certificate_passphrase``, ``timeout``,
+    ``max_message_size_mb``.
 
     :param graph_mail_conn_id: the Airflow connection to use.
     """
@@ -120,7 +138,8 @@ class GraphMailHook(BaseHook):
             session=session, client_secret=None if certificate else conn.password, certificate=certificate,
         )
         return GraphMailClient(session, credential, graph_url, api_version=extra.get("api_version") or "v1.0",
-                               default_sender=extra.get("sender"), timeout=float(extra.get("timeout") or 60))
+                               default_sender=extra.get("sender"), timeout=float(extra.get("timeout") or 60),
+                               max_message_bytes=_message_size_limit(where, extra.get("max_message_size_mb")))
 
     # -- mail ----------------------------------------------------------------------------------------
 
@@ -145,6 +164,10 @@ class GraphMailHook(BaseHook):
         draft = self.client.create_draft_mime(mime, sender=sender, folder=folder)
         self.log.info("Created draft %s from MIME: %s", draft.get("id"), draft.get("webLink"))
         return draft
+
+    def delete_message(self, message_id: str, *, sender: str | None = None) -> None:
+        self.client.delete_message(message_id, sender=sender)
+        self.log.info("Deleted message %s", message_id)
 
     def send_draft(self, message_id: str, *, sender: str | None = None) -> None:
         self.client.send_draft(message_id, sender=sender)

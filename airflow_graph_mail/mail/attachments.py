@@ -1,39 +1,92 @@
-"""Attachment sources (a file path, or bytes with a name) -> name, type, size and a stream."""
+"""Attachment sources -> name, content type, size and a stream that is opened only when sending.
+
+Sources: a local path or glob pattern; ``(name, bytes | text)`` or a dict (what XCom carries);
+an fsspec URI (``s3://...``, ``abfs://...``, ``file://...``) or an Airflow ``ObjectStoragePath``.
+Content is never read here: a 100 MB report is streamed from its source chunk by chunk.
+"""
 
 from __future__ import annotations
 
 import base64
+import glob
 import io
 import mimetypes
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 from airflow_graph_mail.mail.errors import MessageValidationError
+
+MB = 1024 * 1024
+# Graph takes at most 150 MB per attachment (through an upload session).
+MAX_ATTACHMENT_BYTES = 150 * MB
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def guess_content_type(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
+def content_id_for(name: str) -> str:
+    """A content id from a file name: 'charts/Sales Q3.png' -> 'Sales_Q3.png' (usable in cid: URLs)."""
+    base = re.split(r"[\\/]", str(name))[-1]
+    return re.sub(r"[^A-Za-z0-9._@-]", "_", base) or "image"
+
+
+def cid(name: str) -> str:
+    """The src for an inline image in an HTML body: cid('charts/sales.png') -> 'cid:sales.png'."""
+    return "cid:" + content_id_for(name)
+
+
+def _safe_source(text: str) -> str:
+    """A source for messages and logs: any user:password@ in a URI is dropped."""
+    parts = urlsplit(text)
+    if parts.scheme and "@" in parts.netloc:
+        return text.replace(parts.netloc, parts.netloc.rsplit("@", 1)[1], 1)
+    return text
+
+
 @dataclass
 class Attachment:
-    """One file attachment; content is read only when the message is built, never held twice."""
+    """One file attachment. ``open()`` gives a fresh binary stream each time it is called."""
 
     name: str
-    path: Path | None = None
-    data: bytes | None = field(default=None, repr=False)
+    size: int
+    opener: Callable[[], BinaryIO] = field(repr=False, compare=False)
     content_type: str = ""
     is_inline: bool = False
     content_id: str | None = None
+    source: str = ""
 
     def __post_init__(self):
-        if not self.name:
-            raise MessageValidationError("attachments", "an attachment needs a file name")
-        if (self.path is None) == (self.data is None):
-            raise MessageValidationError("attachments", f"{self.name}: give either a path or data")
+        if not self.name or not str(self.name).strip():
+            raise MessageValidationError("attachments", f"{self.source or 'an attachment'}: needs a file name")
+        if "\r" in self.name or "\n" in self.name:
+            raise MessageValidationError("attachments", f"{self.name!r}: a file name must not contain a line break")
         self.content_type = self.content_type or guess_content_type(self.name)
+        if self.is_inline and not self.content_id:
+            self.content_id = content_id_for(self.name)
+        if self.size > MAX_ATTACHMENT_BYTES:
+            raise MessageValidationError(
+                "attachments", f"{self.name} is {self.size / MB:.1f} MB; Graph accepts at most 150 MB per "
+                "attachment: split it, compress it, or share a link instead")
+
+    # -- constructors --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes | bytearray | str, **kwargs) -> Attachment:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise MessageValidationError("attachments", f"{name}: content must be bytes or text, "
+                                         f"not {type(data).__name__}")
+        data = bytes(data)
+        return cls(name=str(name), size=len(data), opener=lambda: io.BytesIO(data), **kwargs)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs) -> Attachment:
@@ -45,26 +98,52 @@ class Attachment:
             raise MessageValidationError("attachments", f"not a regular file: {file}")
         if not os.access(file, os.R_OK):
             raise MessageValidationError("attachments", f"file is not readable: {file}")
-        return cls(name=kwargs.pop("name", None) or file.name, path=file, **kwargs)
+        name = kwargs.pop("name", None) or file.name
+        return cls(name=name, size=file.stat().st_size, opener=lambda: file.open("rb"), source=str(file), **kwargs)
 
-    @property
-    def size(self) -> int:
-        return len(self.data) if self.data is not None else self.path.stat().st_size
+    @classmethod
+    def from_fs(cls, fs, path: str, display: str, **kwargs) -> Attachment:
+        """A file on an fsspec filesystem (what ObjectStoragePath wraps); streamed with ``fs.open``."""
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            raise MessageValidationError("attachments", f"file not found: {display}") from None
+        except OSError as err:
+            raise MessageValidationError("attachments", f"cannot read {display}: {err}") from None
+        if info.get("type") not in (None, "file"):
+            raise MessageValidationError("attachments", f"not a regular file: {display}")
+        name = kwargs.pop("name", None) or path.rstrip("/").rsplit("/", 1)[-1]
+        size = info.get("size")
+        if size is None:
+            raise MessageValidationError("attachments", f"{display}: the storage does not report a size")
+        return cls(name=name, size=int(size), opener=lambda: fs.open(path, "rb"), source=display, **kwargs)
+
+    # -- content -------------------------------------------------------------------------------------
 
     def open(self) -> BinaryIO:
-        return io.BytesIO(self.data) if self.data is not None else self.path.open("rb")
+        return self.opener()
 
     def read(self) -> bytes:
+        """The whole content; only for small attachments (MIME building, tests)."""
         with self.open() as stream:
             return stream.read()
 
+    def graph_metadata(self) -> dict:
+        """Graph's fileAttachment without contentBytes (the sender streams those in)."""
+        item = {"@odata.type": "#microsoft.graph.fileAttachment", "name": self.name, "contentType": self.content_type}
+        if self.is_inline:
+            item["isInline"] = True
+        if self.content_id:
+            item["contentId"] = self.content_id
+        return item
+
     def to_graph(self) -> dict:
-        item = {
-            "@odata.type": "#microsoft.graph.fileAttachment",
-            "name": self.name,
-            "contentType": self.content_type,
-            "contentBytes": base64.b64encode(self.read()).decode("ascii"),
-        }
+        """fileAttachment with contentBytes, all in memory; the client streams instead."""
+        return {**self.graph_metadata(), "contentBytes": base64.b64encode(self.read()).decode("ascii")}
+
+    def upload_item(self) -> dict:
+        """createUploadSession's AttachmentItem."""
+        item = {"attachmentType": "file", "name": self.name, "size": self.size, "contentType": self.content_type}
         if self.is_inline:
             item["isInline"] = True
         if self.content_id:
@@ -72,21 +151,130 @@ class Attachment:
         return item
 
 
-def as_attachment(source) -> Attachment:
-    """Accept an Attachment, a path, or a (name, bytes-or-text) pair as users naturally write them."""
+# -- sources ------------------------------------------------------------------------------------------
+
+_OPTIONS = ("name", "content_type", "is_inline", "content_id")
+
+
+def _fsspec_sources(uri: str, options: dict) -> list[Attachment]:
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:  # pragma: no cover - fsspec comes with Airflow
+        raise MessageValidationError("attachments", f"{_safe_source(uri)}: install fsspec to attach from URIs") from None
+    display = _safe_source(uri)
+    try:
+        fs, path = url_to_fs(uri)
+    except (ImportError, ValueError) as err:
+        raise MessageValidationError("attachments", f"{display}: no filesystem for this URI ({err}); install "
+                                     "the fsspec package for its scheme (s3fs, adlfs, gcsfs, ...)") from None
+    protocol = uri.split("://", 1)[0]
+    if _GLOB_CHARS.search(path):
+        matches = sorted(fs.glob(path))
+        if not matches:
+            raise MessageValidationError("attachments", f"the pattern {display} matched no file")
+        return [Attachment.from_fs(fs, p, f"{protocol}://{p.lstrip('/')}", **options) for p in matches]
+    return [Attachment.from_fs(fs, path, display, **options)]
+
+
+def _path_sources(text: str, options: dict) -> list[Attachment]:
+    if not text.strip():
+        raise MessageValidationError("attachments", "empty attachment path")
+    if _GLOB_CHARS.search(text) and not Path(text).expanduser().exists():
+        matches = sorted(p for p in glob.glob(os.path.expanduser(text), recursive=True) if os.path.isfile(p))
+        if not matches:
+            raise MessageValidationError("attachments", f"the pattern {text} matched no file")
+        if options.get("name") and len(matches) > 1:
+            raise MessageValidationError("attachments", f"the pattern {text} matched {len(matches)} files; "
+                                         "'name' can only rename one")
+        return [Attachment.from_path(p, **options) for p in matches]
+    return [Attachment.from_path(text, **options)]
+
+
+def _dict_source(spec: dict) -> list[Attachment]:
+    """{"path" | "uri" | "content" | "content_base64": ..., "name", "content_type", "is_inline", "content_id"}."""
+    spec = dict(spec)
+    if "inline" in spec:
+        spec["is_inline"] = spec.pop("inline")
+    options = {k: spec.pop(k) for k in _OPTIONS if spec.get(k) is not None}
+    kinds = [k for k in ("path", "uri", "content", "content_base64") if k in spec]
+    unknown = sorted(set(spec) - {"path", "uri", "content", "content_base64"})
+    if unknown:
+        raise MessageValidationError("attachments", f"unknown attachment key(s) {', '.join(unknown)}; use path, "
+                                     "uri, content or content_base64 with name, content_type, is_inline, content_id")
+    if len(kinds) != 1:
+        raise MessageValidationError("attachments", "an attachment dict needs exactly one of path, uri, content "
+                                     f"or content_base64 (got {', '.join(kinds) or 'none'})")
+    kind = kinds[0]
+    if kind in ("path", "uri"):
+        return expand_source(spec[kind], **options)
+    name = options.pop("name", None)
+    if not name:
+        raise MessageValidationError("attachments", f"an attachment given as {kind} needs a 'name'")
+    data = spec[kind]
+    if kind == "content_base64":
+        try:
+            data = base64.b64decode(str(data), validate=True)
+        except ValueError:
+            raise MessageValidationError("attachments", f"{name}: content_base64 is not valid base64") from None
+    return [Attachment.from_bytes(name, data, **options)]
+
+
+def expand_source(source, **options) -> list[Attachment]:
+    """One source as users naturally write it -> its attachments (a glob may give several)."""
     if isinstance(source, Attachment):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        if not str(source).strip():
-            raise MessageValidationError("attachments", "empty attachment path")
-        return Attachment.from_path(source)
-    if isinstance(source, tuple) and len(source) == 2:
-        name, content = source
-        if isinstance(content, str):
-            content = content.encode("utf-8")
-        if not isinstance(content, (bytes, bytearray)):
-            raise MessageValidationError("attachments", f"{name}: content must be bytes or text")
-        return Attachment(name=str(name), data=bytes(content))
+        return [source]
+    if hasattr(source, "fs") and hasattr(source, "path") and not isinstance(source, (str, os.PathLike)):
+        # ObjectStoragePath (a universal_pathlib path): use its own, already configured, filesystem.
+        display = _safe_source(str(source))
+        if _GLOB_CHARS.search(source.path):
+            matches = sorted(source.fs.glob(source.path))
+            if not matches:
+                raise MessageValidationError("attachments", f"the pattern {display} matched no file")
+            return [Attachment.from_fs(source.fs, p, p, **options) for p in matches]
+        return [Attachment.from_fs(source.fs, source.path, display, **options)]
+    if isinstance(source, os.PathLike):
+        return _path_sources(os.fspath(source), options)
+    if isinstance(source, str):
+        if _URI.match(source):
+            return _fsspec_sources(source, options)
+        return _path_sources(source, options)
+    if isinstance(source, (tuple, list)) and len(source) == 2 and isinstance(source[0], str):
+        return [Attachment.from_bytes(source[0], source[1], **options)]
+    if isinstance(source, dict):
+        return _dict_source({**options, **source})
     raise MessageValidationError(
-        "attachments", f"cannot attach {type(source).__name__}: give a file path or a (name, bytes) pair"
-    )
+        "attachments", f"cannot attach {type(source).__name__}: give a path, glob, URI, ObjectStoragePath, "
+        "(name, bytes) pair or a dict with path/uri/content")
+
+
+def expand_sources(sources) -> list[Attachment]:
+    if sources is None:
+        return []
+    if isinstance(sources, (str, os.PathLike, dict, Attachment)) or hasattr(sources, "fs"):
+        sources = [sources]
+    if isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[0], str) \
+            and isinstance(sources[1], (bytes, bytearray)):
+        sources = [sources]
+    out: list[Attachment] = []
+    for source in sources:
+        out.extend(expand_source(source))
+    return out
+
+
+def inline_images(images) -> list[Attachment]:
+    """{content_id: source} or [source, ...] -> inline attachments (content id from the file name if not given)."""
+    if images is None:
+        return []
+    if isinstance(images, dict):
+        out = []
+        for content_id, source in images.items():
+            found = expand_source(source, is_inline=True, content_id=content_id_for(content_id))
+            if len(found) != 1:
+                raise MessageValidationError("inline_images", f"{content_id}: a pattern matched {len(found)} files; "
+                                             "give one file per content id")
+            out.extend(found)
+        return out
+    out = []
+    for source in [images] if isinstance(images, (str, os.PathLike)) else images:
+        out.extend(expand_source(source, is_inline=True))
+    return out

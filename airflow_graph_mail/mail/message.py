@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formataddr, formatdate, make_msgid
 
-from airflow_graph_mail.mail.attachments import Attachment, as_attachment
+from airflow_graph_mail.mail.attachments import Attachment, expand_sources, inline_images
 from airflow_graph_mail.mail.errors import MessageValidationError
 from airflow_graph_mail.mail.recipients import Recipient, check_recipient_count, parse_recipients
 
 BODY_TYPES = ("html", "text")
 IMPORTANCES = ("low", "normal", "high")
+_CID_REFERENCE = re.compile(r"""cid:([^\s"'()<>]+)""", re.IGNORECASE)
 _RECIPIENT_FIELDS = {"to": "toRecipients", "cc": "ccRecipients", "bcc": "bccRecipients", "reply_to": "replyTo"}
 
 
@@ -42,6 +44,7 @@ class Message:
     attachments: list[Attachment] = field(default_factory=list)
     importance: str = "normal"
     headers: dict[str, str] = field(default_factory=dict)
+    inline_images: dict | list | None = None
 
     def __post_init__(self):
         for name in _RECIPIENT_FIELDS:
@@ -52,7 +55,9 @@ class Message:
         self.body = "" if self.body is None else str(self.body)
         self.body_type = _choice("body_type", self.body_type, BODY_TYPES)
         self.importance = _choice("importance", self.importance, IMPORTANCES)
-        self.attachments = [as_attachment(a) for a in (self.attachments or [])]
+        self.attachments = expand_sources(self.attachments) + inline_images(self.inline_images)
+        self.inline_images = None  # now part of attachments
+        self._check_inline_references()
         self.headers = dict(self.headers or {})
         for name, value in self.headers.items():
             if not str(name).lower().startswith("x-"):
@@ -60,6 +65,28 @@ class Message:
                     "headers", f"{name!r}: Graph accepts only custom headers whose name starts with 'x-'"
                 )
             _no_line_breaks(f"headers[{name}]", str(value))
+
+    def _check_inline_references(self) -> None:
+        """Every cid: in an HTML body must name an inline image, or the mail shows a broken image."""
+        content_ids = [a.content_id for a in self.attachments if a.content_id]
+        duplicates = sorted({c for c in content_ids if content_ids.count(c) > 1})
+        if duplicates:
+            raise MessageValidationError("inline_images", f"content id {duplicates[0]!r} is used twice")
+        if self.body_type != "html":
+            return
+        known = {c.lower() for c in content_ids}
+        for reference in _CID_REFERENCE.findall(self.body):
+            if reference.lower() not in known:
+                names = ", ".join(content_ids) or "none"
+                raise MessageValidationError(
+                    "body", f"the body shows cid:{reference} but no inline image has that content id "
+                    f"(inline images: {names}); add it to inline_images")
+
+    @property
+    def size(self) -> int:
+        """Bytes Exchange counts against the message size limit: body and attachments, before encoding."""
+        return len(self.subject.encode("utf-8")) + len(self.body.encode("utf-8")) + \
+            sum(a.size for a in self.attachments)
 
     @property
     def recipient_count(self) -> int:
@@ -69,8 +96,8 @@ class Message:
         if not self.recipient_count:
             raise MessageValidationError("to", "no recipients: give at least one address in to, cc or bcc")
 
-    def to_graph(self) -> dict:
-        """Graph's message JSON (camelCase names, attachments inline as base64)."""
+    def to_graph(self, *, with_attachments: bool = True) -> dict:
+        """Graph's message JSON (camelCase names; attachments inline as base64 unless left out)."""
         graph: dict = {
             "subject": self.subject,
             "body": {"contentType": self.body_type, "content": self.body},
@@ -82,7 +109,7 @@ class Message:
                 graph[graph_name] = [r.to_graph() for r in recipients]
         if self.headers:
             graph["internetMessageHeaders"] = [{"name": k, "value": str(v)} for k, v in self.headers.items()]
-        if self.attachments:
+        if self.attachments and with_attachments:
             graph["attachments"] = [a.to_graph() for a in self.attachments]
         return graph
 

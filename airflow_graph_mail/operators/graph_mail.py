@@ -50,11 +50,11 @@ class _GraphMessageOperator(BaseOperator):
     """Fields shared by the send and draft operators; only ``body`` may name a template file."""
 
     template_fields: Sequence[str] = (
-        "to", "cc", "bcc", "reply_to", "subject", "body", "body_type", "attachments", "importance",
-        "headers", "sender",
+        "to", "cc", "bcc", "reply_to", "subject", "body", "body_type", "attachments", "inline_images",
+        "importance", "headers", "sender",
     )
     template_ext: Sequence[str] = BODY_TEMPLATE_EXT
-    template_fields_renderers = {"body": "html", "headers": "json", "attachments": "py"}
+    template_fields_renderers = {"body": "html", "headers": "json", "attachments": "py", "inline_images": "py"}
     ui_color = "#cfe4f7"
 
     def __init__(
@@ -68,6 +68,7 @@ class _GraphMessageOperator(BaseOperator):
         bcc: str | list[str] | None = None,
         reply_to: str | list[str] | None = None,
         attachments: str | list | None = None,
+        inline_images: dict | list | None = None,
         importance: str = "normal",
         headers: dict[str, str] | None = None,
         sender: str | None = None,
@@ -83,6 +84,7 @@ class _GraphMessageOperator(BaseOperator):
         self.body = body
         self.body_type = body_type or body_type_for(body) or "html"
         self.attachments = [attachments] if isinstance(attachments, str) else (attachments or [])
+        self.inline_images = inline_images
         self.importance = importance
         self.headers = headers or {}
         self.sender = sender
@@ -102,6 +104,9 @@ class _GraphMessageOperator(BaseOperator):
     def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
         if parent is not self:
             return super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        from airflow_graph_mail.mail.attachments import cid
+
+        jinja_env.globals.setdefault("cid", cid)  # <img src="{{ cid('chart.png') }}">
         fields = list(template_fields)
         super()._do_render_template_fields(parent, [f for f in fields if f == "body"], context, jinja_env,
                                            seen_oids)
@@ -124,7 +129,7 @@ class _GraphMessageOperator(BaseOperator):
         return Message(
             to=self.to, cc=self.cc, bcc=self.bcc, reply_to=self.reply_to, subject=self.subject,
             body=self.body, body_type=self.body_type, attachments=self.attachments,
-            importance=self.importance, headers=self.headers,
+            inline_images=self.inline_images, importance=self.importance, headers=self.headers,
         )
 
     def get_hook(self) -> GraphMailHook:
@@ -144,7 +149,12 @@ class GraphSendMailOperator(_GraphMessageOperator):
     :param cc: carbon-copy recipients. (templated)
     :param bcc: blind-copy recipients. (templated)
     :param reply_to: addresses replies go to. (templated)
-    :param attachments: file paths (or (name, bytes) pairs) to attach. (templated)
+    :param attachments: what to attach, any size up to 150 MB each: local paths or glob patterns
+        ("/reports/*.pdf"), fsspec URIs or ObjectStoragePath ("s3://bucket/report.xlsx"),
+        ``(name, bytes | text)`` pairs, or dicts ``{"path" | "uri" | "content" | "content_base64": ...,
+        "name": ..., "content_type": ...}`` (e.g. from XCom). (templated)
+    :param inline_images: images shown in the HTML body, ``{content_id: source}`` or a list of sources
+        (content id = file name); reference them as ``<img src="{{ cid('chart.png') }}">``. (templated)
     :param importance: "low", "normal" or "high". (templated)
     :param headers: custom internet headers; names must start with "x-". (templated)
     :param sender: the mailbox to send from; defaults to the connection's ``sender``. (templated)

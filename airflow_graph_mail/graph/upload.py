@@ -1,0 +1,186 @@
+"""Outlook upload sessions: one attachment sent in ordered chunks to a pre-authenticated URL.
+
+The upload URL carries its own token, so no Authorization header goes with it. Chunks are at
+most 4 MB and multiples of 320 KiB (except the last). After a failed or interrupted chunk the
+upload resumes where the server says it should ("nextExpectedRanges": ["2097152"] in Outlook's
+form, or "a-b" / "a-" ranges), and on giving up the session is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import requests
+
+from airflow_graph_mail.graph.errors import GraphMailError, error_from_response
+
+log = logging.getLogger(__name__)
+
+CHUNK_UNIT = 320 * 1024
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
+DEFAULT_CHUNK_BYTES = 12 * CHUNK_UNIT  # 3.75 MiB: the largest multiple of 320 KiB under 4 MB
+
+
+class UploadFailedError(GraphMailError):
+    """An attachment could not be uploaded; ``cause`` is the last error seen."""
+
+    def __init__(self, name: str, offset: int, size: int, attempts: int, cause: Exception):
+        self.name, self.offset, self.size, self.attempts, self.cause = name, offset, size, attempts, cause
+        super().__init__(f"attachment {name!r}: upload stopped at byte {offset:,} of {size:,} after "
+                         f"{attempts} attempt(s): {cause}")
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    if chunk_size <= 0 or chunk_size % CHUNK_UNIT or chunk_size > MAX_CHUNK_BYTES:
+        raise ValueError(f"upload chunk size {chunk_size}: must be a multiple of 320 KiB (327680) and at most 4 MB")
+    return chunk_size
+
+
+def next_expected_offset(ranges) -> int | None:
+    """nextExpectedRanges -> the first byte the server still wants; None when it wants nothing more."""
+    if not ranges:
+        return None
+    starts = []
+    for item in ranges:
+        start = str(item).split("-", 1)[0].strip()
+        if not start.isdigit():
+            raise ValueError(f"unreadable nextExpectedRanges entry {item!r}")
+        starts.append(int(start))
+    return min(starts)
+
+
+class _Source:
+    """The attachment's stream, positioned at any offset (seeking, or reopening when it cannot seek back)."""
+
+    def __init__(self, attachment):
+        self.attachment = attachment
+        self.stream = attachment.open()
+        self.position = 0
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if offset != self.position:
+            try:
+                self.stream.seek(offset)
+            except (OSError, ValueError, AttributeError):
+                self.close()
+                self.stream = self.attachment.open()
+                self._skip(offset)
+            self.position = offset
+        data = self.stream.read(length)
+        if len(data) != length:
+            raise OSError(f"{self.attachment.name} changed while it was being sent: wanted bytes "
+                          f"{offset}-{offset + length - 1}, got {len(data)}")
+        self.position += length
+        return data
+
+    def _skip(self, offset: int) -> None:
+        remaining = offset
+        while remaining:
+            block = self.stream.read(min(remaining, MAX_CHUNK_BYTES))
+            if not block:
+                raise OSError(f"{self.attachment.name} is shorter than {offset} bytes")
+            remaining -= len(block)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class AttachmentUpload:
+    """PUT the chunks of one attachment to ``upload_url``; ``run()`` returns the attachment's URL."""
+
+    def __init__(self, session, upload_url: str, attachment, *, chunk_size: int = DEFAULT_CHUNK_BYTES,
+                 timeout: float = 60.0, max_attempts: int = 5, max_wait: float = 120.0, sleep=time.sleep):
+        self.session = session
+        self.url = upload_url
+        self.attachment = attachment
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.requests = 0
+
+    def run(self) -> str:
+        size = self.attachment.size
+        source = _Source(self.attachment)
+        offset, failures, waited = 0, 0, 0.0
+        try:
+            while True:
+                length = min(self.chunk_size, size - offset)
+                response, error = None, None
+                try:
+                    response = self._put(offset, source.read_at(offset, length), size)
+                except requests.RequestException as err:  # dropped connection, timeout: state unknown
+                    error = err
+                if response is not None and response.status_code == 201:
+                    return response.headers.get("Location", "")
+                if response is not None and response.status_code == 200:
+                    wanted = next_expected_offset(response.json().get("nextExpectedRanges"))
+                    wanted = offset + length if wanted is None else wanted
+                    if wanted > offset:
+                        offset, failures = wanted, 0
+                        continue
+                    error = OSError(f"the server asked for byte {wanted} again after a chunk at {offset}")
+                elif response is not None:
+                    error = error_from_response(response)
+                    if not _retryable(response.status_code):
+                        raise UploadFailedError(self.attachment.name, offset, size, failures + 1, error)
+                failures += 1
+                delay = _delay(response, failures)
+                if failures >= self.max_attempts or waited + delay > self.max_wait:
+                    raise UploadFailedError(self.attachment.name, offset, size, failures, error)
+                log.warning("Upload of %s: chunk at byte %s failed (%s); retrying in %.1fs from where the "
+                            "server says to resume", self.attachment.name, offset, error, delay)
+                self.sleep(delay)
+                waited += delay
+                offset = self._resume_offset(offset)
+        except BaseException:
+            self.cancel()
+            raise
+        finally:
+            source.close()
+
+    def _put(self, offset: int, data: bytes, size: int):
+        self.requests += 1
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+                   "Content-Range": f"bytes {offset}-{offset + len(data) - 1}/{size}"}
+        return self.session.put(self.url, data=data, headers=headers, timeout=self.timeout)
+
+    def _resume_offset(self, fallback: int) -> int:
+        """Ask the session where to continue; when it cannot say, resend the chunk that failed."""
+        try:
+            response = self.session.get(self.url, timeout=self.timeout)
+            if response.status_code == 200:
+                offset = next_expected_offset(response.json().get("nextExpectedRanges"))
+                if offset is not None:
+                    return offset
+        except (requests.RequestException, ValueError) as err:
+            log.info("Upload of %s: no session status (%s); resending from byte %s", self.attachment.name,
+                     err, fallback)
+        return fallback
+
+    def cancel(self) -> None:
+        """DELETE the upload URL (best effort) so the server drops what it received."""
+        try:
+            self.session.delete(self.url, timeout=self.timeout)
+        except requests.RequestException as err:
+            log.warning("Could not delete the upload session of %s: %s", self.attachment.name, err)
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 416, 429) or status >= 500
+
+
+def _delay(response, failures: int) -> float:
+    """Retry-After when the server gives one, else exponential backoff with jitter."""
+    if response is not None:
+        value = response.headers.get("Retry-After")
+        if value:
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                pass
+    return min(30.0, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+
