@@ -30,6 +30,33 @@ def connect(graph_emulator, monkeypatch):
 
 
 @pytest.fixture
+def http(graph_emulator):
+    """A plain requests session trusting the emulator's CA (and nothing from the environment)."""
+    import requests
+
+    session = requests.Session()
+    session.verify = str(graph_emulator.ca_path)
+    session.trust_env = False
+    return session
+
+
+@pytest.fixture
+def graph(http, graph_emulator):
+    """graph(method, path, **kw) with a valid app token, on /v1.0/users/{default sender}."""
+    from graph_http import get_token
+
+    token = get_token(http, graph_emulator).json()["access_token"]
+
+    def call(method, path, *, user=None, version="v1.0", token_override=None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        headers.setdefault("Authorization", f"Bearer {token_override or token}")
+        prefix = f"/{version}/users/{user or graph_emulator.default_sender}" if user != "me" else f"/{version}/me"
+        return http.request(method, graph_emulator.base_url + prefix + path, headers=headers, **kwargs)
+
+    return call
+
+
+@pytest.fixture
 def hook(connect):
     return connect()
 

@@ -8,43 +8,10 @@ import time
 
 import pytest
 import requests
+from graph_http import get_token, simple
 
 from airflow_graph_mail.emulator import GraphEmulator
 from airflow_graph_mail.emulator.__main__ import main as emulator_main
-
-
-@pytest.fixture
-def http(graph_emulator):
-    session = requests.Session()
-    session.verify = str(graph_emulator.ca_path)
-    session.trust_env = False
-    return session
-
-
-def get_token(http, emu, client_id=None, secret=None, scope=None):
-    app = emu.default_app
-    return http.post(f"{emu.base_url}/{emu.tenant_id}/oauth2/v2.0/token", data={
-        "grant_type": "client_credentials", "client_id": client_id or app.client_id,
-        "client_secret": secret or next(iter(app.secrets)), "scope": scope or f"{emu.base_url}/.default"})
-
-
-@pytest.fixture
-def graph(http, graph_emulator):
-    """graph(method, path, **kw) with a valid app token, on /v1.0/users/{default sender}."""
-    token = get_token(http, graph_emulator).json()["access_token"]
-
-    def call(method, path, *, user=None, version="v1.0", token_override=None, **kwargs):
-        headers = kwargs.pop("headers", {})
-        headers.setdefault("Authorization", f"Bearer {token_override or token}")
-        prefix = f"/{version}/users/{user or graph_emulator.default_sender}" if user != "me" else f"/{version}/me"
-        return http.request(method, graph_emulator.base_url + prefix + path, headers=headers, **kwargs)
-
-    return call
-
-
-def simple(to="ann@example.com", **extra):
-    return {"subject": "Hi", "body": {"contentType": "Text", "content": "x"},
-            "toRecipients": [{"emailAddress": {"address": to}}], **extra}
 
 
 def test_openid_configuration_and_token(http, graph_emulator):
