@@ -1,14 +1,17 @@
-"""Report distribution: build a small data set, write it as CSV, mail an HTML summary with the CSV attached.
+"""Report distribution: build a small data set, write it as CSV and a bar chart, mail an HTML summary
+with the chart inline and the CSV attached.
 
-The body is the template file templates/sales_report.html, rendered with task context (ds, XCom).
-Recipients come from the REPORT_RECIPIENTS environment variable when set.
+The body is the template file templates/sales_report.html, rendered with task context (ds, XCom);
+it shows the chart with <img src="{{ cid('chart') }}">. Recipients come from REPORT_RECIPIENTS when set.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import struct
 import tempfile
+import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +21,26 @@ from airflow_graph_mail.operators.graph_mail import GraphSendMailOperator
 
 RECIPIENTS = os.environ.get("REPORT_RECIPIENTS", "Ann Analyst <ann@example.com>; bob@example.com")
 OUTPUT_DIR = Path(os.environ.get("REPORT_OUTPUT_DIR", Path(tempfile.gettempdir()) / "graph-mail-reports"))
+
+
+def bar_chart_png(values: list[float], path: Path, width: int = 320, height: int = 160) -> None:
+    """A plain bar chart as PNG with the standard library only (a real DAG would use matplotlib)."""
+    top, bar = max(values), width // len(values)
+    rows = []
+    for y in range(height):
+        row = bytearray()
+        for x in range(width):
+            index = x // bar
+            filled = index < len(values) and x % bar > 6 and height - y <= values[index] / top * (height - 10)
+            row += bytes((0, 120, 212) if filled else (255, 255, 255))
+        rows.append(b"\x00" + bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+                     + chunk(b"IEND", b""))
 
 
 @dag(
@@ -42,7 +65,10 @@ def report_distribution():
             writer = csv.DictWriter(out, fieldnames=["region", "orders", "revenue"])
             writer.writeheader()
             writer.writerows(rows)
-        return {"csv_path": str(path), "rows": rows, "total": round(sum(r["revenue"] for r in rows), 2)}
+        chart = OUTPUT_DIR / f"revenue_{ds}.png"
+        bar_chart_png([r["revenue"] for r in rows], chart)
+        return {"csv_path": str(path), "chart_path": str(chart), "rows": rows,
+                "total": round(sum(r["revenue"] for r in rows), 2)}
 
     report = build_report()
 
@@ -53,6 +79,7 @@ def report_distribution():
         subject="Daily sales report for {{ ds }}",
         body="sales_report.html",
         attachments=["{{ ti.xcom_pull(task_ids='build_report')['csv_path'] }}"],
+        inline_images={"chart": "{{ ti.xcom_pull(task_ids='build_report')['chart_path'] }}"},
         headers={"x-report-id": "sales-{{ ds_nodash }}"},
     ).set_upstream(report)
 

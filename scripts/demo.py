@@ -42,7 +42,8 @@ def main() -> int:
                 print(f"  subject: {message['subject']}")
                 print(f"  from:    {message['from']['emailAddress']['address']}   to: {to}   cc: {cc}")
                 for att in message["attachments"]:
-                    print(f"  attachment: {att['name']} ({att['size']:,} bytes, {att['contentType']})")
+                    kind = f"inline image cid:{att['contentId']}" if att["isInline"] else "attachment"
+                    print(f"  {kind}: {att['name']} ({att['size']:,} bytes, {att['contentType']})")
         if not delivered:
             print("Nothing arrived in any mailbox.")
             return 1

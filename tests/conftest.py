@@ -73,14 +73,16 @@ def airflow_template_home(tmp_path_factory):
 
 @pytest.fixture
 def run_dag(airflow_template_home, graph_emulator, tmp_path):
-    """run_dag(dag_id, dags_folder=..., **env) -> CompletedProcess of `airflow dags test` against the emulator."""
+    """run_dag(dag_id, dags_folder=..., connection_extra=..., **env) -> `airflow dags test` against the emulator."""
     from airflow_env import airflow_env, dags_test, migrate
 
-    def _run(dag_id: str, dags_folder: Path = ROOT / "example_dags", **env):
+    def _run(dag_id: str, dags_folder: Path = ROOT / "example_dags", connection_extra: dict | None = None,
+             timeout: int = 240, **env):
         home = tmp_path / "airflow"
         migrate(home, template=airflow_template_home)
-        environment = airflow_env(home, graph_emulator.connection(), dags_folder,
-                                  REPORT_OUTPUT_DIR=str(tmp_path / "reports"), **env)
-        return dags_test(dag_id, environment)
+        connection = graph_emulator.connection()
+        connection["extra"].update(connection_extra or {})
+        environment = airflow_env(home, connection, dags_folder, REPORT_OUTPUT_DIR=str(tmp_path / "reports"), **env)
+        return dags_test(dag_id, environment, timeout=timeout)
 
     return _run

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from pathlib import Path
 
 DAGS = Path(__file__).parent / "dags"
+sys.path.insert(0, str(DAGS))
 
 
 def test_report_distribution_example(run_dag, graph_emulator):
@@ -16,8 +19,12 @@ def test_report_distribution_example(run_dag, graph_emulator):
         assert mail["subject"] == "Daily sales report for 2026-11-20"
         assert "<td>North</td><td>128</td><td>15,360.50</td>" in mail["body"]["content"]
         assert mail["body"]["contentType"] == "html"
-        csv = graph_emulator.attachment_bytes(mail["id"])["sales_2026-11-20.csv"]
-        assert csv.splitlines()[0] == b"region,orders,revenue"
+        files = graph_emulator.attachment_bytes(mail["id"])
+        assert files["sales_2026-11-20.csv"].splitlines()[0] == b"region,orders,revenue"
+        assert files["revenue_2026-11-20.png"].startswith(b"\x89PNG\r\n\x1a\n")
+        assert 'src="cid:chart"' in mail["body"]["content"]
+        (chart,) = [a for a in mail["attachments"] if a["isInline"]]
+        assert chart["contentId"] == "chart" and chart["contentType"] == "image/png"
         assert mail["internetMessageHeaders"] == [{"name": "x-report-id", "value": "sales-20261120"}]
 
 
@@ -69,3 +76,30 @@ def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
         assert expected in output, expected
     assert graph_emulator.side_effect_requests == []
     assert graph_emulator.sends == 0
+
+
+def test_large_attachments_through_both_operators(run_dag, graph_emulator, tmp_path):
+    """0 B to 100 MB, alone and mixed with an inline image: every byte and name arrives (hash compared)."""
+    import large_attachments as case
+
+    graph_emulator.set_limits(message_size_limit=150 * case.MB, upload_budget_bytes=4000 * case.MB)
+    result = run_dag("graph_mail_large_attachments", DAGS, connection_extra={"max_message_size_mb": 150},
+                     timeout=600, CASE_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    def digest(name: str) -> str:
+        return hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+
+    expected = {label: {case.file_name(label): digest(case.file_name(label))} for label in case.SIZES}
+    expected["mixed"] = {case.file_name(label): digest(case.file_name(label)) for label in case.MIXED}
+    expected["mixed"]["chart.png"] = digest("chart.png")
+    sent = {m["subject"]: m for m in graph_emulator.messages("ann@example.com", with_content=False)}
+    drafts = {m["subject"]: m for m in graph_emulator.messages(graph_emulator.default_sender, "drafts",
+                                                               with_content=False)}
+    for label, attachments in expected.items():
+        for found in (sent[f"send {label}"], drafts[f"draft {label}"]):
+            assert {a["name"]: a["sha256"] for a in found["attachments"]} == attachments, (found["subject"], label)
+    for mixed in (sent["send mixed"], drafts["draft mixed"]):
+        (image,) = [a for a in mixed["attachments"] if a["isInline"]]
+        assert image["contentId"] == "chart" and 'src="cid:chart"' in mixed["body"]["content"]
+    assert len(sent) == len(expected) and len(drafts) == len(expected)
