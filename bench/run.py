@@ -19,10 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = 500
 ROUNDS = 3
+LARGE_BYTES = 100 * 1024 * 1024
+CHUNK_BYTES = 12 * 320 * 1024
 
 
 def start_emulator(state: Path) -> tuple[subprocess.Popen, dict]:
-    process = subprocess.Popen([sys.executable, "-m", "airflow_graph_mail.emulator", "--state-dir", str(state)],
+    """Limits raised (150 MB messages, no upload budget in the way): we measure the client, not throttling."""
+    process = subprocess.Popen([sys.executable, "-m", "airflow_graph_mail.emulator", "--state-dir", str(state),
+                                "--message-size-limit-mb", "150", "--upload-budget-mb", "100000"],
                                stdout=subprocess.PIPE, text=True)
     process.stdout.readline()  # "Graph mail emulator on ..." once it listens
     connection = json.loads((state / "airflow-connection.json").read_text())
@@ -58,6 +62,28 @@ def small_messages(hook, url: str) -> dict:
     return {"hook_ms": hook_s / MESSAGES * 1000, "plain_ms": plain_s / MESSAGES * 1000, "ratio": hook_s / plain_s}
 
 
+def large_attachment(connection: dict, directory: Path) -> dict:
+    """One 100 MB attachment, hook vs a plain chunk loop, each send in a fresh process (memory is per process)."""
+    path = directory / "report-100MB.bin"
+    with path.open("wb") as file:
+        for _ in range(LARGE_BYTES // (4 * 1024 * 1024)):
+            file.write(os.urandom(4 * 1024 * 1024))
+    connection = {**connection, "extra": {**connection["extra"], "max_message_size_mb": 150}}
+    env = {**os.environ, "AIRFLOW_CONN_GRAPH_MAIL_DEFAULT": json.dumps(connection)}
+    runs = {"hook": [], "plain": []}
+    for _ in range(ROUNDS):
+        for mode in runs:
+            out = subprocess.run([sys.executable, str(ROOT / "bench" / "large_send.py"), mode, str(path)], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            runs[mode].append(json.loads(out.strip().splitlines()[-1]))
+    result = {}
+    for mode, samples in runs.items():
+        result[f"{mode}_s"] = statistics.median(s["seconds"] for s in samples)
+        result[f"{mode}_mb"] = max(s["rss_growth"] for s in samples) / 1024 / 1024
+    result["ratio"] = result["hook_s"] / result["plain_s"]
+    return result
+
+
 def main() -> int:
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # one log line per send is noise here
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,13 +95,22 @@ def main() -> int:
             hook = GraphMailHook()
             url = f"{connection['extra']['graph_url']}/v1.0/users/{connection['extra']['sender']}/sendMail"
             result = small_messages(hook, url)
+            large = large_attachment(connection, Path(tmp))
         finally:
             process.terminate()
             process.wait()
-    line = (f"| {MESSAGES} small messages, sequential (median of {ROUNDS}) | {result['hook_ms']:.2f} ms/message | "
-            f"{result['plain_ms']:.2f} ms/message | {result['ratio']:.2f}x |")
-    print(line)
-    write_report([line])
+    chunk_mb = CHUNK_BYTES / 1024 / 1024
+    lines = [
+        f"| {MESSAGES} small messages, sequential (median of {ROUNDS}) | {result['hook_ms']:.2f} ms/message | "
+        f"{result['plain_ms']:.2f} ms/message | {result['ratio']:.2f}x |",
+        f"| one 100 MB attachment (draft, upload session, send; median of {ROUNDS}) | {large['hook_s']:.2f} s | "
+        f"{large['plain_s']:.2f} s | {large['ratio']:.2f}x |",
+        f"| peak memory growth of the sender during that send (max of {ROUNDS}; chunk {chunk_mb:.2f} MB) | "
+        f"{large['hook_mb']:.1f} MB ({large['hook_mb'] / chunk_mb:.1f}x chunk) | {large['plain_mb']:.1f} MB "
+        f"({large['plain_mb'] / chunk_mb:.1f}x chunk) | |",
+    ]
+    print("\n".join(lines))
+    write_report(lines)
     return 0
 
 
