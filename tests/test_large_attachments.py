@@ -136,6 +136,15 @@ def test_broken_upload_resumes(big_hook, graph_emulator, tmp_path, fault):
     assert any(r["method"] == "GET" and "AttachmentSessions" in r["path"] for r in graph_emulator.request_log)
 
 
+def test_vanished_session_is_replaced(big_hook, graph_emulator, tmp_path):
+    """A session that is gone (expired, 404) is cancelled and the attachment starts again in a new one."""
+    path, digest = make_file(tmp_path, "big.bin", 5 * MB)
+    graph_emulator.faults.add("upload_chunk", 404, skip=1)
+    big_hook.send_mail(Message(to="ann@example.com", attachments=[path]))
+    assert calls(graph_emulator).count("createUploadSession") == 2
+    assert delivered(graph_emulator) == {"big.bin": digest}
+
+
 def test_upload_that_fails_for_good_leaves_nothing(big_hook, graph_emulator, tmp_path):
     small, _ = make_file(tmp_path, "small.csv", KB)
     large, _ = make_file(tmp_path, "large.bin", 12 * MB)

@@ -31,6 +31,9 @@ CONFIG_FILE = "emulator.json"
 CONNECTION_FILE = "airflow-connection.json"
 DEFAULT_SENDER = "airflow@contoso.com"
 _DRAIN_CHUNK = 1024 * 1024
+# The error code Graph gives with each status a scripted fault answers.
+FAULT_CODES = {400: "BadRequest", 404: "ErrorItemNotFound", 429: "TooManyRequests", 500: "InternalServerError",
+               502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -218,8 +221,8 @@ class GraphEmulator:
                 raise DropConnection()
             if fault is not None and isinstance(fault.action, int):
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                raise GraphError(fault.action, "ServiceUnavailable" if fault.action >= 500 else "TooManyRequests",
-                                 "Injected fault.", headers)
+                raise GraphError(fault.action, FAULT_CODES.get(fault.action, "InjectedFault"), "Injected fault.",
+                                 headers)
             response = getattr(self.handlers, name)(request)
             if fault is not None and fault.action == DROP_AFTER:
                 self._log(request, -response.status)  # processed, but the client never hears
