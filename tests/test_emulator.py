@@ -6,7 +6,6 @@ import base64
 import json
 import time
 
-import pytest
 import requests
 from graph_http import get_token, simple
 

@@ -151,10 +151,9 @@ def test_upload_that_fails_for_good_leaves_nothing(big_hook, graph_emulator, tmp
     graph_emulator.faults.add("upload_chunk", 503, skip=1, times=100, retry_after=0)
     with pytest.raises(UploadFailedError, match=r"'large.bin': upload stopped at byte 3,932,160 of 12,582,912"):
         big_hook.send_mail(Message(to="ann@example.com", attachments=[small, large]))
-    methods = [(r["method"], r["path"].rsplit("/", 1)[-1][:20]) for r in graph_emulator.request_log]
-    assert ("DELETE", methods[-1][1]) == methods[-1]  # the draft, deleted last
-    assert any(m == "DELETE" and "AttachmentSessions" in r["path"]
-               for (m, _), r in zip(methods, graph_emulator.request_log))
+    log = list(graph_emulator.request_log)
+    assert log[-1]["method"] == "DELETE" and "/messages/" in log[-1]["path"]  # the draft, deleted last
+    assert any(r["method"] == "DELETE" and "AttachmentSessions" in r["path"] for r in log)
     for folder in ("drafts", "sentitems"):
         assert graph_emulator.messages(graph_emulator.default_sender, folder) == []
     assert graph_emulator.messages("ann@example.com") == [] and not list(graph_emulator.uploads.directory.iterdir())

@@ -13,7 +13,7 @@ from airflow_graph_mail.graph.body import StreamingJson, attachment_document, me
 from airflow_graph_mail.graph.errors import (
     GraphConfigError, GraphMailError, GraphRequestError, MessageTooLargeError, error_from_response,
 )
-from airflow_graph_mail.graph.upload import DEFAULT_CHUNK_BYTES, AttachmentUpload, UploadFailedError
+from airflow_graph_mail.graph.upload import AttachmentUpload, UploadFailedError
 from airflow_graph_mail.mail.attachments import MB
 from airflow_graph_mail.mail.errors import MessageValidationError
 from airflow_graph_mail.mail.message import Message, graph_message
@@ -49,7 +49,7 @@ class GraphMailClient:
 
     def __init__(self, session, credential, graph_url: str, api_version: str = "v1.0",
                  default_sender: str | None = None, timeout: float = 60.0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, upload_chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.session = session
         self.credential = credential
         self.base_url = f"{graph_url.rstrip('/')}/{api_version}"
@@ -58,7 +58,6 @@ class GraphMailClient:
         if not 0 < max_message_bytes <= MAX_MESSAGE_BYTES:
             raise GraphConfigError("max_message_size_mb: must be between 1 and 150 (Exchange Online's range)")
         self.max_message_bytes = max_message_bytes
-        self.upload_chunk_bytes = upload_chunk_bytes
 
     def _user_path(self, sender: str | None) -> str:
         sender = sender or self.default_sender
@@ -78,7 +77,7 @@ class GraphMailClient:
         elif json_body is not None:
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             content_type = "application/json"
-        if data is not None and len(data) > MAX_REQUEST_BYTES - REQUEST_SAFETY_MARGIN:
+        if data is not None and not self.fits_one_request(data):
             raise MessageTooLargeError(
                 413, "RequestEntityTooLarge",
                 f"the request would be {len(data):,} bytes; Graph accepts at most 4 MB per request "
@@ -198,8 +197,7 @@ class GraphMailClient:
         for session_attempt in (1, 2):
             created = self.request("POST", path + "/createUploadSession",
                                    json_body={"AttachmentItem": attachment.upload_item()}, expect=(201,)).json()
-            upload = AttachmentUpload(self.session, created["uploadUrl"], attachment,
-                                      chunk_size=self.upload_chunk_bytes, timeout=self.timeout)
+            upload = AttachmentUpload(self.session, created["uploadUrl"], attachment, timeout=self.timeout)
             try:
                 upload.run()
                 return
