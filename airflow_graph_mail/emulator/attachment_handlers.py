@@ -24,10 +24,7 @@ class AttachmentHandlers:
 
     def _draft(self, request: Request):
         mailbox = self._authorize(request, "Mail.ReadWrite")
-        message, _ = self.store.load(mailbox, request.params["id"])
-        if not message.get("isDraft"):
-            raise GraphError(400, "ErrorInvalidOperation", "Attachments can be added only to a draft.")
-        return mailbox, message
+        return mailbox, self.store.load_draft(mailbox, request.params["id"])
 
     def create_attachment(self, request: Request) -> Response:
         self._check_size(request)

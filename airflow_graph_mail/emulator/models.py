@@ -162,12 +162,17 @@ class MailStore:
              att.get("contentId"), content, size, sha256))
         return attachment_id, cursor.lastrowid
 
+    def load_draft(self, mailbox: Mailbox, message_id: str) -> dict:
+        """A message that may still take attachments."""
+        message, _ = self.load(mailbox, message_id)
+        if not message.get("isDraft"):
+            raise GraphError(400, "ErrorInvalidOperation", "Attachments can be added only to a draft.")
+        return message
+
     def add_attachment(self, mailbox: Mailbox, message_id: str, att: dict, file=None, sha256: str = "") -> str:
         """Attach to a draft, from bytes (``att["content"]``) or streamed from a file (an upload session)."""
         with self._lock:
-            message, _ = self.load(mailbox, message_id)
-            if not message.get("isDraft"):
-                raise GraphError(400, "ErrorInvalidOperation", "Attachments can be added only to a draft.")
+            message = self.load_draft(mailbox, message_id)
             position = self._db.execute("SELECT COUNT(*) FROM attachments WHERE message_id = ?",
                                         (message_id,)).fetchone()[0]
             self._db.execute("BEGIN")
@@ -191,12 +196,11 @@ class MailStore:
             return attachment_id
 
     def message_size(self, message_id: str, message: dict) -> int:
-        """What the size limit counts: subject, body and attachments, before any encoding."""
+        """A stored message's size as the limit counts it (see ``message_size``)."""
         with self._lock:
             attached = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM attachments WHERE message_id = ?",
                                         (message_id,)).fetchone()[0]
-        return len(message.get("subject", "").encode()) + len((message.get("body") or {}).get("content", "").encode()) \
-            + attached
+        return message_size(message, attached)
 
     def delete(self, mailbox: Mailbox, message_id: str) -> None:
         with self._lock:
@@ -328,6 +332,12 @@ class MailStore:
     def web_link(self, base_url: str, message_id: str) -> str:
         return f"{base_url}/owa/?ItemID={quote(message_id, safe='')}&exvsurl=1&viewmodel=ReadMessageItem"
 
+
+
+def message_size(message: dict, attached_bytes: int) -> int:
+    """What the tenant's size limit counts: subject, body and attachments, before any encoding."""
+    body = (message.get("body") or {}).get("content", "")
+    return len(message.get("subject", "").encode()) + len(body.encode()) + attached_bytes
 
 
 def _delete_after_submit(message: dict) -> bool:

@@ -8,7 +8,7 @@ import re
 from airflow_graph_mail.emulator import mime as mime_io
 from airflow_graph_mail.emulator.attachment_handlers import AttachmentHandlers
 from airflow_graph_mail.emulator.identity import IdentityHandlers
-from airflow_graph_mail.emulator.models import MailStore, Mailbox
+from airflow_graph_mail.emulator.models import MailStore, Mailbox, message_size
 from airflow_graph_mail.emulator.rules import GraphError, bad_request, boolean, canonical_keys, message_from_json
 from airflow_graph_mail.emulator.tokens import TokenInvalid
 from airflow_graph_mail.emulator.wire import Request, Response
@@ -72,9 +72,7 @@ class Handlers(IdentityHandlers, AttachmentHandlers):
         return message, attachments, raw
 
     def _check_new_message_size(self, message: dict, attachments: list[dict]) -> None:
-        size = len(message.get("subject", "").encode()) + len(message["body"]["content"].encode()) + \
-            sum(len(a["content"]) for a in attachments)
-        if size > self.emu.message_size_limit:
+        if message_size(message, sum(len(a["content"]) for a in attachments)) > self.emu.message_size_limit:
             raise GraphError(400, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
 
     def send_mail(self, request: Request) -> Response:

@@ -128,14 +128,14 @@ class Attachment:
         with self.open() as stream:
             return stream.read()
 
+    def _inline_fields(self) -> dict:
+        return {**({"isInline": True} if self.is_inline else {}),
+                **({"contentId": self.content_id} if self.content_id else {})}
+
     def graph_metadata(self) -> dict:
         """Graph's fileAttachment without contentBytes (the sender streams those in)."""
-        item = {"@odata.type": "#microsoft.graph.fileAttachment", "name": self.name, "contentType": self.content_type}
-        if self.is_inline:
-            item["isInline"] = True
-        if self.content_id:
-            item["contentId"] = self.content_id
-        return item
+        return {"@odata.type": "#microsoft.graph.fileAttachment", "name": self.name,
+                "contentType": self.content_type, **self._inline_fields()}
 
     def to_graph(self) -> dict:
         """fileAttachment with contentBytes, all in memory; the client streams instead."""
@@ -143,12 +143,8 @@ class Attachment:
 
     def upload_item(self) -> dict:
         """createUploadSession's AttachmentItem."""
-        item = {"attachmentType": "file", "name": self.name, "size": self.size, "contentType": self.content_type}
-        if self.is_inline:
-            item["isInline"] = True
-        if self.content_id:
-            item["contentId"] = self.content_id
-        return item
+        return {"attachmentType": "file", "name": self.name, "size": self.size, "contentType": self.content_type,
+                **self._inline_fields()}
 
 
 # -- sources ------------------------------------------------------------------------------------------
@@ -167,12 +163,16 @@ def _fsspec_sources(uri: str, options: dict) -> list[Attachment]:
     except (ImportError, ValueError) as err:
         raise MessageValidationError("attachments", f"{display}: no filesystem for this URI ({err}); install "
                                      "the fsspec package for its scheme (s3fs, adlfs, gcsfs, ...)") from None
-    protocol = uri.split("://", 1)[0]
+    return _fs_sources(fs, path, display, uri.split("://", 1)[0] + "://", options)
+
+
+def _fs_sources(fs, path: str, display: str, prefix: str, options: dict) -> list[Attachment]:
+    """A file or a glob pattern on an fsspec filesystem; ``prefix`` names the matches in messages."""
     if _GLOB_CHARS.search(path):
         matches = sorted(fs.glob(path))
         if not matches:
             raise MessageValidationError("attachments", f"the pattern {display} matched no file")
-        return [Attachment.from_fs(fs, p, f"{protocol}://{p.lstrip('/')}", **options) for p in matches]
+        return [Attachment.from_fs(fs, p, prefix + p.lstrip("/"), **options) for p in matches]
     return [Attachment.from_fs(fs, path, display, **options)]
 
 
@@ -225,13 +225,7 @@ def expand_source(source, **options) -> list[Attachment]:
         return [source]
     if hasattr(source, "fs") and hasattr(source, "path") and not isinstance(source, (str, os.PathLike)):
         # ObjectStoragePath (a universal_pathlib path): use its own, already configured, filesystem.
-        display = _safe_source(str(source))
-        if _GLOB_CHARS.search(source.path):
-            matches = sorted(source.fs.glob(source.path))
-            if not matches:
-                raise MessageValidationError("attachments", f"the pattern {display} matched no file")
-            return [Attachment.from_fs(source.fs, p, p, **options) for p in matches]
-        return [Attachment.from_fs(source.fs, source.path, display, **options)]
+        return _fs_sources(source.fs, source.path, _safe_source(str(source)), "/", options)
     if isinstance(source, os.PathLike):
         return _path_sources(os.fspath(source), options)
     if isinstance(source, str):
