@@ -21,6 +21,7 @@ from airflow_graph_mail.emulator.models import App, MailStore
 from airflow_graph_mail.emulator.responses import Handlers, attachment_json
 from airflow_graph_mail.emulator.routes import match
 from airflow_graph_mail.emulator.rules import GraphError
+from airflow_graph_mail.emulator.throttle import MailboxThrottle
 from airflow_graph_mail.emulator.tls import ensure_certificates
 from airflow_graph_mail.emulator.tokens import TokenIssuer
 from airflow_graph_mail.emulator.uploads import MB, UploadBudget, UploadSessions
@@ -87,8 +88,12 @@ class GraphEmulator:
     def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0,
                  token_lifetime: int = 3600, sendmail_status: int = 202, senders: tuple[str, ...] = (),
                  message_size_limit: int = 35 * MB, upload_budget_bytes: int = 150 * MB,
-                 upload_budget_window: float = 300.0, upload_session_lifetime: float = 900.0):
-        """Limits default to Exchange Online's: 35 MB messages, 150 MB uploaded per mailbox per 5 minutes."""
+                 upload_budget_window: float = 300.0, upload_session_lifetime: float = 900.0,
+                 mailbox_concurrency: int = 4, mailbox_requests: int = 10_000, mailbox_window: float = 600.0,
+                 latency: float = 0.0):
+        """Limits default to Exchange Online's: 35 MB messages, 150 MB uploaded per mailbox per 5 minutes,
+        4 concurrent requests and 10,000 requests per 10 minutes per mailbox. ``latency`` (seconds) is
+        added to every mailbox request."""
         self.state_dir = Path(state_dir) if state_dir else None
         self._tmp = None if self.state_dir else tempfile.TemporaryDirectory(prefix="graph-emulator-")
         self.files_dir = self.state_dir or Path(self._tmp.name)
@@ -108,7 +113,9 @@ class GraphEmulator:
         for address in (self.default_sender, *senders):
             self.store.add_user(address)
         self._limits = {"message_size_limit": message_size_limit, "upload_session_lifetime": upload_session_lifetime,
-                        "upload_budget_bytes": upload_budget_bytes, "upload_budget_window": upload_budget_window}
+                        "upload_budget_bytes": upload_budget_bytes, "upload_budget_window": upload_budget_window,
+                        "mailbox_concurrency": mailbox_concurrency, "mailbox_requests": mailbox_requests,
+                        "mailbox_window": mailbox_window, "latency": latency}
         self.uploads = UploadSessions(self.files_dir / "uploads")
         self.faults = FaultPlan()
         self.set_limits()
@@ -147,7 +154,8 @@ class GraphEmulator:
 
     def set_limits(self, **changes) -> None:
         """Change limits for a while (``reset()`` restores the ones given at start): message_size_limit,
-        upload_budget_bytes, upload_budget_window, upload_session_lifetime."""
+        upload_budget_bytes, upload_budget_window, upload_session_lifetime, mailbox_concurrency,
+        mailbox_requests, mailbox_window, latency."""
         unknown = set(changes) - set(self._limits)
         if unknown:
             raise TypeError(f"unknown limit(s): {', '.join(sorted(unknown))}")
@@ -155,6 +163,9 @@ class GraphEmulator:
         self.message_size_limit = limits["message_size_limit"]
         self.upload_session_lifetime = limits["upload_session_lifetime"]
         self.upload_budget = UploadBudget(limits["upload_budget_bytes"], limits["upload_budget_window"])
+        self.throttle = MailboxThrottle(limits["mailbox_concurrency"], limits["mailbox_requests"],
+                                        limits["mailbox_window"])
+        self.latency = limits["latency"]
 
     def add_user(self, address: str, display_name: str = "", rest_enabled: bool = True):
         return self.store.add_user(address, display_name, rest_enabled)
@@ -215,18 +226,13 @@ class GraphEmulator:
                 raise GraphError(400, "BadRequest", f"Resource not found for the segment '{request.path}'.")
             name, params = found
             request.params = {k: unquote(v) if v is not None else None for k, v in params.items()}
-            fault = self.faults.take(name)
-            if fault is not None and fault.action == DROP:
-                self._log(request, 0)
-                raise DropConnection()
-            if fault is not None and isinstance(fault.action, int):
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                raise GraphError(fault.action, FAULT_CODES.get(fault.action, "InjectedFault"), "Injected fault.",
-                                 headers)
-            response = getattr(self.handlers, name)(request)
-            if fault is not None and fault.action == DROP_AFTER:
-                self._log(request, -response.status)  # processed, but the client never hears
-                raise DropConnection()
+            if params.get("user") is None:
+                response = self._run(name, request)
+            else:
+                with self.throttle.slot(request.params["user"]):
+                    if self.latency:
+                        time.sleep(self.latency)
+                    response = self._run(name, request)
         except DropConnection:
             raise
         except GraphError as err:
@@ -238,6 +244,22 @@ class GraphEmulator:
         if "client-request-id" in request.headers:
             response.headers["client-request-id"] = request.headers["client-request-id"]
         self._log(request, response.status)
+        return response
+
+    def _run(self, name: str, request: Request) -> Response:
+        """The handler, with any scripted fault due for this route applied around it."""
+        fault = self.faults.take(name)
+        if fault is not None and fault.action == DROP:
+            self._log(request, 0)
+            raise DropConnection()
+        if fault is not None and isinstance(fault.action, int):
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            raise GraphError(fault.action, FAULT_CODES.get(fault.action, "InjectedFault"), "Injected fault.",
+                             headers)
+        response = getattr(self.handlers, name)(request)
+        if fault is not None and fault.action == DROP_AFTER:
+            self._log(request, -response.status)  # processed, but the client never hears
+            raise DropConnection()
         return response
 
     def _log(self, request: Request, status: int) -> None:
