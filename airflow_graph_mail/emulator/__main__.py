@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload-budget-mb", type=float, default=150,
                         help="upload bytes allowed per mailbox per window before 429 (Exchange: 150)")
     parser.add_argument("--upload-budget-window", type=float, default=300, help="seconds (Exchange: 300)")
+    parser.add_argument("--mailbox-concurrency", type=int, default=4,
+                        help="concurrent requests per mailbox before 429 (Exchange: 4)")
+    parser.add_argument("--mailbox-requests", type=int, default=10_000,
+                        help="requests per mailbox per 10 minutes before 429 (Exchange: 10,000)")
+    parser.add_argument("--latency-ms", type=float, default=0, help="added to every mailbox request")
     parser.add_argument("--export-eml", metavar="DIR", help="write every mailbox's Inbox as .eml files and exit")
     args = parser.parse_args(argv)
 
@@ -31,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                              token_lifetime=args.token_lifetime, senders=tuple(args.sender),
                              message_size_limit=int(args.message_size_limit_mb * MB),
                              upload_budget_bytes=int(args.upload_budget_mb * MB),
-                             upload_budget_window=args.upload_budget_window)
+                             upload_budget_window=args.upload_budget_window,
+                             mailbox_concurrency=args.mailbox_concurrency, mailbox_requests=args.mailbox_requests,
+                             latency=args.latency_ms / 1000)
     if args.export_eml:
         for mailbox in emulator.store.mailboxes():
             for path in emulator.export_eml(mailbox.address, f"{args.export_eml}/{mailbox.address}"):

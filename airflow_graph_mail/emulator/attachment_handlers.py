@@ -24,7 +24,9 @@ class AttachmentHandlers:
 
     def _draft(self, request: Request):
         mailbox = self._authorize(request, "Mail.ReadWrite")
-        return mailbox, self.store.load_draft(mailbox, request.params["id"])
+        message = self.store.load_draft(mailbox, request.params["id"])
+        request.params["id"] = message["id"]  # the current id, when the request named the immutable one
+        return mailbox, message
 
     def create_attachment(self, request: Request) -> Response:
         self._check_size(request)

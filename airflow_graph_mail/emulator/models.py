@@ -22,19 +22,25 @@ INSERT INTO attachments (id, message_id, position, name, content_type, size, is_
 SELECT 'AAMkAGAtt' || lower(hex(randomblob(18))), ?, position, name, content_type, size, is_inline, content_id,
        content, sha256 FROM attachments WHERE message_id = ?"""
 _BLOB_STEP = 4 * 1024 * 1024
+IMMUTABLE_ID = "_immutableId"  # kept in the stored message; shown as "id" when a request prefers it
 FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "outbox", "archive", "junkemail")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailboxes (
     id TEXT PRIMARY KEY, address TEXT UNIQUE COLLATE NOCASE, display_name TEXT,
     is_user INTEGER, rest_enabled INTEGER);
 CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY, mailbox_id TEXT, folder TEXT, created REAL, data TEXT, mime BLOB);
+    id TEXT PRIMARY KEY, mailbox_id TEXT, folder TEXT, created REAL, data TEXT, mime BLOB, immutable_id TEXT);
 CREATE INDEX IF NOT EXISTS messages_by_folder ON messages (mailbox_id, folder, created);
 CREATE TABLE IF NOT EXISTS attachments (
     id TEXT PRIMARY KEY, message_id TEXT, position INTEGER, name TEXT, content_type TEXT, size INTEGER,
     is_inline INTEGER, content_id TEXT, content BLOB, sha256 TEXT);
 CREATE INDEX IF NOT EXISTS attachments_by_message ON attachments (message_id, position);
+CREATE TABLE IF NOT EXISTS extended_properties (message_id TEXT, property_id TEXT, value TEXT);
+CREATE INDEX IF NOT EXISTS extended_properties_by_value ON extended_properties (property_id, value);
+CREATE TABLE IF NOT EXISTS submissions (mailbox_id TEXT, time REAL, property_id TEXT, value TEXT);
 """
+# Added after the first release; a state directory from then lacks them.
+_MIGRATIONS = {"attachments": {"sha256": "TEXT"}, "messages": {"immutable_id": "TEXT"}}
 
 
 def now_iso() -> str:
@@ -77,9 +83,12 @@ class MailStore:
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(attachments)")}
-        if "sha256" not in columns:  # a state directory from an earlier version
-            self._db.execute("ALTER TABLE attachments ADD COLUMN sha256 TEXT")
+        for table, added in _MIGRATIONS.items():
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in added.items():
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS messages_by_immutable_id ON messages (immutable_id)")
         self._lock = threading.RLock()
 
     # -- mailboxes -----------------------------------------------------------------------------------
@@ -136,14 +145,19 @@ class MailStore:
 
     def _insert(self, mailbox: Mailbox, folder: str, message: dict, attachments: list[dict],
                 mime: bytes | None = None, copy_attachments_of: str | None = None) -> str:
+        """A new row; the id is new (ids change when a message moves), the immutable id is kept if given."""
         message_id = new_id()
         stamp = now_iso()
         message = {**message, "id": message_id, "createdDateTime": message.get("createdDateTime", stamp),
-                   "lastModifiedDateTime": stamp, "parentFolderId": mailbox.folder_id(folder)}
+                   "lastModifiedDateTime": stamp, "parentFolderId": mailbox.folder_id(folder),
+                   IMMUTABLE_ID: message.get(IMMUTABLE_ID) or new_id("AAkALg")}
         if copy_attachments_of is None:
             message["hasAttachments"] = any(not a["isInline"] for a in attachments)
-        self._db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
-                         (message_id, mailbox.id, folder, time.time(), json.dumps(message), mime))
+        self._db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?)",
+                         (message_id, mailbox.id, folder, time.time(), json.dumps(message), mime,
+                          message[IMMUTABLE_ID]))
+        self._db.executemany("INSERT INTO extended_properties VALUES (?,?,?)",
+                             [(message_id, key, value) for key, value in extended_properties(message)])
         if copy_attachments_of is not None:
             self._db.execute(_COPY_ATTACHMENTS, (message_id, copy_attachments_of))
         for position, att in enumerate(attachments):
@@ -163,7 +177,7 @@ class MailStore:
         return attachment_id, cursor.lastrowid
 
     def load_draft(self, mailbox: Mailbox, message_id: str) -> dict:
-        """A message that may still take attachments."""
+        """A message that may still take attachments (its "id" is the current id, whichever was given)."""
         message, _ = self.load(mailbox, message_id)
         if not message.get("isDraft"):
             raise GraphError(400, "ErrorInvalidOperation", "Attachments can be added only to a draft.")
@@ -173,6 +187,7 @@ class MailStore:
         """Attach to a draft, from bytes (``att["content"]``) or streamed from a file (an upload session)."""
         with self._lock:
             message = self.load_draft(mailbox, message_id)
+            message_id = message["id"]
             position = self._db.execute("SELECT COUNT(*) FROM attachments WHERE message_id = ?",
                                         (message_id,)).fetchone()[0]
             self._db.execute("BEGIN")
@@ -204,8 +219,8 @@ class MailStore:
 
     def delete(self, mailbox: Mailbox, message_id: str) -> None:
         with self._lock:
-            self.load(mailbox, message_id)
-            self._delete(message_id)
+            message, _ = self.load(mailbox, message_id)
+            self._delete(message["id"])
 
     def create_draft(self, mailbox: Mailbox, folder: str, message: dict, attachments: list[dict],
                      mime: bytes | None = None) -> str:
@@ -241,7 +256,7 @@ class MailStore:
             check_sendable(message)
             self._db.execute("BEGIN")
             try:
-                self._submit(mailbox, message_id, save_to_sent_items=True)
+                self._submit(mailbox, message["id"], save_to_sent_items=True)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -255,9 +270,12 @@ class MailStore:
         for key in ("id", "parentFolderId", "lastModifiedDateTime"):
             sent.pop(key, None)
         mime = self._db.execute("SELECT mime FROM messages WHERE id = ?", (draft_id,)).fetchone()[0]
-        if save_to_sent_items and not _delete_after_submit(message):
+        if save_to_sent_items and not _delete_after_submit(message):  # the immutable id goes along
             self._insert(mailbox, "sentitems", sent, [], mime, copy_attachments_of=draft_id)
+        self._db.executemany("INSERT INTO submissions VALUES (?,?,?,?)",
+                             [(mailbox.id, time.time(), key, value) for key, value in extended_properties(message)])
         delivered = {**sent, "isRead": False}
+        delivered.pop(IMMUTABLE_ID, None)
         delivered.pop("bccRecipients", None)
         seen = set()
         for name in ("toRecipients", "ccRecipients", "bccRecipients"):
@@ -272,12 +290,13 @@ class MailStore:
 
     def _delete(self, message_id: str) -> None:
         self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        self._db.execute("DELETE FROM extended_properties WHERE message_id = ?", (message_id,))
         self._db.execute("DELETE FROM attachments WHERE message_id = ?", (message_id,))
 
     def load(self, mailbox: Mailbox, message_id: str) -> tuple[dict, str]:
         with self._lock:
-            row = self._db.execute("SELECT data, folder FROM messages WHERE id = ? AND mailbox_id = ?",
-                                   (message_id, mailbox.id)).fetchone()
+            row = self._db.execute("SELECT data, folder FROM messages WHERE mailbox_id = ? AND (id = ? OR "
+                                   "immutable_id = ?)", (mailbox.id, message_id, message_id)).fetchone()
         if row is None:
             raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         return json.loads(row[0]), row[1]
@@ -304,6 +323,24 @@ class MailStore:
                 (mailbox.id, folder, top if top is not None else -1)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def find_by_property(self, mailbox: Mailbox, folder: str, property_id: str, value: str,
+                         top: int | None = None) -> list[dict]:
+        """$filter=singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')"""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.data FROM messages m JOIN extended_properties p ON p.message_id = m.id "
+                "WHERE m.mailbox_id = ? AND m.folder = ? AND p.property_id = ? AND p.value = ? "
+                "ORDER BY m.created DESC LIMIT ?",
+                (mailbox.id, folder, property_key(property_id), value, top if top is not None else -1)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def submissions(self, property_id: str) -> dict[str, int]:
+        """How many times a message carrying each value of this extended property was submitted."""
+        with self._lock:
+            rows = self._db.execute("SELECT value, COUNT(*) FROM submissions WHERE property_id = ? GROUP BY value",
+                                    (property_key(property_id),)).fetchall()
+        return dict(rows)
+
     def folder_counts(self, mailbox: Mailbox) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT folder, COUNT(*) FROM messages WHERE mailbox_id = ? GROUP BY folder",
@@ -326,7 +363,8 @@ class MailStore:
 
     def clear(self) -> None:
         with self._lock:
-            self._db.executescript("DELETE FROM messages; DELETE FROM attachments; "
+            self._db.executescript("DELETE FROM messages; DELETE FROM attachments; DELETE FROM extended_properties; "
+                                   "DELETE FROM submissions; "
                                    "DELETE FROM mailboxes WHERE is_user = 0;")
 
     def web_link(self, base_url: str, message_id: str) -> str:
@@ -340,9 +378,16 @@ def message_size(message: dict, attached_bytes: int) -> int:
     return len(message.get("subject", "").encode()) + len(body.encode()) + attached_bytes
 
 
+def property_key(property_id: str) -> str:
+    """Extended property ids compare without regard to case or spacing ("String {GUID} Name x")."""
+    return " ".join(str(property_id).split()).lower()
+
+
+def extended_properties(message: dict) -> list[tuple[str, str]]:
+    return [(property_key(p.get("id", "")), str(p.get("value", "")))
+            for p in message.get("singleValueExtendedProperties") or [] if isinstance(p, dict)]
+
+
 def _delete_after_submit(message: dict) -> bool:
     """PidTagDeleteAfterSubmit (Boolean 0x0E01) set on a draft: no copy in Sent Items."""
-    for prop in message.get("singleValueExtendedProperties") or []:
-        if isinstance(prop, dict) and str(prop.get("id", "")).replace(" ", "").lower() == "boolean0x0e01":
-            return str(prop.get("value", "")).lower() == "true"
-    return False
+    return any(key == "boolean 0x0e01" and value.lower() == "true" for key, value in extended_properties(message))

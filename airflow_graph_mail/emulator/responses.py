@@ -8,7 +8,7 @@ import re
 from airflow_graph_mail.emulator import mime as mime_io
 from airflow_graph_mail.emulator.attachment_handlers import AttachmentHandlers
 from airflow_graph_mail.emulator.identity import IdentityHandlers
-from airflow_graph_mail.emulator.models import MailStore, Mailbox, message_size
+from airflow_graph_mail.emulator.models import IMMUTABLE_ID, MailStore, Mailbox, message_size
 from airflow_graph_mail.emulator.rules import GraphError, bad_request, boolean, canonical_keys, message_from_json
 from airflow_graph_mail.emulator.tokens import TokenInvalid
 from airflow_graph_mail.emulator.wire import Request, Response
@@ -123,7 +123,12 @@ class Handlers(IdentityHandlers, AttachmentHandlers):
         folder = request.params.get("folder")
         folders = [self.store.resolve_folder(mailbox, folder)] if folder else ["inbox", "drafts", "sentitems"]
         top = int(request.query.get("$top", 10))
-        messages = [m for f in folders for m in self.store.list_folder(mailbox, f, top)][:top]
+        wanted = property_filter(request.query["$filter"]) if "$filter" in request.query else None
+        if wanted:
+            messages = [m for f in folders for m in self.store.find_by_property(mailbox, f, *wanted, top)]
+        else:
+            messages = [m for f in folders for m in self.store.list_folder(mailbox, f, top)]
+        messages = messages[:top]
         return Response.json(200, {"value": [self._project(request, m) for m in messages]})
 
     def _render(self, request: Request, mailbox: Mailbox, message_id: str) -> dict:
@@ -139,6 +144,8 @@ class Handlers(IdentityHandlers, AttachmentHandlers):
         names = [n.strip() for n in select.split(",")] if select else DEFAULT_PROPERTIES
         out = {"@odata.etag": f'W/"{message["changeKey"]}"'}
         out.update({n: message[n] for n in names if n in message})
+        if request.immutable_ids and IMMUTABLE_ID in message:
+            out["id"] = message[IMMUTABLE_ID]
         return out
 
     # -- inspection ----------------------------------------------------------------------------------
@@ -169,6 +176,11 @@ class Handlers(IdentityHandlers, AttachmentHandlers):
         return Response(200, eml, {"Content-Type": "message/rfc822",
                                    "Content-Disposition": f'attachment; filename="{request.params["id"]}.eml"'})
 
+    def inspect_deliveries(self, request: Request) -> Response:
+        if not request.query.get("property"):
+            raise bad_request("BadRequest", "Give ?property=<extended property id>.")
+        return Response.json(200, {"value": self.emu.deliveries(request.query["property"])})
+
     def inspect_requests(self, request: Request) -> Response:
         return Response.json(200, {"value": list(self.emu.request_log)})
 
@@ -179,6 +191,22 @@ class Handlers(IdentityHandlers, AttachmentHandlers):
     def web_link(self, request: Request) -> Response:
         item = request.query.get("ItemID", "")
         return Response(302, b"", {"Location": f"/_emulator/messages/{item}"})
+
+
+# Microsoft's documented form: singleValueExtendedProperties/Any(ep: ep/id eq '<id>' and ep/value eq '<value>')
+_QUOTED = r"'((?:[^']|'')*)'"
+_PROPERTY_FILTER = re.compile(
+    r"^\s*singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+" + _QUOTED
+    + r"\s+and\s+\1/value\s+eq\s+" + _QUOTED + r"\s*\)\s*$", re.IGNORECASE)
+
+
+def property_filter(expression: str) -> tuple[str, str]:
+    """The one $filter this emulator understands -> (property id, value); anything else is refused."""
+    found = _PROPERTY_FILTER.match(expression)
+    if not found:
+        raise bad_request("BadRequest", f"Invalid filter clause: the emulator supports only "
+                          "singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...').")
+    return found.group(2).replace("''", "'"), found.group(3).replace("''", "'")
 
 
 def attachment_json(att: dict, with_content: bool) -> dict:

@@ -32,6 +32,7 @@ ROUTES = [
     ("GET", r"/_emulator/messages/(?P<id>[^/]+)\.eml", "inspect_eml"),
     ("GET", r"/_emulator/messages/(?P<id>[^/]+)", "inspect_message"),
     ("GET", r"/_emulator/requests", "inspect_requests"),
+    ("GET", r"/_emulator/deliveries", "inspect_deliveries"),
     ("POST", r"/_emulator/reset", "reset"),
     ("GET", r"/owa/", "web_link"),
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from airflow_graph_mail.emulator import mime as mime_io
-from airflow_graph_mail.emulator.faults import DROP, DROP_AFTER, DropConnection, FaultPlan
+from airflow_graph_mail.emulator.faults import ACCEPT_504, DROP, DROP_AFTER, SLOW, DropConnection, FaultPlan
 from airflow_graph_mail.emulator.models import App, MailStore
 from airflow_graph_mail.emulator.responses import Handlers, attachment_json
 from airflow_graph_mail.emulator.routes import match
@@ -241,6 +241,8 @@ class GraphEmulator:
             log.exception("emulator failed on %s %s", request.method, request.path)
             response = graph_error(GraphError(500, "InternalServerError", "The emulator failed."), request)
         response.headers.setdefault("request-id", str(uuid.uuid4()))
+        if request.immutable_ids:
+            response.headers["Preference-Applied"] = 'IdType="ImmutableId"'
         if "client-request-id" in request.headers:
             response.headers["client-request-id"] = request.headers["client-request-id"]
         self._log(request, response.status)
@@ -249,6 +251,7 @@ class GraphEmulator:
     def _run(self, name: str, request: Request) -> Response:
         """The handler, with any scripted fault due for this route applied around it."""
         fault = self.faults.take(name)
+        request.fault = fault.action if fault is not None else None
         if fault is not None and fault.action == DROP:
             self._log(request, 0)
             raise DropConnection()
@@ -257,9 +260,15 @@ class GraphEmulator:
             raise GraphError(fault.action, FAULT_CODES.get(fault.action, "InjectedFault"), "Injected fault.",
                              headers)
         response = getattr(self.handlers, name)(request)
-        if fault is not None and fault.action == DROP_AFTER:
+        if fault is None:
+            return response
+        if fault.action == DROP_AFTER:
             self._log(request, -response.status)  # processed, but the client never hears
             raise DropConnection()
+        if fault.action == ACCEPT_504:  # the log's "fault" field tells it apart from a refused request
+            return graph_error(GraphError(504, "GatewayTimeout", "The operation has timed out."), request)
+        if fault.action == SLOW:
+            time.sleep(fault.delay)
         return response
 
     def _log(self, request: Request, status: int) -> None:
@@ -272,7 +281,8 @@ class GraphEmulator:
                                  "status": status, "bytes": len(request.body),
                                  "content_range": request.headers.get("content-range", ""),
                                  "authorization": "authorization" in request.headers,
-                                 "client_request_id": request.headers.get("client-request-id", "")})
+                                 "client_request_id": request.headers.get("client-request-id", ""),
+                                 "fault": request.fault})
 
     def count_send(self) -> None:
         with self._sends_lock:
@@ -321,6 +331,11 @@ class GraphEmulator:
             path.write_bytes(self.eml(message["id"]))
             paths.append(path)
         return paths
+
+    def deliveries(self, property_id: str) -> dict[str, int]:
+        """Submissions (sendMail, or a draft sent) per value of a single-value extended property, such as
+        an idempotency key: a value counted twice is a duplicate mail."""
+        return self.store.submissions(property_id)
 
     @property
     def side_effect_requests(self) -> list[dict]:

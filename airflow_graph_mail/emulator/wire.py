@@ -20,6 +20,7 @@ class Request:
     body: bytes
     params: dict = field(default_factory=dict)
     oversize: bool = False
+    fault: int | str | None = None  # the injected fault this request met, for the request log
 
     @classmethod
     def build(cls, method: str, target: str, headers, body: bytes) -> Request:
@@ -33,6 +34,12 @@ class Request:
         except (UnicodeDecodeError, ValueError):
             raise bad_request("BadRequest", "Unable to read JSON request payload. Please ensure Content-Type "
                               "header is set and payload is of valid JSON format.") from None
+
+    @property
+    def immutable_ids(self) -> bool:
+        """Prefer: IdType="ImmutableId" -- ids that survive a move between folders."""
+        prefer = self.headers.get("prefer", "").replace(" ", "").lower()
+        return 'idtype="immutableid"' in prefer
 
     @property
     def is_mime(self) -> bool:
