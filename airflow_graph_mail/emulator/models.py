@@ -348,10 +348,10 @@ class MailStore:
         return dict(rows)
 
     def find_message(self, message_id: str) -> tuple[Mailbox, dict, str] | None:
-        """For the inspection API: a message by id in any mailbox."""
+        """For the inspection API: a message by id (or immutable id) in any mailbox."""
         with self._lock:
-            row = self._db.execute("SELECT mailbox_id, data, folder, mime FROM messages WHERE id = ?",
-                                   (message_id,)).fetchone()
+            row = self._db.execute("SELECT mailbox_id, data, folder, mime FROM messages WHERE id = ? OR "
+                                   "immutable_id = ?", (message_id, message_id)).fetchone()
         if row is None:
             return None
         return self.find_mailbox(row[0]), json.loads(row[1]), row[2]

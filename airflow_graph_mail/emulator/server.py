@@ -312,13 +312,16 @@ class GraphEmulator:
                 for m in self.store.list_folder(mailbox, folder)]
 
     def attachment_bytes(self, message_id: str) -> dict[str, bytes]:
-        return {a["name"]: a["content"] for a in self.store.attachments(message_id, with_content=True)}
+        found = self.store.find_message(message_id)
+        attachments = self.store.attachments(found[1]["id"], with_content=True) if found else []
+        return {a["name"]: a["content"] for a in attachments}
 
     def eml(self, message_id: str) -> bytes | None:
         """The original MIME when the message arrived as MIME, else one built from what was stored."""
         found = self.store.find_message(message_id)
         if found is None:
             return None
+        message_id = found[1]["id"]
         raw = self.store.raw_mime(message_id)
         return raw or mime_io.build_eml(found[1], self.store.attachments(message_id, with_content=True))
 

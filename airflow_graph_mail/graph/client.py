@@ -5,14 +5,21 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import uuid
 from email.message import EmailMessage
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
+
+import requests
 
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
 from airflow_graph_mail.graph.errors import (
-    GraphConfigError, GraphMailError, GraphRequestError, MessageTooLargeError, error_from_response,
+    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, MessageTooLargeError,
+    OutcomeUnknownError, ThrottledError, error_from_response,
 )
+from airflow_graph_mail.graph.idempotency import key_filter, tag
+from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY, MailboxPacer
+from airflow_graph_mail.graph.retry import RetryBudget, RetryPolicy, never_sent, retry_after_seconds
 from airflow_graph_mail.graph.upload import AttachmentUpload, UploadFailedError
 from airflow_graph_mail.mail.attachments import MB
 from airflow_graph_mail.mail.errors import MessageValidationError
@@ -33,6 +40,10 @@ DEFAULT_MAX_MESSAGE_BYTES = 35 * MB
 MAX_MESSAGE_BYTES = 150 * MB
 # PidTagDeleteAfterSubmit: a sent draft leaves no copy in Sent Items (saveToSentItems=false on the draft path).
 DELETE_AFTER_SUBMIT = {"id": "Boolean 0x0E01", "value": "true"}
+# Message ids that stay the same when a draft moves to Sent Items.
+PREFER_IMMUTABLE_IDS = 'IdType="ImmutableId"'
+# What a send reports: it went out now, or an earlier attempt had already sent it.
+SENT, ALREADY_SENT = "sent", "already_sent"
 
 
 def encode_mime(mime: bytes | str | EmailMessage) -> bytes:
@@ -49,8 +60,13 @@ class GraphMailClient:
 
     def __init__(self, session, credential, graph_url: str, api_version: str = "v1.0",
                  default_sender: str | None = None, timeout: float = 60.0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, retry: RetryPolicy | None = None,
+                 concurrency: int = DEFAULT_CONCURRENCY):
         self.session = session
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency
+        self._pacers: dict[str, MailboxPacer] = {}
+        self._pacers_lock = threading.Lock()
         self.credential = credential
         self.base_url = f"{graph_url.rstrip('/')}/{api_version}"
         self.default_sender = default_sender
@@ -67,9 +83,20 @@ class GraphMailClient:
             return "/me"
         return f"/users/{quote(sender, safe='@')}"
 
+    def _pacer(self, path: str) -> MailboxPacer:
+        mailbox = path.split("?")[0].split("/")[2].lower() if path.startswith("/users/") else "me"
+        with self._pacers_lock:
+            return self._pacers.setdefault(mailbox, MailboxPacer(self.concurrency))
+
     def request(self, method: str, path: str, *, json_body=None, data: bytes | StreamingJson | None = None,
-                content_type: str | None = None, expect=(200,)):
-        """One authenticated call; a 401 refreshes the token once, other errors become typed exceptions."""
+                content_type: str | None = None, expect=(200,), idempotent: bool | None = None,
+                budget: RetryBudget | None = None):
+        """One authenticated call, retried within ``budget`` when that is safe.
+
+        A 401 renews the token once. 429 waits for Retry-After. 5xx and network errors are retried for
+        idempotent calls (GET, DELETE by default); for others they raise OutcomeUnknownError, unless the
+        connection was never made. Other errors become typed exceptions.
+        """
         if isinstance(data, StreamingJson):
             content_type = "application/json"
             if len(data) <= SMALL_BODY_BYTES:  # one send() for headers and body: no per-piece round trips
@@ -84,58 +111,131 @@ class GraphMailClient:
                 "(attachments count about 4/3 of their size once base64-encoded). MIME and Graph-shaped dicts "
                 "go in one request; give a Message with attachments to send large files",
             )
-        headers = {"client-request-id": str(uuid.uuid4())}
+        headers = {"client-request-id": str(uuid.uuid4()), "Prefer": PREFER_IMMUTABLE_IDS,
+                   "Content-Length": "0" if data is None else str(len(data))}
         if content_type:
             headers["Content-Type"] = content_type
-        if data is None:
-            headers["Content-Length"] = "0"
-        else:
-            headers["Content-Length"] = str(len(data))
+        idempotent = method in ("GET", "DELETE") if idempotent is None else idempotent
+        budget = budget or self.retry.budget()
+        pacer = self._pacer(path)
         url = self.base_url + path
-        for attempt in (1, 2):
+        renewed = False
+        while True:
             headers["Authorization"] = "Bearer " + self.credential.get_token()
-            response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout)
-            if response.status_code == 401 and attempt == 1:
-                log.info("Graph answered 401 to %s %s; renewing the token once (request-id %s)",
-                         method, path, response.headers.get("request-id", ""))
-                self.credential.invalidate()
-                continue
-            break
-        if response.status_code not in expect:
-            raise error_from_response(response)
-        return response
+            retry_after = None
+            try:
+                with pacer.slot():
+                    response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout)
+            except requests.RequestException as err:
+                if not (idempotent or never_sent(err)):
+                    raise OutcomeUnknownError(method, path, err) from err
+                failure, reason = err, f"{type(err).__name__}: {err}"
+            else:
+                if response.status_code in expect:
+                    pacer.succeeded()
+                    return response
+                if response.status_code == 401 and not renewed:
+                    log.info("Graph answered 401 to %s %s; renewing the token once (request-id %s)",
+                             method, path, response.headers.get("request-id", ""))
+                    self.credential.invalidate()
+                    renewed = True
+                    continue
+                failure = error_from_response(response)
+                if isinstance(failure, ThrottledError) or response.status_code == 429:
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                elif response.status_code >= 500:
+                    if not idempotent:
+                        raise OutcomeUnknownError(method, path, failure) from failure
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                else:
+                    raise failure
+                reason = f"{failure.status} {failure.code} (request-id {failure.request_id or 'none'})"
+            delay = budget.delay(retry_after)
+            if delay is None:
+                raise failure
+            if isinstance(failure, GraphRequestError) and failure.status == 429:
+                pacer.throttled(delay)
+            log.warning("Graph %s %s: %s; retry %d in %.1fs", method, path.split("?")[0], reason,
+                        budget.retries + 1, delay)
+            budget.wait(delay)
 
     # -- sending -------------------------------------------------------------------------------------
 
-    def send_mail(self, message: Message | dict, *, sender: str | None = None, save_to_sent_items: bool = True):
-        """One sendMail when the request fits in 4 MB, else draft + attachments + send; same result."""
+    def send_mail(self, message: Message | dict, *, sender: str | None = None, save_to_sent_items: bool = True,
+                  idempotency_key: str | None = None, check_first: bool = False) -> str:
+        """Send once: one sendMail when the request fits in 4 MB, else draft + attachments + send.
+
+        With an ``idempotency_key`` the message is tagged, and after an unclear answer the client looks
+        for it (Sent Items, or the draft by its immutable id) and sends again only if it is not there.
+        ``check_first`` looks before the first attempt too (an Airflow retry). Returns SENT or ALREADY_SENT.
+        """
+        budget = self.retry.budget()
         if isinstance(message, dict):  # Graph's own shape, attachments already base64: one request
-            payload = {"message": graph_message(message, require_recipients=True)}
+            document, streams = graph_message(message, require_recipients=True), {}
+        else:
+            message.require_recipients()
+            self.check_size(message)
+            document, streams = message_document(message)
+        tag(document, idempotency_key)
+        if idempotency_key and check_first:
             if not save_to_sent_items:
-                payload["saveToSentItems"] = False
-            self.request("POST", self._user_path(sender) + "/sendMail", json_body=payload, expect=(202, 204))
-            return
-        message.require_recipients()
-        self.check_size(message)
-        document, streams = message_document(message)
+                log.warning("Cannot check whether %r was sent before: save_to_sent_items=False leaves no copy "
+                            "to find", idempotency_key)
+            elif self.find_by_key(idempotency_key, sender=sender, folder="sentitems", budget=budget):
+                log.info("Message %r is already in Sent Items; not sending it again", idempotency_key)
+                return ALREADY_SENT
         payload = {"message": document}
         if not save_to_sent_items:
             payload["saveToSentItems"] = False
         body = StreamingJson(payload, streams)
-        if self.fits_one_request(body):
-            self.request("POST", self._user_path(sender) + "/sendMail", data=body, expect=(202, 204))
-            return
+        if isinstance(message, dict) or self.fits_one_request(body):
+            path = self._user_path(sender) + "/sendMail"
+            check = None
+            if idempotency_key and save_to_sent_items:
+                def check():
+                    return bool(self.find_by_key(idempotency_key, sender=sender, folder="sentitems", budget=budget))
+            self._once(lambda: self.request("POST", path, data=body, expect=(202, 204), budget=budget), check,
+                       budget, idempotency_key)
+            return SENT
         log.info("The message is %.1f MB with attachments; sending it as a draft with %d attachment(s)",
                  message.size / MB, len(message.attachments))
-        draft = self._build_draft(message, sender, None, delete_after_submit=not save_to_sent_items)
+        if idempotency_key and check_first:  # a crashed attempt may have left its draft
+            self._discard_drafts(idempotency_key, sender, None, budget)
+        draft = self._build_draft(message, sender, None, delete_after_submit=not save_to_sent_items,
+                                  idempotency_key=idempotency_key, budget=budget)
         try:
-            self.send_draft(draft["id"], sender=sender)
+            self._once(lambda: self.send_draft(draft["id"], sender=sender, budget=budget),
+                       lambda: self._draft_was_sent(draft["id"], sender, budget), budget, idempotency_key)
         except GraphRequestError as err:
             if err.status < 500 and err.status != 429:  # definitely not sent: leave nothing behind
                 self._discard_draft(draft["id"], sender)
             raise
+        return SENT
+
+    def _once(self, submit, was_sent, budget: RetryBudget, key: str | None) -> None:
+        """Submit; after an unclear answer, ask ``was_sent`` and submit again only when it says no."""
+        while True:
+            try:
+                submit()
+                return
+            except OutcomeUnknownError as err:
+                if was_sent is None:
+                    raise OutcomeUnknownError(err.method, err.path, err.cause, hint=(
+                        "not sent again, since it could arrive twice; give an idempotency key and keep "
+                        "save_to_sent_items on so that the client can check")) from err
+                delay = budget.delay()
+                if delay is None:
+                    raise
+                log.warning("%s %s: %s; checking in %.1fs whether message %r went out", err.method, err.path,
+                            err.cause, delay, key)
+                budget.wait(delay)
+            if was_sent():
+                log.info("Message %r had been sent despite the unclear answer; not sending it again", key)
+                return
+            log.warning("Message %r was not sent; sending it again", key)
 
     def send_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None):
+        """MIME carries no extended property to look up, so an unclear answer is raised, never resent."""
         self.request("POST", self._user_path(sender) + "/sendMail", data=encode_mime(mime),
                      content_type="text/plain", expect=(202, 204))
 
@@ -151,6 +251,31 @@ class GraphMailClient:
                 f"{self.max_message_bytes / MB:g} MB (connection setting max_message_size_mb; Exchange Online's "
                 "default is 35 MB and an admin can raise it to 150 MB): send fewer or smaller attachments")
 
+    # -- finding a message again ---------------------------------------------------------------------
+
+    def find_by_key(self, key: str, *, sender: str | None = None, folder: str = "sentitems",
+                    budget: RetryBudget | None = None) -> list[dict]:
+        """Messages in ``folder`` tagged with this idempotency key (immutable ids)."""
+        query = urlencode({"$filter": key_filter(key), "$select": "id,subject,isDraft,webLink", "$top": "10"},
+                          quote_via=quote)
+        path = f"{self._messages_path(sender, folder)}?{query}"
+        return self.request("GET", path, budget=budget).json().get("value", [])
+
+    def _draft_was_sent(self, draft_id: str, sender: str | None, budget: RetryBudget) -> bool:
+        """A sent draft keeps its immutable id in Sent Items (isDraft false), or is gone (not saved)."""
+        try:
+            found = self.request("GET", self._message_path(sender, draft_id) + "?$select=id,isDraft",
+                                 budget=budget).json()
+        except ItemNotFoundError:
+            return True
+        return not found.get("isDraft", True)
+
+    def _discard_drafts(self, key: str, sender: str | None, folder: str | None, budget: RetryBudget) -> None:
+        for draft in self.find_by_key(key, sender=sender, folder=folder or "drafts", budget=budget):
+            if draft.get("isDraft", True):
+                log.info("Deleting draft %s left by an earlier attempt of %r", draft["id"], key)
+                self._discard_draft(draft["id"], sender)
+
     # -- drafts --------------------------------------------------------------------------------------
 
     def _messages_path(self, sender: str | None, folder: str | None) -> str:
@@ -160,42 +285,83 @@ class GraphMailClient:
     def _message_path(self, sender: str | None, message_id: str) -> str:
         return f"{self._user_path(sender)}/messages/{quote(str(message_id), safe='')}"
 
-    def create_draft(self, message: Message | dict, *, sender: str | None = None, folder: str | None = None) -> dict:
-        """A draft with all its attachments, whatever their size (the large ones through upload sessions)."""
+    def create_draft(self, message: Message | dict, *, sender: str | None = None, folder: str | None = None,
+                     idempotency_key: str | None = None, check_first: bool = False) -> dict:
+        """A draft with all its attachments, whatever their size (the large ones through upload sessions).
+
+        With an idempotency key, ``check_first`` replaces a draft an earlier attempt left, and an unclear
+        answer is resolved by looking the draft up instead of creating a second one.
+        """
+        budget = self.retry.budget()
+        if idempotency_key and check_first:
+            self._discard_drafts(idempotency_key, sender, folder, budget)
         if isinstance(message, dict):
-            body = graph_message(message, require_recipients=False)
-            return self.request("POST", self._messages_path(sender, folder), json_body=body, expect=(201,)).json()
+            document = tag(graph_message(message, require_recipients=False), idempotency_key)
+            return self._create(document, sender, folder, idempotency_key, budget)
         self.check_size(message)
         document, streams = message_document(message)
-        body = StreamingJson(document, streams)
+        body = StreamingJson(tag(document, idempotency_key), streams)
         if self.fits_one_request(body):
-            return self.request("POST", self._messages_path(sender, folder), data=body, expect=(201,)).json()
-        draft = self._build_draft(message, sender, folder)
+            return self._create(body, sender, folder, idempotency_key, budget)
+        draft = self._build_draft(message, sender, folder, idempotency_key=idempotency_key, budget=budget)
         return {**draft, "hasAttachments": any(not a.is_inline for a in message.attachments)}
 
+    def _create(self, body, sender: str | None, folder: str | None, key: str | None, budget: RetryBudget) -> dict:
+        """POST a new message; after an unclear answer, the one it made (found by key) or a new one."""
+        path = self._messages_path(sender, folder)
+        while True:
+            try:
+                if isinstance(body, dict):
+                    return self.request("POST", path, json_body=body, expect=(201,), budget=budget).json()
+                return self.request("POST", path, data=body, expect=(201,), budget=budget).json()
+            except OutcomeUnknownError:
+                delay = budget.delay() if key else None
+                if delay is None:
+                    raise
+                budget.wait(delay)
+            found = self.find_by_key(key, sender=sender, folder=folder or "drafts", budget=budget)
+            if found:
+                return self.get_message(found[0]["id"], sender=sender)
+
     def _build_draft(self, message: Message, sender: str | None, folder: str | None, *,
-                     delete_after_submit: bool = False) -> dict:
-        """Create the draft without attachments, then add each; on failure delete the draft."""
+                     delete_after_submit: bool = False, idempotency_key: str | None = None,
+                     budget: RetryBudget | None = None) -> dict:
+        """Create the draft without attachments, then add each; on failure delete the draft.
+
+        An unclear answer while adding an attachment (which may or may not be there now) restarts the
+        draft from scratch, within the retry budget."""
+        budget = budget or self.retry.budget()
         document, _ = message_document(message, with_attachments=False)
         if delete_after_submit:
-            document["singleValueExtendedProperties"] = [DELETE_AFTER_SUBMIT]
-        draft = self.request("POST", self._messages_path(sender, folder), json_body=document, expect=(201,)).json()
-        try:
-            for attachment in message.attachments:
-                self.add_attachment(draft["id"], attachment, sender=sender)
-        except BaseException:
-            self._discard_draft(draft["id"], sender)
-            raise
-        return draft
+            document.setdefault("singleValueExtendedProperties", []).append(DELETE_AFTER_SUBMIT)
+        tag(document, idempotency_key)
+        while True:
+            draft = self._create(document, sender, folder, idempotency_key, budget)
+            try:
+                for attachment in message.attachments:
+                    self.add_attachment(draft["id"], attachment, sender=sender, budget=budget)
+                return draft
+            except OutcomeUnknownError as err:
+                self._discard_draft(draft["id"], sender)
+                delay = budget.delay()
+                if delay is None:
+                    raise
+                log.warning("%s; building the draft again in %.1fs", err, delay)
+                budget.wait(delay)
+            except BaseException:
+                self._discard_draft(draft["id"], sender)
+                raise
 
-    def add_attachment(self, message_id: str, attachment, *, sender: str | None = None) -> None:
+    def add_attachment(self, message_id: str, attachment, *, sender: str | None = None,
+                       budget: RetryBudget | None = None) -> None:
         """POST for attachments under 3 MB; an upload session (resumable, chunked) from 3 MB up."""
         path = self._message_path(sender, message_id) + "/attachments"
         if attachment.size < UPLOAD_SESSION_MIN_BYTES:
-            self.request("POST", path, data=attachment_document(attachment), expect=(201,))
+            self.request("POST", path, data=attachment_document(attachment), expect=(201,), budget=budget)
             return
         for session_attempt in (1, 2):
-            created = self.request("POST", path + "/createUploadSession",
+            # An extra upload session is harmless (it expires unused), so this POST may be repeated.
+            created = self.request("POST", path + "/createUploadSession", idempotent=True, budget=budget,
                                    json_body={"AttachmentItem": attachment.upload_item()}, expect=(201,)).json()
             upload = AttachmentUpload(self.session, created["uploadUrl"], attachment, timeout=self.timeout)
             try:
@@ -223,10 +389,10 @@ class GraphMailClient:
         return self.request("POST", self._messages_path(sender, folder), data=encode_mime(mime),
                             content_type="text/plain", expect=(201,)).json()
 
-    def send_draft(self, message_id: str, *, sender: str | None = None):
+    def send_draft(self, message_id: str, *, sender: str | None = None, budget: RetryBudget | None = None):
         if not message_id or not str(message_id).strip():
             raise GraphConfigError("message_id: empty draft id; pass the id returned when the draft was created")
-        self.request("POST", self._message_path(sender, message_id) + "/send", expect=(202, 204))
+        self.request("POST", self._message_path(sender, message_id) + "/send", expect=(202, 204), budget=budget)
 
     # -- reading -------------------------------------------------------------------------------------
 

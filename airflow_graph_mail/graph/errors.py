@@ -82,6 +82,16 @@ class ServiceUnavailableError(GraphRequestError):
     pass
 
 
+class OutcomeUnknownError(GraphMailError):
+    """A request that changes a mailbox got no clear answer (5xx, timeout, dropped connection): it may or
+    may not have taken effect, so it is not repeated blindly."""
+
+    def __init__(self, method: str, path: str, cause: Exception, hint: str = ""):
+        self.method, self.path, self.cause = method, path.split("?")[0], cause
+        text = f"{method} {self.path}: no clear answer from Graph ({cause}); it may or may not have taken effect"
+        super().__init__(text + (f" -- {hint}" if hint else ""))
+
+
 _BY_CODE = {
     "InvalidAuthenticationToken": InvalidAuthenticationTokenError,
     "ErrorAccessDenied": AccessDeniedError,
@@ -99,13 +109,6 @@ _BY_CODE = {
 }
 _BY_STATUS = {401: InvalidAuthenticationTokenError, 403: AccessDeniedError, 404: ItemNotFoundError,
               413: MessageTooLargeError, 429: ThrottledError}
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def error_from_response(response) -> GraphRequestError:
@@ -131,6 +134,8 @@ def error_from_response(response) -> GraphRequestError:
         cls = ServiceUnavailableError
     cls = cls or GraphRequestError
     if cls is ThrottledError:
-        return ThrottledError(retry_after=_retry_after(response.headers.get("Retry-After")), **kwargs)
+        from airflow_graph_mail.graph.retry import retry_after_seconds
+
+        return ThrottledError(retry_after=retry_after_seconds(response.headers.get("Retry-After")), **kwargs)
     return cls(**kwargs)
 

@@ -15,6 +15,7 @@ import time
 import requests
 
 from airflow_graph_mail.graph.errors import GraphMailError, error_from_response
+from airflow_graph_mail.graph.retry import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +176,8 @@ def _retryable(status: int) -> bool:
 
 def _delay(response, failures: int) -> float:
     """Retry-After when the server gives one, else exponential backoff with jitter."""
-    if response is not None:
-        value = response.headers.get("Retry-After")
-        if value:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                pass
+    retry_after = retry_after_seconds(response.headers.get("Retry-After")) if response is not None else None
+    if retry_after is not None:
+        return retry_after
     return min(30.0, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
 

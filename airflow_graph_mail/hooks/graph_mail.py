@@ -52,6 +52,19 @@ def _message_size_limit(where: str, value) -> int:
     return int(megabytes * MB)
 
 
+def _seconds(where: str, name: str, value, default: float) -> float:
+    """A positive number of seconds from a connection extra."""
+    if value in (None, ""):
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1
+    if seconds < 0:
+        raise GraphConfigError(f"{where}: extra {name!r} is {value!r}; give a number of seconds (0 or more)")
+    return seconds
+
+
 def _roles_in(token: str) -> list[str]:
     """Application roles (or delegated scopes) from an access token's claims, without verifying it."""
     try:
@@ -68,7 +81,7 @@ class GraphMailHook(BaseHook):
     Connection: login = client id, password = client secret (or a certificate in the extras),
     extras ``tenant_id``, ``sender``, ``cloud``, ``graph_url``, ``authority_url``, ``api_version``,
     ``ca_bundle``, ``certificate_path``, ``certificate_private_key``, ``certificate_passphrase``, ``timeout``,
-    ``max_message_size_mb``.
+    ``max_message_size_mb``, ``retry_max_wait``, ``retry_backoff``.
 
     :param graph_mail_conn_id: the Airflow connection to use.
     """
@@ -91,6 +104,7 @@ class GraphMailHook(BaseHook):
         from airflow_graph_mail.graph.auth import ClientCredential, load_certificate
         from airflow_graph_mail.graph.client import GraphMailClient
         from airflow_graph_mail.graph.clouds import get_cloud, scope_for
+        from airflow_graph_mail.graph.retry import DEFAULT_BACKOFF, DEFAULT_MAX_WAIT, RetryPolicy
         from airflow_graph_mail.graph.session import build_session
 
         conn = self.get_connection(self.graph_mail_conn_id)
@@ -139,23 +153,59 @@ class GraphMailHook(BaseHook):
         )
         return GraphMailClient(session, credential, graph_url, api_version=extra.get("api_version") or "v1.0",
                                default_sender=extra.get("sender"), timeout=float(extra.get("timeout") or 60),
-                               max_message_bytes=_message_size_limit(where, extra.get("max_message_size_mb")))
+                               max_message_bytes=_message_size_limit(where, extra.get("max_message_size_mb")),
+                               retry=RetryPolicy(
+                                   max_wait=_seconds(where, "retry_max_wait", extra.get("retry_max_wait"),
+                                                     DEFAULT_MAX_WAIT),
+                                   backoff=_seconds(where, "retry_backoff", extra.get("retry_backoff"),
+                                                    DEFAULT_BACKOFF)))
 
     # -- mail ----------------------------------------------------------------------------------------
 
-    def send_mail(self, message: Message | dict, *, sender: str | None = None,
-                  save_to_sent_items: bool = True) -> None:
-        """sendMail with a Message or a dict in Graph's own message shape."""
-        self.client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items)
-        self.log.info("Sent %s from %s", _describe(message), sender or self.client.default_sender)
+    def send_mail(self, message: Message | dict, *, sender: str | None = None, save_to_sent_items: bool = True,
+                  idempotency_key: str | None = None, check_first: bool = False) -> str:
+        """sendMail with a Message or a dict in Graph's own message shape, sent at most once per key.
+
+        :param idempotency_key: tags the message so that an unclear answer is checked, not resent blindly.
+        :param check_first: look for the key in Sent Items before sending (a retried task).
+        :return: "sent", or "already_sent" when ``check_first`` found it.
+        """
+        outcome = self.client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items,
+                                        idempotency_key=idempotency_key, check_first=check_first)
+        verb = "Sent" if outcome == "sent" else "Already sent (not again):"
+        self.log.info("%s %s from %s", verb, _describe(message), sender or self.client.default_sender)
+        return outcome
+
+    def send_many(self, messages: list[Message | dict], *, keys: list[str | None] | None = None,
+                  sender: str | None = None, save_to_sent_items: bool = True, check_first: bool = False,
+                  concurrency: int | None = None) -> list[dict]:
+        """Send many messages concurrently within the mailbox's limits (4 requests at once by default).
+
+        Each message is sent at most once per key; a failure does not stop the others.
+        :return: one outcome per message, in order: position, key, to, subject, status ("sent",
+            "already_sent" or "failed") and error.
+        """
+        from airflow_graph_mail.graph.bulk import FAILED, send_many
+
+        outcomes = send_many(self.client, messages, keys=keys, sender=sender, save_to_sent_items=save_to_sent_items,
+                             check_first=check_first, concurrency=concurrency)
+        counts = {}
+        for outcome in outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        log = self.log.error if counts.get(FAILED) else self.log.info
+        log("%d message(s) from %s: %s", len(outcomes), sender or self.client.default_sender,
+            ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none")
+        return [o.as_dict() for o in outcomes]
 
     def send_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None) -> None:
         self.client.send_mime(mime, sender=sender)
         self.log.info("Sent a MIME message from %s", sender or self.client.default_sender)
 
-    def create_draft(self, message: Message | dict, *, sender: str | None = None,
-                     folder: str | None = None) -> dict[str, Any]:
-        draft = self.client.create_draft(message, sender=sender, folder=folder)
+    def create_draft(self, message: Message | dict, *, sender: str | None = None, folder: str | None = None,
+                     idempotency_key: str | None = None, check_first: bool = False) -> dict[str, Any]:
+        """A draft; with ``check_first``, one left by an earlier attempt with the same key is replaced."""
+        draft = self.client.create_draft(message, sender=sender, folder=folder, idempotency_key=idempotency_key,
+                                         check_first=check_first)
         self.log.info("Created draft %s: %s", draft.get("id"), draft.get("webLink"))
         return draft
 
