@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 from airflow_graph_mail.graph.client import GraphMailClient
 from airflow_graph_mail.graph.errors import GraphMailError
+from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.mail.message import graph_message
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,15 @@ def send_many(client: GraphMailClient, messages: list, *, keys: list[str | None]
     keys = list(keys) if keys is not None else [None] * len(messages)
     if len(keys) != len(messages):
         raise ValueError(f"keys: {len(keys)} keys for {len(messages)} messages")
+    for position, message in enumerate(messages):  # bad input fails the batch before anything is sent
+        try:
+            if isinstance(message, dict):
+                graph_message(message, require_recipients=True)
+            else:
+                message.require_recipients()
+                client.check_size(message)
+        except MessageValidationError as err:
+            raise MessageValidationError(f"message {position}: {err.field}", err.problem) from None
     workers = max(1, min(concurrency or client.concurrency, client.concurrency, len(messages) or 1))
 
     def send(position: int) -> Outcome:
