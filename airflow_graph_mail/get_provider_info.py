@@ -45,7 +45,8 @@ def get_provider_info():
         "operators": [
             {
                 "integration-name": "Microsoft Graph Mail",
-                "python-modules": ["airflow_graph_mail.operators.graph_mail"],
+                "python-modules": ["airflow_graph_mail.operators.graph_mail",
+                                   "airflow_graph_mail.operators.mail_merge"],
             }
         ],
         "hooks": [
@@ -79,6 +80,10 @@ def get_provider_info():
                     "timeout": _field("Timeout (s)", "Seconds to wait for each Graph request."),
                     "max_message_size_mb": _field("Message size limit (MB)", "Your tenant's message size limit, "
                                                   "checked before sending: 35 by default, up to 150."),
+                    "retry_max_wait": _field("Retry wait limit (s)", "Total seconds one send may spend waiting "
+                                             "to retry (throttling, 5xx, network errors): 300 by default."),
+                    "retry_backoff": _field("First retry backoff (s)", "Doubled at each retry, with jitter; "
+                                            "Retry-After from Graph wins. 1 by default."),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "extra"],

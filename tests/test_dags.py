@@ -103,3 +103,33 @@ def test_large_attachments_through_both_operators(run_dag, graph_emulator, tmp_p
         (image,) = [a for a in mixed["attachments"] if a["isInline"]]
         assert image["contentId"] == "chart" and 'src="cid:chart"' in mixed["body"]["content"]
     assert len(sent) == len(expected) and len(drafts) == len(expected)
+
+
+def test_send_task_retried_after_dying_does_not_send_again(run_dag, graph_emulator):
+    from airflow_graph_mail.graph.idempotency import PROPERTY_ID
+
+    result = run_dag("send_retried", DAGS, connection_extra={"retry_backoff": 0.05})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "try 1: sent" in result.stdout + result.stderr
+    assert "try 2: already_sent" in result.stdout + result.stderr
+    (key,) = graph_emulator.deliveries(PROPERTY_ID)
+    assert key.startswith("send_retried/send/") and key.endswith("/-1/0")
+    assert graph_emulator.deliveries(PROPERTY_ID) == {key: 1}
+    assert len(graph_emulator.messages("ann@example.com")) == 1
+
+
+def test_mail_merge_retried_sends_only_the_missing(run_dag, graph_emulator):
+    from airflow_graph_mail.graph.idempotency import PROPERTY_ID
+
+    graph_emulator.faults.add("send_mail", 400, times=3)  # the first try: 3 of 8 refused
+    result = run_dag("merge_retried", DAGS, connection_extra={"retry_backoff": 0.05})
+    logs = result.stdout + result.stderr
+    assert result.returncode == 0, logs[-3000:]
+    assert "3 of 8 message(s) failed" in logs
+    sends = [r for r in graph_emulator.request_log if r["path"].endswith("/sendMail")]
+    assert [r["status"] for r in sends].count(202) == 8 and len(sends) == 11  # 8 + 3 on the retry
+    deliveries = graph_emulator.deliveries(PROPERTY_ID)
+    assert len(deliveries) == 8 and set(deliveries.values()) == {1}
+    statement = graph_emulator.messages("customer3@example.com")[0]
+    assert statement["subject"] == "Statement for Customer 3 (2026-11-20)"
+    assert graph_emulator.attachment_bytes(statement["id"]) == {"statement-103.csv": b"name,amount\nCustomer 3,103"}

@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 FAILED = "failed"
 
 
+class BatchFailedError(GraphMailError):
+    """Some messages of a batch were not sent; ``failed`` holds their outcomes."""
+
+    def __init__(self, failed: list[dict], total: int, shown: int = 10):
+        self.failed = failed
+        lines = [f"#{o['position']} to {', '.join(o['to']) or '?'} (key {o['key']!r}): {o['error']}"
+                 for o in failed[:shown]]
+        more = f"\n... and {len(failed) - shown} more" if len(failed) > shown else ""
+        super().__init__(f"{len(failed)} of {total} message(s) failed; the others were sent, and a retry sends "
+                         "only the failed ones (with idempotency keys on):\n" + "\n".join(lines) + more)
+
+
 @dataclass
 class Outcome:
     """What happened to one message: ``status`` is "sent", "already_sent" or "failed" (with ``error``)."""

@@ -51,7 +51,7 @@ class _GraphMessageOperator(BaseOperator):
 
     template_fields: Sequence[str] = (
         "to", "cc", "bcc", "reply_to", "subject", "body", "body_type", "attachments", "inline_images",
-        "importance", "headers", "sender",
+        "importance", "headers", "sender", "idempotency_key",
     )
     template_ext: Sequence[str] = BODY_TEMPLATE_EXT
     template_fields_renderers = {"body": "html", "headers": "json", "attachments": "py", "inline_images": "py"}
@@ -72,10 +72,12 @@ class _GraphMessageOperator(BaseOperator):
         importance: str = "normal",
         headers: dict[str, str] | None = None,
         sender: str | None = None,
+        idempotency_key: str | bool | None = None,
         graph_mail_conn_id: str = "graph_mail_default",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.idempotency_key = idempotency_key
         self.to = to
         self.cc = cc
         self.bcc = bcc
@@ -132,6 +134,23 @@ class _GraphMessageOperator(BaseOperator):
             inline_images=self.inline_images, importance=self.importance, headers=self.headers,
         )
 
+    def idempotency(self, context: Context, position: int | str | None = None) -> tuple[str | None, bool]:
+        """(key, check_first) for the task's message, or for the one at ``position`` of many.
+
+        By default the key names the task instance (dag_id/task_id/run_id/map_index/position) and is looked
+        up only on a retry; a key of the user's own is always looked up; ``False`` turns keys off.
+        """
+        from airflow_graph_mail.graph.idempotency import make_key
+
+        if self.idempotency_key is False:
+            return None, False
+        if isinstance(self.idempotency_key, str) and self.idempotency_key.strip():
+            own = self.idempotency_key.strip()
+            return (own if position is None else make_key(own, position)), True
+        ti = context["ti"]
+        key = make_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, 0 if position is None else position)
+        return key, (ti.try_number or 1) > 1
+
     def get_hook(self) -> GraphMailHook:
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
@@ -158,7 +177,11 @@ class GraphSendMailOperator(_GraphMessageOperator):
     :param importance: "low", "normal" or "high". (templated)
     :param headers: custom internet headers; names must start with "x-". (templated)
     :param sender: the mailbox to send from; defaults to the connection's ``sender``. (templated)
-    :param save_to_sent_items: keep a copy in the sender's Sent Items.
+    :param save_to_sent_items: keep a copy in the sender's Sent Items (needed to recognise a mail an
+        earlier try already sent).
+    :param idempotency_key: tags the mail so that it is sent once even when Graph's answer is lost or the
+        task is retried. By default it names the task instance; give your own (e.g. "report-{{ ds }}")
+        to send once across runs, or False to turn it off. (templated)
     :param graph_mail_conn_id: the Airflow connection to use.
     """
 
@@ -166,16 +189,19 @@ class GraphSendMailOperator(_GraphMessageOperator):
         super().__init__(**kwargs)
         self.save_to_sent_items = save_to_sent_items
 
-    def execute(self, context: Context) -> None:
+    def execute(self, context: Context) -> str:
         message = self.build_message()
         message.require_recipients()
-        self.get_hook().send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items)
+        key, check_first = self.idempotency(context)
+        return self.get_hook().send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
+                                         idempotency_key=key, check_first=check_first)
 
 
 class GraphDraftOperator(_GraphMessageOperator):
     """Create a draft for a person to review in Outlook; pushes its id and webLink to XCom.
 
-    Takes the same fields as GraphSendMailOperator (recipients may be empty on a draft).
+    Takes the same fields as GraphSendMailOperator (recipients may be empty on a draft). A retried task
+    replaces the draft its earlier try left instead of adding a second one.
 
     :param folder: the mail folder for the draft (default: Drafts). (templated)
     :return: ``{"id": ..., "web_link": ...}``, also pushed as XComs ``draft_id`` and ``web_link``.
@@ -189,7 +215,9 @@ class GraphDraftOperator(_GraphMessageOperator):
         self.folder = folder
 
     def execute(self, context: Context) -> dict[str, str]:
-        draft = self.get_hook().create_draft(self.build_message(), sender=self.sender, folder=self.folder)
+        key, check_first = self.idempotency(context)
+        draft = self.get_hook().create_draft(self.build_message(), sender=self.sender, folder=self.folder,
+                                             idempotency_key=key, check_first=check_first)
         ti = context["ti"]
         ti.xcom_push(key=DRAFT_ID_KEY, value=draft["id"])
         ti.xcom_push(key=WEB_LINK_KEY, value=draft.get("webLink", ""))

@@ -1,0 +1,132 @@
+"""GraphMailMergeOperator: one template, one mail per row, sent concurrently within the mailbox's limits.
+
+Importing this module stays cheap, like the other operators: the hook and the message model are
+imported in ``execute``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_graph_mail.operators.graph_mail import _GraphMessageOperator
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+OUTCOMES_KEY = "outcomes"
+_ROW_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "body", "attachments", "inline_images", "importance",
+               "headers")
+
+
+class GraphMailMergeOperator(_GraphMessageOperator):
+    """Send one mail per row, each rendered from the same templates with ``row`` in the context.
+
+    ``to="{{ row.email }}"``, ``subject="Statement for {{ row.name }}"``, ``body="statement.html"``: every
+    message field (to, cc, bcc, reply_to, subject, body, attachments, inline_images, importance, headers)
+    is rendered per row, with the task context (``ds``, ``params``...) too. All rows are rendered and
+    checked before anything is sent.
+
+    Messages go out concurrently, at most ``concurrency`` requests at a time (Graph allows 4 per mailbox),
+    slowing down when Graph throttles. Each row's outcome is pushed to XCom (key ``outcomes``). If any
+    row fails, the task fails naming them; its retry sends only the rows that did not go out.
+
+    :param rows: the rows: a list of dicts (or an upstream task's output, e.g. ``load.output``), or a
+        .csv, .json or .jsonl file path or fsspec URI. Keep them in the same order across retries, or set
+        ``key_field``. (templated)
+    :param key_field: a row column that identifies the mail (e.g. "email"); by default the row's position.
+    :param concurrency: concurrent requests to the mailbox, 1 to 4.
+    :param save_to_sent_items: keep copies in Sent Items (needed to recognise rows already sent).
+    :param idempotency_key: a base for every row's key (e.g. "statements-{{ ds }}") to send once across
+        runs; by default the task instance; False turns keys off. (templated)
+    :return: counts per status, e.g. ``{"sent": 98, "already_sent": 2}``.
+    """
+
+    template_fields: Sequence[str] = ("rows", "sender", "idempotency_key")
+    template_fields_renderers = {"rows": "json"}
+
+    def __init__(self, *, rows: Any, key_field: str | None = None, concurrency: int = 4,
+                 save_to_sent_items: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 1 <= int(concurrency) <= 4:
+            raise ValueError(f"concurrency: {concurrency!r}; Graph allows 1 to 4 concurrent requests per mailbox")
+        self.rows = rows
+        self.key_field = key_field
+        self.concurrency = int(concurrency)
+        self.save_to_sent_items = save_to_sent_items
+
+    def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
+        self._jinja_env = jinja_env  # kept to render each row with the DAG's own environment
+        return super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+
+    def render_template(self, content, context, jinja_env=None, seen_oids=None):
+        if content is self.rows and isinstance(content, (list, tuple)):
+            return content  # row data is data: never rendered as a template
+        return super().render_template(content, context, jinja_env, seen_oids)
+
+    def execute(self, context: Context) -> dict[str, int]:
+        from airflow_graph_mail.graph.bulk import FAILED, BatchFailedError
+        from airflow_graph_mail.mail.attachments import cid
+        from airflow_graph_mail.mail.errors import MessageValidationError
+        from airflow_graph_mail.mail.rows import load_rows
+
+        rows = load_rows(self.rows)
+        env = getattr(self, "_jinja_env", None) or self.get_template_env()
+        env.globals.setdefault("cid", cid)
+        messages, keys, check_first = [], [], False
+        for position, row in enumerate(rows):
+            try:
+                messages.append(self._message_for(row, env, context))
+            except MessageValidationError as err:
+                raise MessageValidationError(f"rows[{position}].{err.field}", err.problem) from None
+            ident = position if self.key_field is None else _key_value(row, self.key_field, position)
+            key, check_first = self.idempotency(context, ident)
+            keys.append(key)
+        duplicates = sorted(k for k, n in Counter(keys).items() if k is not None and n > 1)
+        if self.key_field and duplicates:
+            raise MessageValidationError(f"rows.{self.key_field}", f"the same value in several rows "
+                                         f"({', '.join(duplicates[:3])}); key_field must identify each row")
+        if not messages:
+            self.log.info("No rows: nothing to send")
+            return {}
+        outcomes = self.get_hook().send_many(messages, keys=keys, sender=self.sender, check_first=check_first,
+                                             save_to_sent_items=self.save_to_sent_items,
+                                             concurrency=self.concurrency)
+        context["ti"].xcom_push(key=OUTCOMES_KEY, value=outcomes)
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
+        failed = [o for o in outcomes if o["status"] == FAILED]
+        if failed:
+            raise BatchFailedError(failed, len(outcomes))
+        return counts
+
+    def _message_for(self, row: dict, env, context: Context):
+        from airflow_graph_mail.mail.message import Message
+
+        row_context = {**context, "row": row}
+        fields = {name: self._render_all(getattr(self, name), env, row_context) for name in _ROW_FIELDS}
+        message = Message(body_type=self.body_type, **fields)
+        message.require_recipients()
+        return message
+
+    def _render_all(self, value, env, context):
+        """Strings rendered, inside lists and dicts too; other values kept."""
+        if isinstance(value, str):
+            return self._render(env.from_string(value), context)
+        if isinstance(value, (list, tuple)):
+            return [self._render_all(v, env, context) for v in value]
+        if isinstance(value, dict):
+            return {k: self._render_all(v, env, context) for k, v in value.items()}
+        return value
+
+
+def _key_value(row: dict, key_field: str, position: int) -> str:
+    from airflow_graph_mail.mail.errors import MessageValidationError
+
+    value = row.get(key_field)
+    if value in (None, ""):
+        raise MessageValidationError(f"rows[{position}].{key_field}", "empty, but key_field names it; every row "
+                                     "needs a value there (or drop key_field to key rows by position)")
+    return str(value)
