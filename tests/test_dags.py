@@ -54,10 +54,17 @@ def test_operator_features(run_dag, graph_emulator, tmp_path):
         "summary.txt": b"{{ not a template }} raw bytes\n", "inline-2026-11-20.txt": b"made on 2026-11-20"}
     assert len(graph_emulator.messages("hidden@example.com")) == 1
     sent = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
-    assert [m["subject"] for m in sent] == ["Draft 2026-11-20"]  # save_to_sent_items=False kept no copy
+    assert "Note for Data on 2026-11-20" not in [m["subject"] for m in sent]  # save_to_sent_items=False
+    assert "Draft 2026-11-20" in [m["subject"] for m in sent]
     (draft_copy,) = graph_emulator.messages("dave@example.com")
     assert draft_copy["body"]["contentType"] == "html"
     assert draft_copy["body"]["content"].strip() == "<p>Draft for <b>2026-11-20</b> from task make_draft</p>"
+    # mail merge: rows from a CSV file, the body from a template file, row data never rendered as a template
+    (zoe,) = graph_emulator.messages("zoe@example.com")
+    assert zoe["subject"] == "Balance for zoe@example.com" and zoe["body"]["contentType"] == "html"
+    assert "Your balance on 2026-11-20 is <b>12.50</b> (Data)." in zoe["body"]["content"]
+    (yan,) = graph_emulator.messages("yan@example.com")
+    assert "<p>Dear {{ 7 * 7 }},</p>" in yan["body"]["content"]
 
 
 def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
@@ -72,6 +79,9 @@ def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
         "'customer_name' is undefined",
         "no_such_template.html",
         "connection 'graph_mail_broken': extra 'tenant_id' is empty",
+        "rows[2].to: 'c(at)example.com' is not a valid e-mail address",
+        "rows.e: the same value in several rows (",
+        "rows: cannot read '/nonexistent/rows-2026-11-20.csv'",
     ):
         assert expected in output, expected
     assert graph_emulator.side_effect_requests == []

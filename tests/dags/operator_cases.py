@@ -11,6 +11,7 @@ from airflow.sdk import dag, task
 from airflow_graph_mail.operators.graph_mail import (
     GraphDraftOperator, GraphSendDraftOperator, GraphSendMailOperator,
 )
+from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator
 
 CASE_DIR = Path(os.environ.get("CASE_DIR", "/tmp"))
 TEMPLATES = str(Path(__file__).parent / "templates")
@@ -54,6 +55,32 @@ def graph_mail_features():
         task_id="send_draft", message_id="{{ ti.xcom_pull(task_ids='make_draft', key='draft_id') }}")
     checked >> send_draft
 
+    @task
+    def write_rows() -> str:
+        path = CASE_DIR / "customers.csv"
+        path.write_text("email,name,amount\nzoe@example.com,Zoe,12.50\nyan@example.com,{{ 7 * 7 }},3\n")
+        return str(path)
+
+    merge = GraphMailMergeOperator(
+        task_id="merge_from_csv",
+        rows="{{ ti.xcom_pull(task_ids='write_rows') }}",
+        key_field="email",
+        to="{{ row.email }}",
+        subject="Balance for {{ row.email }}",
+        body="statement.html.j2",
+    )
+
+    @task
+    def check_outcomes(counts: dict, ti=None) -> None:
+        assert counts == {"sent": 2}, counts
+        outcomes = ti.xcom_pull(task_ids="merge_from_csv", key="outcomes")
+        assert [(o["to"], o["status"]) for o in outcomes] == [
+            (["zoe@example.com"], "sent"), (["yan@example.com"], "sent")], outcomes
+        assert outcomes[0]["key"].endswith("/zoe@example.com"), outcomes
+
+    write_rows() >> merge
+    check_outcomes(merge.output)
+
 
 @dag(schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=[TEMPLATES])
 def graph_mail_bad_inputs():
@@ -63,6 +90,11 @@ def graph_mail_bad_inputs():
                           attachments=["/nonexistent/report-{{ ds }}.csv"])
     GraphSendMailOperator(task_id="undefined_variable", to="ann@example.com", body="Hi {{ customer_name }}")
     GraphSendMailOperator(task_id="missing_template", to="ann@example.com", body="no_such_template.html")
+    GraphMailMergeOperator(task_id="merge_bad_row", rows=[{"e": "a@example.com"}, {"e": "b@example.com"},
+                                                          {"e": "c(at)example.com"}], to="{{ row.e }}", body="x")
+    GraphMailMergeOperator(task_id="merge_duplicate_keys", rows=[{"e": "a@example.com"}, {"e": "a@example.com"}],
+                           key_field="e", to="{{ row.e }}", body="x")
+    GraphMailMergeOperator(task_id="merge_missing_rows", rows="/nonexistent/rows-{{ ds }}.csv", to="x@example.com")
     GraphSendMailOperator(task_id="broken_connection", to="ann@example.com", body="x",
                           graph_mail_conn_id="graph_mail_broken")
 
