@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from airflow_graph_mail.graph.errors import OutcomeUnknownError, ThrottledError
+from airflow_graph_mail.graph.errors import GraphRequestError, OutcomeUnknownError, ThrottledError
 from airflow_graph_mail.graph.idempotency import PROPERTY_ID, make_key
 from airflow_graph_mail.graph.retry import RetryPolicy, never_sent, retry_after_seconds
 from airflow_graph_mail.mail.message import Message
@@ -98,9 +98,10 @@ def test_unclear_answer_with_a_key_is_checked_then_sent_exactly_once(connect, gr
     graph_emulator.faults.add("send_mail", fault, delay=1.5)
     assert hook.send_mail(note(), idempotency_key="k-1") == "sent"
     assert graph_emulator.deliveries(PROPERTY_ID) == {"k-1": 1}
-    lookups = [r for r in graph_emulator.request_log if r["method"] == "GET" and "/mailFolders/" in r["path"]]
-    assert len(lookups) == 1
+    lookups = [r["path"].split("/")[-2] for r in graph_emulator.request_log
+               if r["method"] == "GET" and "/mailFolders/" in r["path"]]
     processed = fault in ("accept_504", "drop_after", "slow")
+    assert lookups == (["sentitems"] if processed else ["sentitems", "outbox"])
     if fault == "slow":
         time.sleep(0.6)  # the emulator logs the slow request once it has answered
     assert len(sends(graph_emulator)) == (1 if processed else 2)
@@ -135,7 +136,7 @@ def test_draft_path_leftover_of_a_crashed_attempt_is_replaced(fast_hook, graph_e
     big.write_bytes(os.urandom(3_500_000))
     graph_emulator.faults.add("send_draft", 400)  # the first attempt dies before its send
     graph_emulator.faults.add("delete_message", 503, times=99)  # ... and cannot clean up
-    with pytest.raises(Exception):
+    with pytest.raises(GraphRequestError, match="400 BadRequest"):
         fast_hook.send_mail(note(attachments=[str(big)]), idempotency_key="crashed")
     assert len(graph_emulator.messages(graph_emulator.default_sender, "drafts")) == 1
     graph_emulator.faults.clear()
@@ -160,3 +161,19 @@ def test_make_key_is_readable_and_bounded():
         "dag/task/manual__2026-11-22T00:00:00+00:00/-1/0"
     long_one = make_key("d" * 300, 1)
     assert len(long_one) == 200 and long_one != make_key("d" * 300, 2)
+
+
+@pytest.mark.parametrize("fault", ["accept_504", 503, "drop_after"])
+def test_send_draft_by_id_is_sent_once(fast_hook, graph_emulator, fault):
+    draft = fast_hook.create_draft(note())
+    graph_emulator.faults.add("send_draft", fault)
+    assert fast_hook.send_draft(draft["id"]) == "sent"
+    assert fast_hook.send_draft(draft["id"], check_first=True) == "already_sent"  # a retried task
+    assert len(graph_emulator.messages("ann@example.com")) == 1
+
+
+def test_send_draft_check_first_still_names_a_wrong_id(fast_hook):
+    from airflow_graph_mail.graph.errors import ItemNotFoundError
+
+    with pytest.raises(ItemNotFoundError):
+        fast_hook.send_draft("AAkALgNoSuchDraft", check_first=True)

@@ -204,7 +204,7 @@ def property_filter(expression: str) -> tuple[str, str]:
     """The one $filter this emulator understands -> (property id, value); anything else is refused."""
     found = _PROPERTY_FILTER.match(expression)
     if not found:
-        raise bad_request("BadRequest", f"Invalid filter clause: the emulator supports only "
+        raise bad_request("BadRequest", "Invalid filter clause: the emulator supports only "
                           "singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...').")
     return found.group(2).replace("''", "'"), found.group(3).replace("''", "'")
 

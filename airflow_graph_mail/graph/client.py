@@ -181,8 +181,8 @@ class GraphMailClient:
             if not save_to_sent_items:
                 log.warning("Cannot check whether %r was sent before: save_to_sent_items=False leaves no copy "
                             "to find", idempotency_key)
-            elif self.find_by_key(idempotency_key, sender=sender, folder="sentitems", budget=budget):
-                log.info("Message %r is already in Sent Items; not sending it again", idempotency_key)
+            elif self._was_sent(idempotency_key, sender, budget):
+                log.info("Message %r was sent by an earlier attempt; not sending it again", idempotency_key)
                 return ALREADY_SENT
         payload = {"message": document}
         if not save_to_sent_items:
@@ -193,7 +193,7 @@ class GraphMailClient:
             check = None
             if idempotency_key and save_to_sent_items:
                 def check():
-                    return bool(self.find_by_key(idempotency_key, sender=sender, folder="sentitems", budget=budget))
+                    return self._was_sent(idempotency_key, sender, budget)
             self._once(lambda: self.request("POST", path, data=body, expect=(202, 204), budget=budget), check,
                        budget, idempotency_key)
             return SENT
@@ -204,7 +204,7 @@ class GraphMailClient:
         draft = self._build_draft(message, sender, None, delete_after_submit=not save_to_sent_items,
                                   idempotency_key=idempotency_key, budget=budget)
         try:
-            self._once(lambda: self.send_draft(draft["id"], sender=sender, budget=budget),
+            self._once(lambda: self._send(draft["id"], sender, budget),
                        lambda: self._draft_was_sent(draft["id"], sender, budget), budget, idempotency_key)
         except GraphRequestError as err:
             if err.status < 500 and err.status != 429:  # definitely not sent: leave nothing behind
@@ -261,14 +261,23 @@ class GraphMailClient:
         path = f"{self._messages_path(sender, folder)}?{query}"
         return self.request("GET", path, budget=budget).json().get("value", [])
 
-    def _draft_was_sent(self, draft_id: str, sender: str | None, budget: RetryBudget) -> bool:
-        """A sent draft keeps its immutable id in Sent Items (isDraft false), or is gone (not saved)."""
+    def _was_sent(self, key: str, sender: str | None, budget: RetryBudget) -> bool:
+        """Exchange files a submitted mail in the Outbox, then in Sent Items."""
+        return any(self.find_by_key(key, sender=sender, folder=folder, budget=budget)
+                   for folder in ("sentitems", "outbox"))
+
+    def _is_draft(self, message_id: str, sender: str | None, budget: RetryBudget) -> bool | None:
+        """Whether the message is still a draft; None when it is gone."""
         try:
-            found = self.request("GET", self._message_path(sender, draft_id) + "?$select=id,isDraft",
+            found = self.request("GET", self._message_path(sender, message_id) + "?$select=id,isDraft",
                                  budget=budget).json()
         except ItemNotFoundError:
-            return True
-        return not found.get("isDraft", True)
+            return None
+        return found.get("isDraft", True)
+
+    def _draft_was_sent(self, draft_id: str, sender: str | None, budget: RetryBudget) -> bool:
+        """A sent draft keeps its immutable id in Sent Items (isDraft false), or is gone (not saved)."""
+        return self._is_draft(draft_id, sender, budget) is not True
 
     def _discard_drafts(self, key: str, sender: str | None, folder: str | None, budget: RetryBudget) -> None:
         for draft in self.find_by_key(key, sender=sender, folder=folder or "drafts", budget=budget):
@@ -389,9 +398,22 @@ class GraphMailClient:
         return self.request("POST", self._messages_path(sender, folder), data=encode_mime(mime),
                             content_type="text/plain", expect=(201,)).json()
 
-    def send_draft(self, message_id: str, *, sender: str | None = None, budget: RetryBudget | None = None):
+    def send_draft(self, message_id: str, *, sender: str | None = None, check_first: bool = False) -> str:
+        """Send a draft once: after an unclear answer, the draft (by its immutable id) tells whether it went.
+
+        ``check_first`` (an Airflow retry) returns ALREADY_SENT for a draft that is no longer a draft.
+        """
         if not message_id or not str(message_id).strip():
             raise GraphConfigError("message_id: empty draft id; pass the id returned when the draft was created")
+        budget = self.retry.budget()
+        if check_first and self._is_draft(message_id, sender, budget) is False:
+            log.info("Message %s is no longer a draft (sent by an earlier try); not sending it again", message_id)
+            return ALREADY_SENT
+        self._once(lambda: self._send(message_id, sender, budget),
+                   lambda: self._draft_was_sent(message_id, sender, budget), budget, message_id)
+        return SENT
+
+    def _send(self, message_id: str, sender: str | None, budget: RetryBudget) -> None:
         self.request("POST", self._message_path(sender, message_id) + "/send", expect=(202, 204), budget=budget)
 
     # -- reading -------------------------------------------------------------------------------------

@@ -219,9 +219,11 @@ class GraphMailHook(BaseHook):
         self.client.delete_message(message_id, sender=sender)
         self.log.info("Deleted message %s", message_id)
 
-    def send_draft(self, message_id: str, *, sender: str | None = None) -> None:
-        self.client.send_draft(message_id, sender=sender)
-        self.log.info("Sent draft %s", message_id)
+    def send_draft(self, message_id: str, *, sender: str | None = None, check_first: bool = False) -> str:
+        """Send a draft once; ``check_first`` (a retried task) skips a draft that was already sent."""
+        outcome = self.client.send_draft(message_id, sender=sender, check_first=check_first)
+        self.log.info("%s draft %s", "Sent" if outcome == "sent" else "Already sent (not again):", message_id)
+        return outcome
 
     def get_message(self, message_id: str, *, sender: str | None = None) -> dict[str, Any]:
         return self.client.get_message(message_id, sender=sender)

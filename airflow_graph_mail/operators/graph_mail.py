@@ -227,6 +227,9 @@ class GraphDraftOperator(_GraphMessageOperator):
 class GraphSendDraftOperator(BaseOperator):
     """Send an existing draft by id, e.g. ``"{{ ti.xcom_pull('make_draft', key='draft_id') }}"``.
 
+    Sent once: an unclear answer is checked on the draft itself, and a retried task skips a draft that
+    is no longer one. Returns "sent" or "already_sent".
+
     :param message_id: the draft's id. (templated)
     :param sender: the mailbox holding the draft; defaults to the connection's ``sender``. (templated)
     :param graph_mail_conn_id: the Airflow connection to use.
@@ -242,7 +245,9 @@ class GraphSendDraftOperator(BaseOperator):
         self.sender = sender
         self.graph_mail_conn_id = graph_mail_conn_id
 
-    def execute(self, context: Context) -> None:
+    def execute(self, context: Context) -> str:
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
-        GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id).send_draft(self.message_id, sender=self.sender)
+        retried = (context["ti"].try_number or 1) > 1  # an earlier try may have sent it
+        return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id).send_draft(
+            self.message_id, sender=self.sender, check_first=retried)
