@@ -35,7 +35,7 @@ def test_airflow_lists_the_provider_and_connection_type():
 
 def test_importing_the_operators_stays_cheap():
     code = ("import sys, airflow.sdk; before = set(sys.modules); "
-            "import airflow_graph_mail.operators.graph_mail; "
+            "import airflow_graph_mail.operators.graph_mail, airflow_graph_mail.operators.mail_merge; "
             "added = set(sys.modules) - before; "
             "heavy = sorted(m for m in added if m.split('.')[0] in ('msal', 'requests', 'cryptography') "
             "or m.startswith('airflow_graph_mail.emulator')); "
