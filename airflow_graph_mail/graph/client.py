@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import threading
-import uuid
 from email.message import EmailMessage
 from urllib.parse import quote, urlencode
 
-import requests
-
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
 from airflow_graph_mail.graph.errors import (
-    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, MessageTooLargeError,
-    OutcomeUnknownError, ThrottledError, error_from_response,
+    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, OutcomeUnknownError,
 )
 from airflow_graph_mail.graph.idempotency import key_filter, tag
-from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY, MailboxPacer
-from airflow_graph_mail.graph.retry import RetryBudget, RetryPolicy, never_sent, retry_after_seconds
+from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY
+from airflow_graph_mail.graph.retry import RetryBudget, RetryPolicy
+from airflow_graph_mail.graph.transport import GraphTransport
 from airflow_graph_mail.graph.upload import AttachmentUpload, UploadFailedError
 from airflow_graph_mail.mail.attachments import MB
 from airflow_graph_mail.mail.errors import MessageValidationError
@@ -27,11 +22,6 @@ from airflow_graph_mail.mail.message import Message, graph_message
 
 log = logging.getLogger(__name__)
 
-# Graph refuses request bodies over 4 MB (base64 included); keep a margin for headers and framing.
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
-REQUEST_SAFETY_MARGIN = 64 * 1024
-# Bodies up to this size are joined before sending; larger ones are streamed piece by piece.
-SMALL_BODY_BYTES = 512 * 1024
 # Attachments from 3 MB (decimal, as Microsoft writes it) go through an upload session; below, one POST
 # (whose base64 body, under 4,000,000 bytes, stays inside the request limit).
 UPLOAD_SESSION_MIN_BYTES = 3_000_000
@@ -40,8 +30,6 @@ DEFAULT_MAX_MESSAGE_BYTES = 35 * MB
 MAX_MESSAGE_BYTES = 150 * MB
 # PidTagDeleteAfterSubmit: a sent draft leaves no copy in Sent Items (saveToSentItems=false on the draft path).
 DELETE_AFTER_SUBMIT = {"id": "Boolean 0x0E01", "value": "true"}
-# Message ids that stay the same when a draft moves to Sent Items.
-PREFER_IMMUTABLE_IDS = 'IdType="ImmutableId"'
 # What a send reports: it went out now, or an earlier attempt had already sent it.
 SENT, ALREADY_SENT = "sent", "already_sent"
 
@@ -55,22 +43,16 @@ def encode_mime(mime: bytes | str | EmailMessage) -> bytes:
     return base64.b64encode(mime)
 
 
-class GraphMailClient:
+class GraphMailClient(GraphTransport):
     """One mailbox-agnostic client; ``sender`` picks the mailbox per call ('me' for delegated tokens)."""
 
     def __init__(self, session, credential, graph_url: str, api_version: str = "v1.0",
                  default_sender: str | None = None, timeout: float = 60.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, retry: RetryPolicy | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY):
-        self.session = session
-        self.retry = retry or RetryPolicy()
-        self.concurrency = concurrency
-        self._pacers: dict[str, MailboxPacer] = {}
-        self._pacers_lock = threading.Lock()
-        self.credential = credential
-        self.base_url = f"{graph_url.rstrip('/')}/{api_version}"
+        super().__init__(session, credential, f"{graph_url.rstrip('/')}/{api_version}", timeout=timeout,
+                         retry=retry, concurrency=concurrency)
         self.default_sender = default_sender
-        self.timeout = timeout
         if not 0 < max_message_bytes <= MAX_MESSAGE_BYTES:
             raise GraphConfigError("max_message_size_mb: must be between 1 and 150 (Exchange Online's range)")
         self.max_message_bytes = max_message_bytes
@@ -82,82 +64,6 @@ class GraphMailClient:
         if sender.lower() == "me":
             return "/me"
         return f"/users/{quote(sender, safe='@')}"
-
-    def _pacer(self, path: str) -> MailboxPacer:
-        mailbox = path.split("?")[0].split("/")[2].lower() if path.startswith("/users/") else "me"
-        with self._pacers_lock:
-            return self._pacers.setdefault(mailbox, MailboxPacer(self.concurrency))
-
-    def request(self, method: str, path: str, *, json_body=None, data: bytes | StreamingJson | None = None,
-                content_type: str | None = None, expect=(200,), idempotent: bool | None = None,
-                budget: RetryBudget | None = None):
-        """One authenticated call, retried within ``budget`` when that is safe.
-
-        A 401 renews the token once. 429 waits for Retry-After. 5xx and network errors are retried for
-        idempotent calls (GET, DELETE by default); for others they raise OutcomeUnknownError, unless the
-        connection was never made. Other errors become typed exceptions.
-        """
-        if isinstance(data, StreamingJson):
-            content_type = "application/json"
-            if len(data) <= SMALL_BODY_BYTES:  # one send() for headers and body: no per-piece round trips
-                data = b"".join(data)
-        elif json_body is not None:
-            data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
-            content_type = "application/json"
-        if data is not None and not self.fits_one_request(data):
-            raise MessageTooLargeError(
-                413, "RequestEntityTooLarge",
-                f"the request would be {len(data):,} bytes; Graph accepts at most 4 MB per request "
-                "(attachments count about 4/3 of their size once base64-encoded). MIME and Graph-shaped dicts "
-                "go in one request; give a Message with attachments to send large files",
-            )
-        headers = {"client-request-id": str(uuid.uuid4()), "Prefer": PREFER_IMMUTABLE_IDS,
-                   "Content-Length": "0" if data is None else str(len(data))}
-        if content_type:
-            headers["Content-Type"] = content_type
-        idempotent = method in ("GET", "DELETE") if idempotent is None else idempotent
-        budget = budget or self.retry.budget()
-        pacer = self._pacer(path)
-        url = self.base_url + path
-        renewed = False
-        while True:
-            headers["Authorization"] = "Bearer " + self.credential.get_token()
-            retry_after = None
-            try:
-                with pacer.slot():
-                    response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout)
-            except requests.RequestException as err:
-                if not (idempotent or never_sent(err)):
-                    raise OutcomeUnknownError(method, path, err) from err
-                failure, reason = err, f"{type(err).__name__}: {err}"
-            else:
-                if response.status_code in expect:
-                    pacer.succeeded()
-                    return response
-                if response.status_code == 401 and not renewed:
-                    log.info("Graph answered 401 to %s %s; renewing the token once (request-id %s)",
-                             method, path, response.headers.get("request-id", ""))
-                    self.credential.invalidate()
-                    renewed = True
-                    continue
-                failure = error_from_response(response)
-                if isinstance(failure, ThrottledError) or response.status_code == 429:
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                elif response.status_code >= 500:
-                    if not idempotent:
-                        raise OutcomeUnknownError(method, path, failure) from failure
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                else:
-                    raise failure
-                reason = f"{failure.status} {failure.code} (request-id {failure.request_id or 'none'})"
-            delay = budget.delay(retry_after)
-            if delay is None:
-                raise failure
-            if isinstance(failure, GraphRequestError) and failure.status == 429:
-                pacer.throttled(delay)
-            log.warning("Graph %s %s: %s; retry %d in %.1fs", method, path.split("?")[0], reason,
-                        budget.retries + 1, delay)
-            budget.wait(delay)
 
     # -- sending -------------------------------------------------------------------------------------
 
@@ -238,10 +144,6 @@ class GraphMailClient:
         """MIME carries no extended property to look up, so an unclear answer is raised, never resent."""
         self.request("POST", self._user_path(sender) + "/sendMail", data=encode_mime(mime),
                      content_type="text/plain", expect=(202, 204))
-
-    @staticmethod
-    def fits_one_request(body) -> bool:
-        return len(body) <= MAX_REQUEST_BYTES - REQUEST_SAFETY_MARGIN
 
     def check_size(self, message: Message) -> None:
         """The tenant's message size limit, checked before any request."""

@@ -1,0 +1,122 @@
+"""GraphTransport: authenticated Graph requests, paced per mailbox and retried when that is safe."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+
+import requests
+
+from airflow_graph_mail.graph.body import StreamingJson
+from airflow_graph_mail.graph.errors import (
+    GraphRequestError, MessageTooLargeError, OutcomeUnknownError, ThrottledError, error_from_response,
+)
+from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY, MailboxPacer
+from airflow_graph_mail.graph.retry import RetryBudget, RetryPolicy, never_sent, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+# Graph refuses request bodies over 4 MB (base64 included); keep a margin for headers and framing.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+REQUEST_SAFETY_MARGIN = 64 * 1024
+# Bodies up to this size are joined before sending; larger ones are streamed piece by piece.
+SMALL_BODY_BYTES = 512 * 1024
+# Message ids that stay the same when a draft moves to Sent Items.
+PREFER_IMMUTABLE_IDS = 'IdType="ImmutableId"'
+
+
+class GraphTransport:
+    """The session, the token source and the retry policy; one pacer per mailbox, shared by threads."""
+
+    def __init__(self, session, credential, base_url: str, *, timeout: float = 60.0,
+                 retry: RetryPolicy | None = None, concurrency: int = DEFAULT_CONCURRENCY):
+        self.session = session
+        self.credential = credential
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency
+        self._pacers: dict[str, MailboxPacer] = {}
+        self._pacers_lock = threading.Lock()
+
+    def _pacer(self, path: str) -> MailboxPacer:
+        mailbox = path.split("?")[0].split("/")[2].lower() if path.startswith("/users/") else "me"
+        with self._pacers_lock:
+            return self._pacers.setdefault(mailbox, MailboxPacer(self.concurrency))
+
+    def request(self, method: str, path: str, *, json_body=None, data: bytes | StreamingJson | None = None,
+                content_type: str | None = None, expect=(200,), idempotent: bool | None = None,
+                budget: RetryBudget | None = None):
+        """One authenticated call, retried within ``budget`` when that is safe.
+
+        A 401 renews the token once. 429 waits for Retry-After. 5xx and network errors are retried for
+        idempotent calls (GET, DELETE by default); for others they raise OutcomeUnknownError, unless the
+        connection was never made. Other errors become typed exceptions.
+        """
+        if isinstance(data, StreamingJson):
+            content_type = "application/json"
+            if len(data) <= SMALL_BODY_BYTES:  # one send() for headers and body: no per-piece round trips
+                data = b"".join(data)
+        elif json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            content_type = "application/json"
+        if data is not None and not self.fits_one_request(data):
+            raise MessageTooLargeError(
+                413, "RequestEntityTooLarge",
+                f"the request would be {len(data):,} bytes; Graph accepts at most 4 MB per request "
+                "(attachments count about 4/3 of their size once base64-encoded). MIME and Graph-shaped dicts "
+                "go in one request; give a Message with attachments to send large files",
+            )
+        headers = {"client-request-id": str(uuid.uuid4()), "Prefer": PREFER_IMMUTABLE_IDS,
+                   "Content-Length": "0" if data is None else str(len(data))}
+        if content_type:
+            headers["Content-Type"] = content_type
+        idempotent = method in ("GET", "DELETE") if idempotent is None else idempotent
+        budget = budget or self.retry.budget()
+        pacer = self._pacer(path)
+        url = self.base_url + path
+        renewed = False
+        while True:
+            headers["Authorization"] = "Bearer " + self.credential.get_token()
+            retry_after = None
+            try:
+                with pacer.slot():
+                    response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout)
+            except requests.RequestException as err:
+                if not (idempotent or never_sent(err)):
+                    raise OutcomeUnknownError(method, path, err) from err
+                failure, reason = err, f"{type(err).__name__}: {err}"
+            else:
+                if response.status_code in expect:
+                    pacer.succeeded()
+                    return response
+                if response.status_code == 401 and not renewed:
+                    log.info("Graph answered 401 to %s %s; renewing the token once (request-id %s)",
+                             method, path, response.headers.get("request-id", ""))
+                    self.credential.invalidate()
+                    renewed = True
+                    continue
+                failure = error_from_response(response)
+                if isinstance(failure, ThrottledError) or response.status_code == 429:
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                elif response.status_code >= 500:
+                    if not idempotent:
+                        raise OutcomeUnknownError(method, path, failure) from failure
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                else:
+                    raise failure
+                reason = f"{failure.status} {failure.code} (request-id {failure.request_id or 'none'})"
+            delay = budget.delay(retry_after)
+            if delay is None:
+                raise failure
+            if isinstance(failure, GraphRequestError) and failure.status == 429:
+                pacer.throttled(delay)
+            log.warning("Graph %s %s: %s; retry %d in %.1fs", method, path.split("?")[0], reason,
+                        budget.retries + 1, delay)
+            budget.wait(delay)
+
+    @staticmethod
+    def fits_one_request(body) -> bool:
+        return len(body) <= MAX_REQUEST_BYTES - REQUEST_SAFETY_MARGIN
