@@ -35,32 +35,32 @@ def _check_url(field: str, url: str) -> str:
     return url.rstrip("/")
 
 
+def _number(value, default: float) -> float:
+    """A connection extra as a number: ``default`` when unset, NaN (failing every range check) when not one."""
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def _message_size_limit(where: str, value) -> int:
     """The tenant's message size limit in MB (Exchange Online: 35 by default, up to 150) -> bytes."""
     from airflow_graph_mail.graph.client import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
     from airflow_graph_mail.mail.attachments import MB
 
-    if value in (None, ""):
-        return DEFAULT_MAX_MESSAGE_BYTES
-    try:
-        megabytes = float(value)
-    except (TypeError, ValueError):
-        megabytes = -1
-    if not 0 < megabytes * MB <= MAX_MESSAGE_BYTES:
+    size = _number(value, DEFAULT_MAX_MESSAGE_BYTES / MB) * MB
+    if not 0 < size <= MAX_MESSAGE_BYTES:
         raise GraphConfigError(f"{where}: extra 'max_message_size_mb' is {value!r}; give a number of MB from 1 to "
                                "150 (your tenant's limit; Exchange Online's default is 35)")
-    return int(megabytes * MB)
+    return int(size)
 
 
 def _seconds(where: str, name: str, value, default: float) -> float:
-    """A positive number of seconds from a connection extra."""
-    if value in (None, ""):
-        return default
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1
-    if seconds < 0:
+    """A number of seconds (0 or more) from a connection extra."""
+    seconds = _number(value, default)
+    if not seconds >= 0:
         raise GraphConfigError(f"{where}: extra {name!r} is {value!r}; give a number of seconds (0 or more)")
     return seconds
 
