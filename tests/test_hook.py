@@ -68,6 +68,9 @@ def test_without_ca_bundle_tls_is_verified_against_system_cas(connect):
     ({"extra": {"authority_url": "http://login.example.com"}}, "plain http:// is allowed only for a loopback"),
     ({"extra": {"ca_bundle": "/no/such/ca.pem"}}, "ca_bundle '/no/such/ca.pem' is not a file"),
     ({"password": None, "extra": {"certificate_path": "/no/such.pem"}}, "is not a readable file"),
+    ({"extra": {"retry_max_wait": "-5"}}, "extra 'retry_max_wait' is '-5'; give a number of seconds (0 or more)"),
+    ({"extra": {"retry_backoff": "soon"}}, "extra 'retry_backoff' is 'soon'; give a number of seconds"),
+    ({"extra": {"max_message_size_mb": "lots"}}, "'max_message_size_mb' is 'lots'; give a number of MB"),
 ])
 def test_connection_errors_name_the_field(connect, graph_emulator, changes, message):
     hook = connect("graph_mail_broken", **changes)
