@@ -14,6 +14,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 pytest_plugins = ["airflow_graph_mail.emulator.pytest_plugin"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_credentials():
+    """Credentials are shared process-wide; each test starts without cached tokens, as a new process would."""
+    from airflow_graph_mail.graph.auth import forget_shared
+
+    forget_shared()
+
+
 @pytest.fixture
 def connect(graph_emulator, monkeypatch):
     """connect(conn_id="graph_mail_default", **changes) -> GraphMailHook on the emulator's connection."""

@@ -62,7 +62,7 @@ def test_without_ca_bundle_tls_is_verified_against_system_cas(connect):
     ({"login": ""}, "login (the app's client id) is empty"),
     ({"extra": {"tenant_id": None}}, "'tenant_id' is empty"),
     ({"password": None}, "no credential"),
-    ({"extra": {"certificate_path": "/x.pem"}}, "both a client secret (password) and a certificate"),
+    ({"extra": {"certificate_path": "/x.pem"}}, "several credentials are set (password, certificate_path); keep one"),
     ({"extra": {"cloud": "mars"}}, "unknown cloud 'mars'"),
     ({"extra": {"graph_url": "graph.example.com"}}, "graph_url: 'graph.example.com' is not a URL"),
     ({"extra": {"authority_url": "http://login.example.com"}}, "plain http:// is allowed only for a loopback"),
@@ -132,11 +132,15 @@ def test_missing_permission_is_explained(connect, graph_emulator):
     assert err.value.code == "ErrorAccessDenied" and "Mail.Send" in str(err.value)
     assert "admin" in str(err.value) and err.value.request_id
     ok, text = hook.test_connection()
-    assert ok and "Missing: Mail.Send" in text
+    assert not ok and "application permissions granted: Mail.ReadWrite." in text
+    assert "Missing Mail.Send: no mail can be sent" in text and "grant admin consent" in text
 
 
 def test_test_connection_has_no_side_effect(hook, graph_emulator):
-    assert hook.test_connection() == (True, "Token acquired; permissions granted: Mail.ReadWrite, Mail.Send.")
+    ok, text = hook.test_connection()
+    assert ok and text == (f"Signed in with client secret, client id {hook.client.credential.client_id}; application "
+                           "permissions granted: Mail.ReadWrite, Mail.Send. Sending, drafts and large attachments "
+                           "will work.")
     assert graph_emulator.side_effect_requests == []
     assert all("/users/" not in r["path"] for r in graph_emulator.request_log)
 
@@ -184,10 +188,12 @@ def test_oversized_mime_refused_before_sending(hook, graph_emulator):
     assert graph_emulator.side_effect_requests == []
 
 
-def test_repr_hides_secret(hook):
-    assert hook.client.credential.client_secret not in repr(hook.client.credential)
+def test_repr_hides_secret(hook, graph_emulator):
+    secret = next(iter(graph_emulator.default_app.secrets))
+    assert secret in hook.get_connection("graph_mail_default").password
+    assert secret not in repr(hook.client.credential) and secret not in repr(hook.client)
 
 
 def test_test_connection_reports_unreachable_authority(connect):
     ok, text = connect(extra={"authority_url": "https://127.0.0.1:9"}).test_connection()
-    assert not ok and text.startswith("cannot reach the authority")
+    assert not ok and text.startswith("cannot reach the sign-in endpoint")

@@ -1,4 +1,4 @@
-"""State of the emulated tenant: app registrations, mailboxes, folders and messages, kept in SQLite."""
+"""State of the emulated tenant: mailboxes, folders and messages, kept in SQLite."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from airflow_graph_mail.emulator.rules import GraphError, check_sendable
@@ -50,17 +50,6 @@ def now_iso() -> str:
 def new_id(prefix: str = "AAMkAG") -> str:
     """Opaque, URL-safe ids in the spirit of Exchange's (they are not parsed by anyone)."""
     return prefix + base64.urlsafe_b64encode(uuid.uuid4().bytes + os.urandom(8)).decode().rstrip("=")
-
-
-@dataclass
-class App:
-    """An app registration: its tenant, credentials and the application roles an admin consented to."""
-
-    tenant_id: str
-    client_id: str
-    secrets: dict[str, float | None] = field(default_factory=dict)  # value -> expiry (epoch) or None
-    certificates: list[bytes] = field(default_factory=list)
-    roles: set[str] = field(default_factory=lambda: {"Mail.Send", "Mail.ReadWrite"})
 
 
 @dataclass

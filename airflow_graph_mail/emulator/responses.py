@@ -8,6 +8,7 @@ import re
 from airflow_graph_mail.emulator import mime as mime_io
 from airflow_graph_mail.emulator.attachment_handlers import AttachmentHandlers
 from airflow_graph_mail.emulator.identity import IdentityHandlers
+from airflow_graph_mail.emulator.managed_identity import ManagedIdentityHandlers
 from airflow_graph_mail.emulator.models import IMMUTABLE_ID, MailStore, Mailbox, message_size
 from airflow_graph_mail.emulator.rules import GraphError, bad_request, boolean, canonical_keys, message_from_json
 from airflow_graph_mail.emulator.tokens import TokenInvalid
@@ -30,7 +31,7 @@ def body_preview(body: dict) -> str:
     return " ".join(text.split())[:255]
 
 
-class Handlers(IdentityHandlers, AttachmentHandlers):
+class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
     """Entra-like token service, Graph mail endpoints and the inspection API, over one MailStore."""
 
     def __init__(self, emulator):
@@ -47,12 +48,20 @@ class Handlers(IdentityHandlers, AttachmentHandlers):
             claims = self.emu.issuer.verify(header[7:].strip(), self.emu.base_url)
         except TokenInvalid as err:
             raise GraphError(401, "InvalidAuthenticationToken", str(err)) from None
-        if request.params["user"] is None:
-            raise bad_request("BadRequest", "/me request is only valid with delegated authentication flow.")
         roles = (role,) if isinstance(role, str) else role
-        if not set(roles) & set(claims.get("roles", [])):
+        delegated = claims.get("idtyp") == "user"
+        granted = (claims.get("scp") or "").split() if delegated else claims.get("roles", [])
+        if not set(roles) & set(granted):
             raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
-        return self.store.user(request.params["user"])
+        user = request.params["user"]
+        if not delegated:
+            if user is None:
+                raise bad_request("BadRequest", "/me request is only valid with delegated authentication flow.")
+            return self.store.user(user)
+        me = self.store.user(claims["upn"])
+        if user is not None and self.store.user(user).id != me.id:  # delegated: only the signed-in user's mailbox
+            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        return me
 
     def _check_size(self, request: Request) -> None:
         if request.oversize or len(request.body) > MAX_REQUEST_BYTES:

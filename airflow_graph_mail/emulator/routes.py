@@ -13,6 +13,8 @@ _UPLOAD = r"/api/v2\.0/Users\('(?P<upload_user>[^']+)'\)/Messages\('(?P<message>
 ROUTES = [
     ("GET", r"/(?P<tenant>[^/_][^/]*)/v2\.0/\.well-known/openid-configuration", "openid_configuration"),
     ("POST", r"/(?P<tenant>[^/_][^/]*)/oauth2/v2\.0/token", "token"),
+    ("GET", r"/metadata/identity/oauth2/token", "imds_token"),
+    ("GET", r"/msi/token", "app_service_token"),
     ("POST", _USER + r"/sendMail", "send_mail"),
     ("POST", _USER + r"/messages", "create_message"),
     ("POST", _USER + _FOLDER + r"/messages", "create_message"),

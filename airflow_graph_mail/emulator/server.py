@@ -17,7 +17,9 @@ from urllib.parse import unquote
 
 from airflow_graph_mail.emulator import mime as mime_io
 from airflow_graph_mail.emulator.faults import ACCEPT_504, DROP, DROP_AFTER, SLOW, DropConnection, FaultPlan
-from airflow_graph_mail.emulator.models import App, MailStore
+from airflow_graph_mail.emulator.directory import FEDERATION_AUDIENCE, MAIL_ROLES, App, Directory, ManagedIdentity
+from airflow_graph_mail.emulator.managed_identity import APP_SERVICE_PATH
+from airflow_graph_mail.emulator.models import MailStore
 from airflow_graph_mail.emulator.responses import Handlers, attachment_json
 from airflow_graph_mail.emulator.routes import match
 from airflow_graph_mail.emulator.rules import GraphError
@@ -106,7 +108,9 @@ class GraphEmulator:
         self.tenant_id = config["tenant_id"]
         self.tenant_domain = config["tenant_domain"]
         self.tenant_names = {self.tenant_id.lower(), self.tenant_domain.lower(), "organizations"}
-        self.apps: dict[str, App] = {}
+        self.directory = Directory(self.tenant_id)
+        self.federation = TokenIssuer()  # signs workload identity tokens, as a Kubernetes OIDC issuer would
+        self.identity_header = secrets.token_urlsafe(24)
         self.default_app = self.add_app(config["client_id"], secret=config["client_secret"])
         self.store = MailStore(str(self.files_dir / "mail.sqlite") if self.state_dir else ":memory:")
         self.default_sender = config["sender"]
@@ -141,16 +145,66 @@ class GraphEmulator:
 
     # -- configuration -------------------------------------------------------------------------------
 
+    @property
+    def apps(self) -> dict[str, App]:
+        return self.directory.apps
+
     def add_app(self, client_id: str | None = None, *, secret: str | None = None,
                 secret_expires_at: float | None = None, certificate_pem: bytes | None = None,
-                roles=("Mail.Send", "Mail.ReadWrite")) -> App:
-        app = App(self.tenant_id, client_id or str(uuid.uuid4()), roles=set(roles))
+                roles=MAIL_ROLES, public_client: bool = False) -> App:
+        app = self.directory.add_app(client_id, roles=set(roles), public_client=public_client)
         if secret:
             app.secrets[secret] = secret_expires_at
         if certificate_pem:
             app.certificates.append(certificate_pem)
-        self.apps[app.client_id] = app
         return app
+
+    # -- other ways to sign in -----------------------------------------------------------------------
+
+    @property
+    def federation_issuer(self) -> str:
+        return f"{self.base_url}/_federation"
+
+    def add_federated_credential(self, app: App, subject: str, audiences=(FEDERATION_AUDIENCE,)) -> None:
+        """Trust tokens from the emulator's federation issuer for ``subject`` (e.g. a Kubernetes service
+        account, ``system:serviceaccount:airflow:worker``) as this app."""
+        app.federated.append({"issuer": self.federation_issuer, "subject": subject, "audiences": list(audiences)})
+
+    def issue_federated_token(self, subject: str, audience: str = FEDERATION_AUDIENCE, lifetime: int = 3600) -> str:
+        """The token a workload identity webhook projects into AZURE_FEDERATED_TOKEN_FILE."""
+        return self.federation.issue({"iss": self.federation_issuer, "sub": subject, "aud": audience}, lifetime)
+
+    def issue_client_certificate(self, common_name: str, app: App | None = None) -> bytes:
+        """A key and certificate from the tenant's trusted CA; with ``app``, its subject is trusted there
+        (subject-name/issuer sign-in: the certificate itself is never uploaded)."""
+        pem = self.directory.client_ca.issue(common_name)
+        if app is not None:
+            app.trusted_subjects.add(f"CN={common_name}")
+        return pem
+
+    def issue_refresh_token(self, user: str, app: App | None = None, scopes=MAIL_ROLES) -> str:
+        """A refresh token as a user's interactive sign-in to ``app`` would leave (delegated access)."""
+        return self.directory.issue_refresh_token(user, (app or self.default_app).client_id, scopes)
+
+    def add_managed_identity(self, client_id: str | None = None, roles=MAIL_ROLES) -> ManagedIdentity:
+        """A user-assigned managed identity attached to "this host"; a system-assigned one always exists."""
+        return self.directory.add_managed_identity(client_id, roles=roles)
+
+    def managed_identity_env(self, form: str = "imds") -> dict[str, str]:
+        """Environment under which msal's ManagedIdentityClient finds this emulator: "imds" (VM, AKS) or
+        "app_service" (App Service, Functions)."""
+        if form == "imds":
+            return {"AZURE_POD_IDENTITY_AUTHORITY_HOST": self.base_url}
+        if form == "app_service":
+            return {"IDENTITY_ENDPOINT": self.base_url + APP_SERVICE_PATH, "IDENTITY_HEADER": self.identity_header}
+        raise ValueError(f"form: {form!r} is not 'imds' or 'app_service'")
+
+    def issue_app_token(self, client_id: str, roles, object_id: str | None = None) -> str:
+        """An app-only Graph access token carrying the application roles granted, as Entra issues them."""
+        return self.issuer.issue({
+            "aud": self.base_url, "iss": f"{self.base_url}/{self.tenant_id}/", "tid": self.tenant_id,
+            "appid": client_id, "azp": client_id, "oid": object_id or client_id, "sub": object_id or client_id,
+            "idtyp": "app", "roles": sorted(roles), "ver": "1.0"}, self.token_lifetime)
 
     def set_limits(self, **changes) -> None:
         """Change limits for a while (``reset()`` restores the ones given at start): message_size_limit,

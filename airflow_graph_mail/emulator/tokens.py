@@ -80,29 +80,65 @@ def certificate_thumbprints(pem: bytes) -> tuple[x509.Certificate, str, str]:
     return certificate, hashlib.sha1(der).hexdigest(), hashlib.sha256(der).hexdigest()
 
 
-def verify_client_assertion(assertion: str, certificates: list[bytes], client_id: str, audience: str) -> None:
-    """An app's signed JWT: header x5t/x5t#S256 names one of its certificates; iss=sub=client id; aud=token URL."""
-    header, claims, signed, signature = split_jwt(assertion)
+def _registered_certificate(header: dict, app, client_ca) -> x509.Certificate | None:
+    """The certificate that signed an assertion: uploaded to the app (found by its thumbprint), or sent in
+    ``x5c`` and trusted by subject name and issuer (issued by the tenant's trusted CA to a trusted subject)."""
     # JWT says base64url; MSAL sends standard base64 with padding, which Entra accepts too.
     wanted = {str(v).rstrip("=").replace("+", "-").replace("/", "_")
               for v in (header.get("x5t"), header.get("x5t#S256")) if v}
-    for pem in certificates:
+    for pem in app.certificates:
         certificate, sha1, sha256 = certificate_thumbprints(pem)
         if {b64url(bytes.fromhex(sha1)), b64url(bytes.fromhex(sha256))} & wanted:
-            break
-    else:
+            return certificate
+    chain = header.get("x5c") or []
+    if chain and app.trusted_subjects:
+        try:
+            certificate = x509.load_der_x509_certificate(base64.b64decode(chain[0]))
+        except ValueError:
+            return None
+        if certificate.subject.rfc4514_string() in app.trusted_subjects and client_ca.issued(certificate):
+            return certificate
+    return None
+
+
+def verify_client_assertion(assertion: str, app, audience: str, client_ca) -> None:
+    """An app's signed JWT: its certificate is registered (x5t) or trusted (x5c); iss=sub=client id;
+    aud=token URL."""
+    header, claims, signed, signature = split_jwt(assertion)
+    certificate = _registered_certificate(header, app, client_ca)
+    if certificate is None:
+        thumbprint = header.get("x5t#S256") or header.get("x5t") or ""
         raise TokenInvalid(
             f"AADSTS700027: The certificate with identifier used to sign the client assertion is not "
             f"registered on application. [Reason - The key was not found., Thumbprint of key used by client: "
-            f"'{next(iter(wanted), '')}']"
+            f"'{thumbprint}']"
         )
     try:
         _verify_rsa(certificate.public_key(), header.get("alg", ""), signed, signature)
     except TokenInvalid as err:
         raise TokenInvalid(f"AADSTS700027: Client assertion failed signature validation. {err}") from err
-    if claims.get("iss") != client_id or claims.get("sub") != client_id:
+    if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
         raise TokenInvalid("AADSTS700023: Client assertion audience claim does not match Realm issuer.")
     if claims.get("aud") != audience:
         raise TokenInvalid(f"AADSTS700016: The client assertion audience must be {audience}.")
     if claims.get("exp", 0) < time.time():
         raise TokenInvalid("AADSTS700024: Client assertion is not within its valid time range.")
+
+
+def verify_federated_assertion(assertion: str, app, issuer: TokenIssuer) -> None:
+    """Workload identity federation: a token from an external issuer (here, the emulator's own), matched
+    against the app's federated identity credentials by issuer, subject and audience."""
+    _, claims, _, _ = split_jwt(assertion)
+    iss, sub, aud = claims.get("iss"), claims.get("sub"), claims.get("aud")
+    records = [r for r in app.federated if r["issuer"] == iss and r["subject"] == sub]
+    if not records:
+        raise TokenInvalid(f"AADSTS70021: No matching federated identity record found for presented assertion. "
+                           f"Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{aud}'.")
+    if not any(aud in r["audiences"] for r in records):
+        raise TokenInvalid(f"AADSTS700212: No matching federated identity record found for presented assertion "
+                           f"audience '{aud}'.")
+    try:
+        issuer.verify(assertion, aud)
+    except TokenInvalid as err:
+        code = "AADSTS700024" if "expired" in str(err) else "AADSTS700213"
+        raise TokenInvalid(f"{code}: The federated assertion was refused: {err}") from err

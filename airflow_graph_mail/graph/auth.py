@@ -1,10 +1,16 @@
-"""App credentials -> bearer tokens through MSAL, over our own requests session (CA bundle, proxies)."""
+"""Credentials -> Graph bearer tokens through MSAL, over our own requests session (CA bundle, proxies).
+
+One credential object per distinct configuration lives for the whole process (``shared``), so every hook,
+operator and callback that signs in the same way shares one MSAL token cache: one token request, not one
+per task or per hook.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
-from dataclasses import dataclass, field
+from pathlib import Path
 
 from airflow_graph_mail.graph.errors import GraphAuthError, GraphConfigError
 
@@ -14,86 +20,157 @@ _AADSTS_HINTS = {
     "7000222": "the client secret has expired: create a new one in Entra and update the connection's password",
     "700016": "no app with this client id in the tenant: check the connection's login (client id) and tenant_id",
     "90002": "tenant not found: check tenant_id",
-    "700027": "the certificate assertion was refused: upload the certificate to the app registration",
+    "700027": "the certificate assertion was refused: upload the certificate to the app registration, or "
+              "trust its subject name and set certificate_send_x5c",
+    "70021": "no federated credential on the app matches the token's issuer and subject: add one in Entra "
+             "(Certificates & secrets > Federated credentials) or fix federated_token_file",
+    "700212": "the federated token's audience is not one the app's federated credential accepts",
+    "700024": "the client assertion or federated token has expired: the token file is not being refreshed",
+    "50173": "the refresh token was revoked: sign the user in again and store the new refresh_token",
+    "9002313": "the refresh token is not valid for this app: sign in again with this client id",
+    "65001": "the user has not consented to the scopes: grant consent for Mail.Send/Mail.ReadWrite",
+    "7000218": "this app needs a client secret or certificate to redeem a refresh token (or allow public "
+               "client flows on the app registration)",
     "500011": "the resource was not found in the tenant: check graph_url / cloud",
 }
+_SHARED: dict[str, TokenCredential] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def _hint(description: str) -> str:
     for code, hint in _AADSTS_HINTS.items():
-        if f"AADSTS{code}" in (description or ""):
+        if f"AADSTS{code}:" in (description or ""):
             return hint
     return ""
 
 
-def load_certificate(pem: bytes, passphrase: str | None = None) -> dict:
-    """A PEM holding the private key and the certificate -> MSAL's client_credential with thumbprint."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        certificate = x509.load_pem_x509_certificate(pem)
-    except ValueError as err:
-        raise GraphConfigError("certificate: no PEM certificate found next to the private key") from err
-    try:
-        serialization.load_pem_private_key(pem, password=passphrase.encode() if passphrase else None)
-    except (ValueError, TypeError) as err:
-        raise GraphConfigError(
-            "certificate: cannot read the private key (missing, or a wrong/missing certificate_passphrase)"
-        ) from err
-    der = certificate.public_bytes(serialization.Encoding.DER)
-    credential = {"private_key": pem.decode("ascii"), "thumbprint": hashlib.sha1(der).hexdigest()}
-    if passphrase:
-        credential["passphrase"] = passphrase
-    return credential
+def shared(settings: dict, build) -> TokenCredential:
+    """The process-wide credential for these settings (secrets included, hashed), built once."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = build()
+        return _SHARED[key]
 
 
-@dataclass(repr=False)
-class ClientCredential:
-    """Client-credentials flow for one app; MSAL keeps the token in memory and renews it near expiry."""
+def forget_shared() -> None:
+    """Drop every shared credential (a test starting as a fresh process would)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
 
-    tenant_id: str
-    client_id: str
-    authority_url: str
-    scope: str
-    session: object
-    client_secret: str | None = None
-    certificate: dict | None = None
-    _app: object = field(default=None, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
-    def __repr__(self) -> str:
-        kind = "certificate" if self.certificate else "secret"
-        return f"ClientCredential(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, {kind})"
+class TokenCredential:
+    """Base: one lock around MSAL (its caches are not thread-safe), errors turned into GraphAuthError."""
 
-    def _application(self):
-        if self._app is None:
-            import msal
+    kind = "credential"
 
-            self._app = msal.ConfidentialClientApplication(
-                self.client_id,
-                client_credential=self.certificate or self.client_secret,
-                authority=f"{self.authority_url.rstrip('/')}/{self.tenant_id}",
-                http_client=self.session,
-                instance_discovery=False,
-            )
-        return self._app
+    def __init__(self, session, scope: str):
+        self.session = session
+        self.scope = scope
+        self._lock = threading.Lock()
+        self._msal = None
+
+    def __repr__(self) -> str:  # never the secret, key or token
+        return f"{type(self).__name__}({self.describe()})"
+
+    def describe(self) -> str:
+        return self.kind
+
+    def _acquire(self) -> dict:
+        raise NotImplementedError
 
     def get_token(self) -> str:
         with self._lock:
             try:
-                result = self._application().acquire_token_for_client(scopes=[self.scope])
+                result = self._acquire()
+            except GraphConfigError:
+                raise
             except ValueError as err:  # MSAL raises on a discovery document it cannot use
                 raise GraphAuthError("authority_error", str(err), "check authority_url and tenant_id") from None
-        if "access_token" not in result:
-            description = result.get("error_description", "")
+        if not result or "access_token" not in result:
+            result = result or {}
+            description = result.get("error_description", "") or "no token in the answer"
             raise GraphAuthError(result.get("error", "unknown_error"), description, _hint(description))
         return result["access_token"]
 
     def invalidate(self) -> None:
-        """Forget cached tokens (after a 401), so the next call asks Entra again."""
+        """Forget cached access tokens (after a 401), so the next call asks again."""
         with self._lock:
-            if self._app is not None:
-                cache = self._app.token_cache
+            cache = getattr(self._msal, "token_cache", None) or getattr(self._msal, "_token_cache", None)
+            if cache is not None:
                 for token in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
                     cache.remove_at(token)
+
+
+class AppCredential(TokenCredential):
+    """App-only sign-in (client credentials) with a client secret, a certificate, or a federated token."""
+
+    def __init__(self, session, scope: str, *, authority: str, client_id: str, client_secret: str | None = None,
+                 certificate: dict | None = None, federated_token_file: str | None = None):
+        super().__init__(session, scope)
+        self.authority, self.client_id = authority, client_id
+        if federated_token_file:
+            self.kind = "workload identity"
+            self._credential = {"client_assertion": self._read_assertion}
+        elif certificate:
+            self.kind = "certificate"
+            self._credential = certificate
+        else:
+            self.kind = "client secret"
+            self._credential = client_secret
+        self.federated_token_file = federated_token_file
+
+    def describe(self) -> str:
+        detail = {"certificate": f", thumbprint {str(self._credential.get('thumbprint', '')).upper()}"
+                                 + (", x5c sent" if "public_certificate" in self._credential else "")
+                  if isinstance(self._credential, dict) and self.kind == "certificate" else "",
+                  "workload identity": f", token file {self.federated_token_file}"}.get(self.kind, "")
+        return f"{self.kind}, client id {self.client_id}{detail}"
+
+    def _read_assertion(self) -> str:
+        """Read on every token request: the workload identity webhook rotates the file (about hourly)."""
+        try:
+            return Path(self.federated_token_file).read_text().strip()
+        except OSError as err:
+            raise GraphConfigError(f"federated_token_file: cannot read {self.federated_token_file!r} "
+                                   f"({err.strerror}); is the workload identity token projected here?") from None
+
+    def _acquire(self) -> dict:
+        if self._msal is None:
+            import msal
+
+            self._msal = msal.ConfidentialClientApplication(
+                self.client_id, client_credential=self._credential, authority=self.authority,
+                http_client=self.session, instance_discovery=False)
+        return self._msal.acquire_token_for_client(scopes=[self.scope])
+
+
+class ManagedIdentityCredential(TokenCredential):
+    """The Azure host's managed identity (VM, AKS, App Service...): no secret anywhere.
+
+    msal finds the endpoint from the environment the host sets (IMDS by default).
+    """
+
+    def __init__(self, session, scope: str, *, client_id: str | None = None):
+        super().__init__(session, scope)
+        self.client_id = client_id
+
+    @property
+    def kind(self) -> str:
+        return "managed identity (user-assigned)" if self.client_id else "managed identity (system-assigned)"
+
+    def describe(self) -> str:
+        return self.kind + (f", client id {self.client_id}" if self.client_id else "")
+
+    def _acquire(self) -> dict:
+        if self._msal is None:
+            import msal
+
+            identity = (msal.UserAssignedManagedIdentity(client_id=self.client_id) if self.client_id
+                        else msal.SystemAssignedManagedIdentity())
+            self._msal = msal.ManagedIdentityClient(identity, http_client=self.session)
+        try:
+            return self._msal.acquire_token_for_client(resource=self.scope[: -len("/.default")])
+        except OSError as err:  # requests' errors: no identity endpoint on this host
+            raise GraphAuthError("managed_identity_unavailable", f"no managed identity endpoint answered ({err})",
+                                 "run on an Azure host with a managed identity, or use another credential") from None

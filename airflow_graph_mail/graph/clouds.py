@@ -34,3 +34,11 @@ def get_cloud(name: str | None) -> Cloud:
     if key not in CLOUDS:
         raise ValueError(f"cloud: unknown cloud {name!r}; use one of {', '.join(CLOUDS)}")
     return CLOUDS[key]
+
+
+def cloud_for_graph_url(graph_url: str) -> Cloud | None:
+    """The national cloud whose Graph host this is (an msgraph connection names only the host)."""
+    for cloud in CLOUDS.values():
+        if graph_url.rstrip("/").lower() == cloud.graph_url:
+            return cloud
+    return None

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_graph_mail.graph.errors import GraphConfigError, GraphMailError
+from airflow_graph_mail.graph.errors import GraphMailError
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -21,67 +18,12 @@ if TYPE_CHECKING:
     from airflow_graph_mail.mail.message import Message
 
 
-def _check_url(field: str, url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise GraphConfigError(f"{field}: {url!r} is not a URL; expected https://host")
-    if parts.scheme == "http":
-        try:
-            loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise GraphConfigError(f"{field}: plain http:// is allowed only for a loopback host; use https://")
-    return url.rstrip("/")
-
-
-def _number(value, default: float) -> float:
-    """A connection extra as a number: ``default`` when unset, NaN (failing every range check) when not one."""
-    if value in (None, ""):
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _message_size_limit(where: str, value) -> int:
-    """The tenant's message size limit in MB (Exchange Online: 35 by default, up to 150) -> bytes."""
-    from airflow_graph_mail.graph.client import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
-    from airflow_graph_mail.mail.attachments import MB
-
-    size = _number(value, DEFAULT_MAX_MESSAGE_BYTES / MB) * MB
-    if not 0 < size <= MAX_MESSAGE_BYTES:
-        raise GraphConfigError(f"{where}: extra 'max_message_size_mb' is {value!r}; give a number of MB from 1 to "
-                               "150 (your tenant's limit; Exchange Online's default is 35)")
-    return int(size)
-
-
-def _seconds(where: str, name: str, value, default: float) -> float:
-    """A number of seconds (0 or more) from a connection extra."""
-    seconds = _number(value, default)
-    if not seconds >= 0:
-        raise GraphConfigError(f"{where}: extra {name!r} is {value!r}; give a number of seconds (0 or more)")
-    return seconds
-
-
-def _roles_in(token: str) -> list[str]:
-    """Application roles (or delegated scopes) from an access token's claims, without verifying it."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return []
-    return list(claims.get("roles") or []) + (claims.get("scp") or "").split()
-
-
 class GraphMailHook(BaseHook):
-    """Send mail, create and send drafts through Microsoft Graph with an app registration.
+    """Send mail, create and send drafts through Microsoft Graph.
 
-    Connection: login = client id, password = client secret (or a certificate in the extras),
-    extras ``tenant_id``, ``sender``, ``cloud``, ``graph_url``, ``authority_url``, ``api_version``,
-    ``ca_bundle``, ``certificate_path``, ``certificate_private_key``, ``certificate_passphrase``, ``timeout``,
-    ``max_message_size_mb``, ``retry_max_wait``, ``retry_backoff``.
+    Signs in with a client secret, a certificate, workload identity, a managed identity or a user's
+    refresh token (see README, "Connection fields"); reads ``msgraph`` connections of the microsoft-azure
+    provider as they are.
 
     :param graph_mail_conn_id: the Airflow connection to use.
     """
@@ -101,64 +43,16 @@ class GraphMailHook(BaseHook):
 
     def get_conn(self) -> GraphMailClient:
         """Build the client from the connection; every field is checked before any request."""
-        from airflow_graph_mail.graph.auth import ClientCredential, load_certificate
         from airflow_graph_mail.graph.client import GraphMailClient
-        from airflow_graph_mail.graph.clouds import get_cloud, scope_for
-        from airflow_graph_mail.graph.retry import DEFAULT_BACKOFF, DEFAULT_MAX_WAIT, RetryPolicy
-        from airflow_graph_mail.graph.session import build_session
+        from airflow_graph_mail.graph.retry import RetryPolicy
+        from airflow_graph_mail.hooks.settings import read_settings
 
-        conn = self.get_connection(self.graph_mail_conn_id)
-        extra = conn.extra_dejson
-        where = f"connection {self.graph_mail_conn_id!r}"
-        client_id = (conn.login or extra.get("client_id") or "").strip()
-        tenant_id = str(extra.get("tenant_id") or "").strip()
-        if not client_id:
-            raise GraphConfigError(f"{where}: login (the app's client id) is empty")
-        if not tenant_id:
-            raise GraphConfigError(f"{where}: extra 'tenant_id' is empty; set the directory (tenant) id")
-        try:
-            cloud = get_cloud(extra.get("cloud"))
-        except ValueError as err:
-            raise GraphConfigError(f"{where}: {err}") from None
-        graph_url = _check_url("graph_url", extra.get("graph_url") or cloud.graph_url)
-        authority_url = _check_url("authority_url", extra.get("authority_url") or cloud.authority_url)
-
-        certificate = None
-        cert_path, cert_inline = extra.get("certificate_path"), extra.get("certificate_private_key")
-        if conn.password and (cert_path or cert_inline):
-            raise GraphConfigError(f"{where}: both a client secret (password) and a certificate are set; "
-                                   "remove one of them")
-        if cert_path and cert_inline:
-            raise GraphConfigError(f"{where}: both certificate_path and certificate_private_key are set; "
-                                   "remove one of them")
-        if cert_path:
-            path = Path(cert_path).expanduser()
-            if not path.is_file():
-                raise GraphConfigError(f"{where}: certificate_path {str(path)!r} is not a readable file")
-            certificate = load_certificate(path.read_bytes(), extra.get("certificate_passphrase"))
-        elif cert_inline:
-            certificate = load_certificate(str(cert_inline).encode("ascii"), extra.get("certificate_passphrase"))
-        elif not conn.password:
-            raise GraphConfigError(f"{where}: no credential; set the password (client secret) or a "
-                                   "certificate (certificate_path or certificate_private_key)")
-
-        ca_bundle = extra.get("ca_bundle")
-        if ca_bundle and not Path(ca_bundle).expanduser().is_file():
-            raise GraphConfigError(f"{where}: ca_bundle {ca_bundle!r} is not a file")
-        session = build_session(verify=str(Path(ca_bundle).expanduser()) if ca_bundle else True,
-                                proxies=extra.get("proxies"))
-        credential = ClientCredential(
-            tenant_id=tenant_id, client_id=client_id, authority_url=authority_url, scope=scope_for(graph_url),
-            session=session, client_secret=None if certificate else conn.password, certificate=certificate,
-        )
-        return GraphMailClient(session, credential, graph_url, api_version=extra.get("api_version") or "v1.0",
-                               default_sender=extra.get("sender"), timeout=float(extra.get("timeout") or 60),
-                               max_message_bytes=_message_size_limit(where, extra.get("max_message_size_mb")),
-                               retry=RetryPolicy(
-                                   max_wait=_seconds(where, "retry_max_wait", extra.get("retry_max_wait"),
-                                                     DEFAULT_MAX_WAIT),
-                                   backoff=_seconds(where, "retry_backoff", extra.get("retry_backoff"),
-                                                    DEFAULT_BACKOFF)))
+        settings = read_settings(self.get_connection(self.graph_mail_conn_id), self.graph_mail_conn_id)
+        self.log.info("Graph %s, signing in with %s", settings.graph_url, settings.credential.describe())
+        return GraphMailClient(settings.session, settings.credential, settings.graph_url,
+                               api_version=settings.api_version, default_sender=settings.sender,
+                               timeout=settings.timeout, max_message_bytes=settings.max_message_bytes,
+                               retry=RetryPolicy(max_wait=settings.retry_max_wait, backoff=settings.retry_backoff))
 
     # -- mail ----------------------------------------------------------------------------------------
 
@@ -229,20 +123,48 @@ class GraphMailHook(BaseHook):
         return self.client.get_message(message_id, sender=sender)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Acquire a token and report its mail permissions; touches no mailbox."""
+        """Sign in, then say from the token's claims what this connection can and cannot do.
+
+        Touches no mailbox. Fails when Mail.Send is missing (nothing can be sent); succeeds with a warning
+        when only Mail.ReadWrite is missing.
+        """
         try:
-            token = self.client.credential.get_token()
+            client = self.client
+            token = client.credential.get_token()
         except GraphMailError as err:
             return False, str(err)
         except OSError as err:  # requests' connection and TLS errors: name the host problem, not a traceback
-            return False, f"cannot reach the authority: {err}"
-        roles = _roles_in(token)
-        missing = [r for r in ("Mail.Send", "Mail.ReadWrite") if r not in roles]
-        granted = ", ".join(sorted(roles)) or "none"
-        if missing:
-            return True, (f"Token acquired; permissions granted: {granted}. Missing: {', '.join(missing)} "
-                          "(Mail.Send is needed to send, Mail.ReadWrite for drafts).")
-        return True, f"Token acquired; permissions granted: {granted}."
+            return False, f"cannot reach the sign-in endpoint: {err}"
+        claims = _claims_of(token)
+        delegated = "scp" in claims
+        granted = sorted((claims.get("scp") or "").split() if delegated else claims.get("roles") or [])
+        kind = "delegated scopes" if delegated else "application permissions"
+        who = f"Signed in with {client.credential.describe()}; {kind} granted: {', '.join(granted) or 'none'}."
+        consent = ("ask the user to consent to it" if delegated else
+                   "add it under API permissions > Microsoft Graph > Application permissions and grant admin "
+                   "consent")
+        lacking = [(name, effect) for name, effect in _PERMISSION_EFFECTS if name not in granted]
+        if not lacking:
+            return True, who + " Sending, drafts and large attachments will work."
+        notes = " ".join(f"Missing {name}: {effect}; {consent}." for name, effect in lacking)
+        return "Mail.Send" in granted, f"{who} {notes}"
+
+
+# What each permission is needed for, as test_connection reports it when missing.
+_PERMISSION_EFFECTS = (
+    ("Mail.Send", "no mail can be sent (sendMail and send draft are refused with 403)"),
+    ("Mail.ReadWrite", "drafts, attachments over 3 MB and the check against duplicate mail on retry will fail "
+                       "(small single-request sends still work)"),
+)
+
+
+def _claims_of(token: str) -> dict:
+    """An access token's claims, read without verifying it (Graph verifies; we only report)."""
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
 
 
 def _describe(message) -> str:

@@ -1,0 +1,147 @@
+"""Who may sign in to the emulated tenant: app registrations, managed identities and users' refresh tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
+MAIL_ROLES = ("Mail.Send", "Mail.ReadWrite")
+
+
+@dataclass
+class App:
+    """An app registration: its tenant, credentials and the application roles an admin consented to.
+
+    ``federated`` holds federated identity credentials (issuer, subject, audiences) for workload identity;
+    ``trusted_subjects`` the certificate subject names trusted for subject-name/issuer (SNI) sign-in;
+    ``public_client`` lets a refresh token be redeemed without a client secret.
+    """
+
+    tenant_id: str
+    client_id: str
+    secrets: dict[str, float | None] = field(default_factory=dict)  # value -> expiry (epoch) or None
+    certificates: list[bytes] = field(default_factory=list)
+    roles: set[str] = field(default_factory=lambda: set(MAIL_ROLES))
+    federated: list[dict] = field(default_factory=list)
+    trusted_subjects: set[str] = field(default_factory=set)
+    public_client: bool = False
+
+
+@dataclass
+class ManagedIdentity:
+    """A system-assigned identity (one per host) or a user-assigned one, found by client id or object id."""
+
+    client_id: str
+    object_id: str
+    system_assigned: bool
+    roles: set[str] = field(default_factory=lambda: set(MAIL_ROLES))
+
+
+@dataclass
+class RefreshGrant:
+    """What a refresh token stands for: a user who consented to delegated scopes for one app."""
+
+    user: str
+    client_id: str
+    scopes: tuple[str, ...]
+    revoked: bool = False
+
+
+class ClientCertificateAuthority:
+    """A CA the tenant trusts for subject-name/issuer sign-in: certificates it issues need no upload."""
+
+    name = "airflow-graph-mail emulator client CA"
+
+    def __init__(self):
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.certificate = self._build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)]),
+                                       self._key.public_key(), ca=True)
+
+    def _build(self, subject: x509.Name, public_key, ca: bool) -> x509.Certificate:
+        now = dt.datetime.now(dt.timezone.utc)
+        return (x509.CertificateBuilder().subject_name(subject)
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)]))
+                .public_key(public_key).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(self._key, hashes.SHA256()))
+
+    def issue(self, common_name: str) -> bytes:
+        """PEM with a new private key and its certificate, as an app's certificate_path would hold."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        certificate = self._build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+                                  key.public_key(), ca=False)
+        return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+                + certificate.public_bytes(serialization.Encoding.PEM))
+
+    def issued(self, certificate: x509.Certificate) -> bool:
+        try:
+            certificate.verify_directly_issued_by(self.certificate)
+        except Exception:  # InvalidSignature, or a certificate of another key type: not ours either way
+            return False
+        return True
+
+
+class Directory:
+    """The tenant's identities; thread-safe for the few writes (new refresh tokens)."""
+
+    def __init__(self, tenant_id: str):
+        self.tenant_id = tenant_id
+        self.apps: dict[str, App] = {}
+        self.identities: list[ManagedIdentity] = []
+        self.refresh_tokens: dict[str, RefreshGrant] = {}
+        self.client_ca = ClientCertificateAuthority()
+        self._lock = threading.Lock()
+        self.system_identity = self.add_managed_identity(system_assigned=True)
+
+    def add_app(self, client_id: str | None = None, **fields) -> App:
+        app = App(self.tenant_id, client_id or str(uuid.uuid4()), **fields)
+        self.apps[app.client_id] = app
+        return app
+
+    def add_managed_identity(self, client_id: str | None = None, *, system_assigned: bool = False,
+                             roles=MAIL_ROLES) -> ManagedIdentity:
+        identity = ManagedIdentity(client_id or str(uuid.uuid4()), str(uuid.uuid4()), system_assigned, set(roles))
+        self.identities.append(identity)
+        return identity
+
+    def find_identity(self, client_id: str | None = None, object_id: str | None = None) -> ManagedIdentity | None:
+        """None asks for the host's system-assigned identity, as IMDS does without an id parameter."""
+        for identity in self.identities:
+            if client_id is None and object_id is None and identity.system_assigned:
+                return identity
+            if client_id and identity.client_id == client_id and not identity.system_assigned:
+                return identity
+            if object_id and identity.object_id == object_id and not identity.system_assigned:
+                return identity
+        return None
+
+    def issue_refresh_token(self, user: str, client_id: str, scopes=MAIL_ROLES) -> str:
+        token = "0.A" + secrets.token_urlsafe(60)
+        with self._lock:
+            self.refresh_tokens[token] = RefreshGrant(user, client_id, tuple(scopes))
+        return token
+
+    def redeem(self, token: str) -> RefreshGrant | None:
+        """A valid refresh token's grant. Entra rotates refresh tokens but the old one stays valid."""
+        grant = self.refresh_tokens.get(token)
+        return None if grant is None or grant.revoked else grant
+
+    def revoke_refresh_tokens(self, user: str) -> int:
+        """Like revokeSignInSessions: every refresh token of the user stops working."""
+        with self._lock:
+            grants = [g for g in self.refresh_tokens.values() if g.user.lower() == user.lower()]
+            for grant in grants:
+                grant.revoked = True
+        return len(grants)
+

@@ -1,0 +1,282 @@
+"""An Airflow connection -> checked settings for GraphMailClient: where Graph is, how to sign in, limits.
+
+Reads our ``graph_mail`` connections and, unchanged, the microsoft-azure provider's ``msgraph`` ones.
+Every field is checked here, before any request, and an error names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from airflow_graph_mail.graph.errors import GraphConfigError
+
+log = logging.getLogger(__name__)
+
+SECRET = "secret"
+CERTIFICATE = "certificate"
+WORKLOAD_IDENTITY = "workload_identity"
+MANAGED_IDENTITY = "managed_identity"
+REFRESH_TOKEN = "refresh_token"
+CREDENTIALS = (SECRET, CERTIFICATE, WORKLOAD_IDENTITY, MANAGED_IDENTITY, REFRESH_TOKEN)
+# The fields that carry each kind of credential; a field of another kind is a conflict to remove.
+_CREDENTIAL_FIELDS = {
+    "password": (SECRET, REFRESH_TOKEN),  # a confidential app may redeem a refresh token with its secret
+    "certificate_path": (CERTIFICATE,),
+    "certificate_private_key": (CERTIFICATE,),
+    "federated_token_file": (WORKLOAD_IDENTITY,),
+    "refresh_token": (REFRESH_TOKEN,),
+}
+_API_VERSIONS = ("v1.0", "beta")
+
+
+@dataclass
+class ClientSettings:
+    graph_url: str
+    api_version: str
+    sender: str | None
+    timeout: float
+    max_message_bytes: int
+    retry_max_wait: float
+    retry_backoff: float
+    credential: object
+    session: object
+
+
+def check_url(field: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise GraphConfigError(f"{field}: {url!r} is not a URL; expected https://host")
+    if parts.scheme == "http":
+        try:
+            loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise GraphConfigError(f"{field}: plain http:// is allowed only for a loopback host; use https://")
+    return url.rstrip("/")
+
+
+def number(value, default: float) -> float:
+    """A connection extra as a number: ``default`` when unset, NaN (failing every range check) when not one."""
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def seconds(where: str, name: str, value, default: float) -> float:
+    """A number of seconds (0 or more) from a connection extra."""
+    result = number(value, default)
+    if not result >= 0:
+        raise GraphConfigError(f"{where}: extra {name!r} is {value!r}; give a number of seconds (0 or more)")
+    return result
+
+
+def message_size_limit(where: str, value) -> int:
+    """The tenant's message size limit in MB (Exchange Online: 35 by default, up to 150) -> bytes."""
+    from airflow_graph_mail.graph.client import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
+    from airflow_graph_mail.mail.attachments import MB
+
+    size = number(value, DEFAULT_MAX_MESSAGE_BYTES / MB) * MB
+    if not 0 < size <= MAX_MESSAGE_BYTES:
+        raise GraphConfigError(f"{where}: extra 'max_message_size_mb' is {value!r}; give a number of MB from 1 to "
+                               "150 (your tenant's limit; Exchange Online's default is 35)")
+    return int(size)
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _from_msgraph(conn, extra: dict) -> dict:
+    """The microsoft-azure provider's msgraph connection, restated in our extras' names."""
+    ours = {k: v for k, v in extra.items() if k in ("sender", "timeout", "max_message_size_mb", "retry_max_wait",
+                                                    "retry_backoff", "cloud", "credential")}
+    ours["tenant_id"] = extra.get("tenant_id") or extra.get("tenantId")
+    ours["api_version"] = extra.get("api_version")
+    base_url = str(extra.get("base_url") or "").strip().rstrip("/")
+    if base_url:
+        head, _, last = base_url.rpartition("/")
+        if last in _API_VERSIONS:
+            base_url, ours["api_version"] = head, last  # as there, the base URL wins over api_version
+        ours["graph_url"] = base_url
+    elif conn.host:
+        ours["graph_url"] = conn.host if "://" in conn.host else f"{conn.schema or 'https'}://{conn.host}"
+    authority = str(extra.get("authority") or "").strip()
+    if authority:
+        ours["authority_url"] = authority if "://" in authority else f"https://{authority}"
+    ours["certificate_path"] = extra.get("certificate_path")
+    ours["certificate_private_key"] = extra.get("certificate_data")
+    ours["proxies"] = extra.get("proxies")
+    ours["scopes"] = extra.get("scopes")
+    verify = extra.get("verify", True)
+    if isinstance(verify, str) and verify.strip().lower() not in ("true", "false", "1", "0", ""):
+        ours["ca_bundle"] = verify  # httpx's verify also takes a CA file
+    elif not _flag(verify) and verify not in (True, "", None):
+        ours["tls_verify"] = False
+    return {k: v for k, v in ours.items() if v not in (None, "")}
+
+
+def _proxies(where: str, value) -> dict | None:
+    if value in (None, "", {}):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise GraphConfigError(f"{where}: extra 'proxies' is not JSON; give "
+                                   '{"https": "http://proxy:3128"}') from None
+    if not isinstance(value, dict):
+        raise GraphConfigError(f"{where}: extra 'proxies' must map a scheme to a proxy URL")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def credential_type(where: str, password: str | None, extra: dict) -> str:
+    """The one way this connection signs in: the ``credential`` extra, or the only credential field set."""
+    present = [name for name in _CREDENTIAL_FIELDS if (password if name == "password" else extra.get(name))]
+    chosen = str(extra.get("credential") or "").strip().lower().replace("-", "_")
+    if chosen and chosen not in CREDENTIALS:
+        raise GraphConfigError(f"{where}: extra 'credential' is {chosen!r}; use one of {', '.join(CREDENTIALS)}")
+    if not chosen:
+        # A refresh token may come with its app's secret; otherwise each field names its own kind.
+        kinds = {REFRESH_TOKEN} if "refresh_token" in present else {_CREDENTIAL_FIELDS[n][0] for n in present}
+        if not kinds:
+            raise GraphConfigError(f"{where}: no credential; set the password (client secret), a certificate "
+                                   "(certificate_path or certificate_private_key), federated_token_file, "
+                                   "refresh_token, or credential=managed_identity")
+        if len(kinds) > 1:
+            raise GraphConfigError(f"{where}: several credentials are set ({', '.join(present)}); keep one "
+                                   "and remove the others, or name the one to use in extra 'credential'")
+        chosen = kinds.pop()
+    conflicts = [name for name in present if chosen not in _CREDENTIAL_FIELDS[name]]
+    if conflicts:
+        field = "the password (client secret)" if conflicts == ["password"] else ", ".join(conflicts)
+        raise GraphConfigError(f"{where}: credential is {chosen} but {field} is also set; remove it")
+    if chosen == CERTIFICATE and extra.get("certificate_path") and extra.get("certificate_private_key"):
+        raise GraphConfigError(f"{where}: both certificate_path and certificate_private_key are set; "
+                               "remove one of them")
+    return chosen
+
+
+def _scopes(extra: dict, graph_url: str, kind: str) -> list[str]:
+    given = extra.get("scopes")
+    if given:
+        items = given if isinstance(given, list) else str(given).replace(",", " ").split()
+        return [str(s).strip() for s in items if str(s).strip()]
+    if kind == REFRESH_TOKEN:  # named delegated scopes, so MSAL's cache finds the token again
+        return [f"{graph_url}/Mail.Send", f"{graph_url}/Mail.ReadWrite"]
+    return [f"{graph_url}/.default"]
+
+
+def read_settings(conn, conn_id: str) -> ClientSettings:
+    """Check every field and build the session and (process-wide, shared) credential."""
+    from airflow_graph_mail.graph.clouds import cloud_for_graph_url, get_cloud
+    from airflow_graph_mail.graph.retry import DEFAULT_BACKOFF, DEFAULT_MAX_WAIT
+    from airflow_graph_mail.graph.session import build_session
+
+    where = f"connection {conn_id!r}"
+    extra = dict(conn.extra_dejson)
+    if conn.conn_type == "msgraph":
+        extra = _from_msgraph(conn, extra)
+    kind = credential_type(where, conn.password, extra)
+    try:
+        cloud = get_cloud(extra.get("cloud")) if extra.get("cloud") else None
+    except ValueError as err:
+        raise GraphConfigError(f"{where}: {err}") from None
+    graph_url = check_url("graph_url", extra.get("graph_url") or (cloud or get_cloud(None)).graph_url)
+    cloud = cloud or cloud_for_graph_url(graph_url) or get_cloud(None)
+    authority_url = check_url("authority_url", extra.get("authority_url") or cloud.authority_url)
+    api_version = str(extra.get("api_version") or "v1.0")
+    if api_version not in _API_VERSIONS:
+        raise GraphConfigError(f"{where}: extra 'api_version' is {api_version!r}; use v1.0 or beta")
+
+    ca_bundle = extra.get("ca_bundle")
+    if ca_bundle and not Path(ca_bundle).expanduser().is_file():
+        raise GraphConfigError(f"{where}: ca_bundle {ca_bundle!r} is not a file")
+    verify: bool | str = str(Path(ca_bundle).expanduser()) if ca_bundle else True
+    if extra.get("tls_verify") is False:
+        log.warning("%s: TLS certificate verification is OFF (msgraph extra verify=false); anyone on the path "
+                    "can read the token and the mail", where)
+        verify = False
+    proxies = _proxies(where, extra.get("proxies"))
+    scopes = _scopes(extra, graph_url, kind)
+    credential = _credential(where, kind, conn, extra, authority_url, scopes, verify, proxies)
+    default_sender = extra.get("sender") or ("me" if kind == REFRESH_TOKEN else None)
+    return ClientSettings(
+        graph_url=graph_url, api_version=api_version, sender=default_sender,
+        timeout=seconds(where, "timeout", extra.get("timeout"), 60.0) or 60.0,
+        max_message_bytes=message_size_limit(where, extra.get("max_message_size_mb")),
+        retry_max_wait=seconds(where, "retry_max_wait", extra.get("retry_max_wait"), DEFAULT_MAX_WAIT),
+        retry_backoff=seconds(where, "retry_backoff", extra.get("retry_backoff"), DEFAULT_BACKOFF),
+        credential=credential, session=build_session(verify=verify, proxies=proxies))
+
+
+def _credential(where, kind, conn, extra, authority_url, scopes, verify, proxies):
+    from airflow_graph_mail.graph.auth import AppCredential, ManagedIdentityCredential, shared
+    from airflow_graph_mail.graph.certificates import load_certificate
+    from airflow_graph_mail.graph.delegated import RefreshTokenCredential
+    from airflow_graph_mail.graph.session import build_session
+
+    client_id = (conn.login or extra.get("client_id") or "").strip()
+    tenant_id = str(extra.get("tenant_id") or "").strip()
+    if kind == WORKLOAD_IDENTITY:  # what the workload identity webhook injects into the pod
+        client_id = client_id or os.environ.get("AZURE_CLIENT_ID", "")
+        tenant_id = tenant_id or os.environ.get("AZURE_TENANT_ID", "")
+    if kind != MANAGED_IDENTITY:
+        if not client_id:
+            raise GraphConfigError(f"{where}: login (the app's client id) is empty")
+        if not tenant_id:
+            raise GraphConfigError(f"{where}: extra 'tenant_id' is empty; set the directory (tenant) id")
+    settings = {"kind": kind, "authority": f"{authority_url}/{tenant_id}", "client_id": client_id,
+                "scopes": scopes, "verify": verify, "proxies": proxies}
+
+    def session():
+        return build_session(verify=verify, proxies=proxies)
+
+    if kind == MANAGED_IDENTITY:
+        return shared(settings, lambda: ManagedIdentityCredential(session(), scopes[0], client_id=client_id or None))
+    if kind == REFRESH_TOKEN:
+        settings.update(refresh_token=extra["refresh_token"], secret=conn.password,
+                        cache=extra.get("token_cache_path"))
+        return shared(settings, lambda: RefreshTokenCredential(
+            session(), scopes, authority=settings["authority"], client_id=client_id,
+            refresh_token=str(extra["refresh_token"]), client_secret=conn.password or None,
+            cache_path=extra.get("token_cache_path")))
+    certificate = token_file = None
+    if kind == CERTIFICATE:
+        certificate = load_certificate(_certificate_pem(where, extra), extra.get("certificate_passphrase"),
+                                       thumbprint=extra.get("certificate_thumbprint"),
+                                       send_x5c=_flag(extra.get("certificate_send_x5c")))
+        settings["certificate"] = certificate
+    elif kind == WORKLOAD_IDENTITY:
+        token_file = extra.get("federated_token_file") or os.environ.get("AZURE_FEDERATED_TOKEN_FILE")
+        if not token_file:
+            raise GraphConfigError(f"{where}: credential is workload_identity but no token file: set extra "
+                                   "'federated_token_file' or the AZURE_FEDERATED_TOKEN_FILE variable")
+        if not Path(token_file).expanduser().is_file():
+            raise GraphConfigError(f"{where}: federated_token_file {token_file!r} is not a readable file; is the "
+                                   "workload identity token projected here?")
+        settings["token_file"] = token_file
+    else:
+        settings["secret"] = conn.password
+    return shared(settings, lambda: AppCredential(
+        session(), scopes[0], authority=settings["authority"], client_id=client_id,
+        client_secret=conn.password if kind == SECRET else None, certificate=certificate,
+        federated_token_file=token_file))
+
+
+def _certificate_pem(where: str, extra: dict) -> bytes:
+    if extra.get("certificate_path"):
+        path = Path(extra["certificate_path"]).expanduser()
+        if not path.is_file():
+            raise GraphConfigError(f"{where}: certificate_path {str(path)!r} is not a readable file")
+        return path.read_bytes()
+    return str(extra["certificate_private_key"]).encode("ascii")
