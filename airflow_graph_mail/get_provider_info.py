@@ -15,16 +15,71 @@ def _field(label: str, description: str, enum: list[str] | None = None, default:
 
 PLACEHOLDERS = {
     "login": "application (client) id",
-    "password": "client secret value (leave empty when using a certificate)",
+    "password": "client secret value (leave empty for other credentials)",
+    "credential": "secret",
     "tenant_id": "00000000-0000-0000-0000-000000000000",
     "sender": "reports@contoso.com",
+    "cloud": "global",
     "graph_url": "https://graph.microsoft.com",
     "authority_url": "https://login.microsoftonline.com",
+    "api_version": "v1.0",
+    "scopes": "https://graph.microsoft.com/.default",
     "ca_bundle": "/etc/ssl/certs/corp-ca.pem",
+    "proxies": '{"https": "http://proxy.contoso.com:3128"}',
     "certificate_path": "/secrets/graph-app.pem",
     "certificate_private_key": "-----BEGIN PRIVATE KEY-----",
+    "certificate_passphrase": "passphrase of the private key",
+    "certificate_thumbprint": "computed from the certificate when empty",
+    "certificate_send_x5c": "false",
+    "federated_token_file": "/var/run/secrets/azure/tokens/azure-identity-token",
+    "refresh_token": "0.A...",
+    "token_cache_path": "/opt/airflow/secrets/graph-mail-token-cache.json",
     "timeout": "60",
     "max_message_size_mb": "35",
+    "retry_max_wait": "300",
+    "retry_backoff": "1",
+}
+# Each extra: (label, description, enum, default, secret). Names with "token", "private_key", "passphrase"
+# are masked by Airflow in logs and the UI.
+EXTRAS = {
+    "credential": ("Credential", "How to sign in: secret, certificate, workload_identity, managed_identity or "
+                   "refresh_token. Empty: the one credential field that is set.",
+                   ["secret", "certificate", "workload_identity", "managed_identity", "refresh_token"]),
+    "tenant_id": ("Tenant ID", "Directory (tenant) id or domain of the app registration."),
+    "sender": ("Sender mailbox", "Default mailbox to send from (user principal name or id); 'me' with a "
+               "refresh token."),
+    "cloud": ("Cloud", "National cloud: picks the Graph host, the sign-in authority and the scope.",
+              ["global", "usgov", "usgov-dod", "china"], "global"),
+    "graph_url": ("Graph URL", "Overrides the cloud's Graph host (e.g. the local emulator)."),
+    "authority_url": ("Authority URL", "Overrides the cloud's Entra sign-in host."),
+    "api_version": ("API version", "Graph API version: v1.0, or beta for preview features.", ["v1.0", "beta"], "v1.0"),
+    "scopes": ("Scopes", "Overrides the scopes asked for (comma-separated); default: the Graph host's "
+               ".default, or Mail.Send and Mail.ReadWrite with a refresh token."),
+    "ca_bundle": ("CA bundle", "PEM file of CAs to trust instead of the system's."),
+    "proxies": ("Proxies", "JSON map of scheme to proxy URL, for Graph and sign-in."),
+    "certificate_path": ("Certificate file", "PEM with the private key and certificate, instead of a secret."),
+    "certificate_private_key": ("Certificate (inline PEM)", "The same PEM pasted inline; masked.", None, None,
+                                True),
+    "certificate_passphrase": ("Certificate passphrase", "Passphrase of an encrypted private key; masked.", None,
+                               None, True),
+    "certificate_thumbprint": ("Certificate thumbprint", "SHA-1 thumbprint as Entra shows it; checked against "
+                               "the certificate, computed when empty."),
+    "certificate_send_x5c": ("Send certificate chain (x5c)", "true for subject-name/issuer sign-in, where the "
+                             "certificate is trusted by name instead of uploaded.", ["true", "false"], "false"),
+    "federated_token_file": ("Federated token file", "Workload identity: file with the token from your "
+                             "Kubernetes or CI identity provider, read at every sign-in. Default: "
+                             "AZURE_FEDERATED_TOKEN_FILE."),
+    "refresh_token": ("Refresh token", "Delegated access as one user (/me); masked, never logged.", None, None,
+                      True),
+    "token_cache_path": ("Token cache file", "Where rotated refresh tokens are kept between runs (owner-only "
+                         "file). Empty: kept in memory only."),
+    "timeout": ("Timeout (s)", "Seconds to wait for each Graph request."),
+    "max_message_size_mb": ("Message size limit (MB)", "Your tenant's message size limit, checked before "
+                            "sending: 35 by default, up to 150."),
+    "retry_max_wait": ("Retry wait limit (s)", "Total seconds one send may spend waiting to retry (throttling, "
+                       "5xx, network errors): 300 by default."),
+    "retry_backoff": ("First retry backoff (s)", "Doubled at each retry, with jitter; Retry-After from Graph "
+                      "wins. 1 by default."),
 }
 
 
@@ -56,35 +111,14 @@ def get_provider_info():
             }
         ],
         "extra-links": ["airflow_graph_mail.operators.graph_mail.OpenInOutlookLink"],
+        "notifications": ["airflow_graph_mail.notifications.graph_mail.GraphMailNotifier"],
+        "email-backends": ["airflow_graph_mail.email_backend.send_email"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_graph_mail.hooks.graph_mail.GraphMailHook",
                 "hook-name": "Microsoft Graph Mail",
                 "connection-type": "graph_mail",
-                "conn-fields": {
-                    "tenant_id": _field("Tenant ID", "Directory (tenant) id or domain of the app registration."),
-                    "sender": _field("Sender mailbox", "Default mailbox to send from (user principal name or id)."),
-                    "cloud": _field("Cloud", "National cloud: picks the Graph host and the sign-in authority.",
-                                    enum=["global", "usgov", "usgov-dod", "china"], default="global"),
-                    "graph_url": _field("Graph URL", "Overrides the cloud's Graph host (e.g. the local emulator)."),
-                    "authority_url": _field("Authority URL", "Overrides the cloud's Entra sign-in host."),
-                    "api_version": _field("API version", "Graph API version.", enum=["v1.0", "beta"],
-                                          default="v1.0"),
-                    "ca_bundle": _field("CA bundle", "PEM file of CAs to trust instead of the system's."),
-                    "certificate_path": _field("Certificate file", "PEM with the private key and certificate, "
-                                               "instead of a client secret."),
-                    "certificate_private_key": _field("Certificate (inline PEM)", "The same PEM pasted inline; "
-                                                      "masked in logs.", secret=True),
-                    "certificate_passphrase": _field("Certificate passphrase", "Passphrase of an encrypted "
-                                                     "private key; masked in logs.", secret=True),
-                    "timeout": _field("Timeout (s)", "Seconds to wait for each Graph request."),
-                    "max_message_size_mb": _field("Message size limit (MB)", "Your tenant's message size limit, "
-                                                  "checked before sending: 35 by default, up to 150."),
-                    "retry_max_wait": _field("Retry wait limit (s)", "Total seconds one send may spend waiting "
-                                             "to retry (throttling, 5xx, network errors): 300 by default."),
-                    "retry_backoff": _field("First retry backoff (s)", "Doubled at each retry, with jitter; "
-                                            "Retry-After from Graph wins. 1 by default."),
-                },
+                "conn-fields": {name: _field(*spec) for name, spec in EXTRAS.items()},
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "extra"],
                     "relabeling": {"login": "Client ID", "password": "Client secret"},

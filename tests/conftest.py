@@ -81,14 +81,15 @@ def airflow_template_home(tmp_path_factory):
 
 @pytest.fixture
 def run_dag(airflow_template_home, graph_emulator, tmp_path):
-    """run_dag(dag_id, dags_folder=..., connection_extra=..., **env) -> `airflow dags test` against the emulator."""
+    """run_dag(dag_id, dags_folder=..., connection_extra=..., connection=..., **env) -> `airflow dags test`
+    against the emulator; ``connection`` replaces graph_mail_default (default: the emulator's app secret)."""
     from airflow_env import airflow_env, dags_test, migrate
 
     def _run(dag_id: str, dags_folder: Path = ROOT / "example_dags", connection_extra: dict | None = None,
-             timeout: int = 240, **env):
+             timeout: int = 240, connection: dict | None = None, **env):
         home = tmp_path / "airflow"
         migrate(home, template=airflow_template_home)
-        connection = graph_emulator.connection()
+        connection = connection or graph_emulator.connection()
         connection["extra"].update(connection_extra or {})
         environment = airflow_env(home, connection, dags_folder, REPORT_OUTPUT_DIR=str(tmp_path / "reports"), **env)
         return dags_test(dag_id, environment, timeout=timeout)

@@ -44,3 +44,37 @@ def test_importing_the_operators_stays_cheap():
     heavy, added = out.rsplit(" ", 1)
     assert heavy == "[]", heavy
     assert int(added) < 40, added
+
+
+def test_every_connection_field_is_explained_and_secrets_are_masked():
+    try:
+        from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
+    except ImportError:  # Airflow 2.11
+        from airflow.utils.log.secrets_masker import should_hide_value_for_key
+
+    connection = get_provider_info()["connection-types"][0]
+    behaviour = connection["ui-field-behaviour"]
+    assert set(behaviour["hidden-fields"]) == {"host", "schema", "port", "extra"}
+    for name, spec in connection["conn-fields"].items():
+        assert spec["label"] and len(spec["description"]) > 20, name
+        assert behaviour["placeholders"].get(name), f"{name} has no placeholder"
+        secret = spec["schema"].get("format") == "password"
+        assert not secret or should_hide_value_for_key(name), f"{name} is a secret Airflow would not mask"
+    for name in ("certificate_private_key", "certificate_passphrase", "refresh_token"):
+        assert connection["conn-fields"][name]["schema"]["format"] == "password"
+
+
+def test_notifier_and_email_backend_are_registered_and_cheap_to_import():
+    info = get_provider_info()
+    assert info["email-backends"] == ["airflow_graph_mail.email_backend.send_email"]
+    code = ("import sys, airflow.sdk; before = set(sys.modules); "
+            "import airflow_graph_mail.notifications.graph_mail, airflow_graph_mail.email_backend; "
+            "from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier; "
+            "from airflow_graph_mail.email_backend import send_email; "
+            "added = set(sys.modules) - before; "
+            "print(sorted(m for m in added if m.split('.')[0] in ('msal', 'requests', 'cryptography')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+    for path in info["notifications"]:
+        module, name = path.rsplit(".", 1)
+        assert getattr(__import__(module, fromlist=[name]), name)

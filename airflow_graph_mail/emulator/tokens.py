@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import json
 import time
@@ -52,6 +53,7 @@ class TokenIssuer:
     def __init__(self):
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = uuid.uuid4().hex
+        self.issued: collections.deque[str] = collections.deque(maxlen=1000)  # for "never logged" checks
 
     def issue(self, claims: dict, lifetime: int) -> str:
         now = int(time.time())
@@ -59,7 +61,9 @@ class TokenIssuer:
         header = {"typ": "JWT", "alg": "RS256", "kid": self.kid}
         signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
         signature = self._key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        return f"{signing_input}.{b64url(signature)}"
+        token = f"{signing_input}.{b64url(signature)}"
+        self.issued.append(token)
+        return token
 
     def verify(self, token: str, audience: str) -> dict:
         header, claims, signed, signature = split_jwt(token)
