@@ -4,13 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-airflow2 bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
 	touch $(STAMP)
+
+# The same suite on Airflow 2.11, in a second virtualenv with its own Airflow home.
+VENV2  := .venv-airflow2
+STAMP2 := $(VENV2)/.installed
+
+$(STAMP2): pyproject.toml
+	$(PYTHON) -m venv $(VENV2)
+	$(VENV2)/bin/python -m pip install --quiet --upgrade pip uv
+	$(VENV2)/bin/uv pip install --quiet --python $(VENV2)/bin/python -e ".[test]" "apache-airflow==2.11.*"
+	touch $(STAMP2)
 
 install: $(STAMP)
 
@@ -20,8 +30,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+test-airflow2: $(STAMP2)
+	AIRFLOW_HOME=$(CURDIR)/$(VENV2)/airflow-home $(VENV2)/bin/python -m pytest
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .demo .bench .pytest_cache
+	rm -rf $(VENV) $(VENV2) .demo .bench .pytest_cache

@@ -56,7 +56,7 @@ def test_bad_sources_name_the_problem(source, problem):
 
 def test_fsspec_uris_and_object_storage_path(tmp_path):
     import fsspec
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     memory = fsspec.filesystem("memory")
     memory.pipe("/bucket/reports/q3.xlsx", b"x" * 1000)

@@ -199,7 +199,7 @@ def test_same_errors_on_both_paths(connect, graph_emulator, tmp_path):
 
 def test_attachments_from_object_storage_and_fsspec(big_hook, graph_emulator, tmp_path):
     import fsspec
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     data = os.urandom(3_100_000)
     fsspec.filesystem("memory").pipe("/exports/extract.parquet", data)

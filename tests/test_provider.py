@@ -12,6 +12,9 @@ import jsonschema
 
 from airflow_graph_mail.get_provider_info import get_provider_info
 
+# What a DAG file imports before ours: the task SDK on Airflow 3, the decorators on Airflow 2.
+SDK = "airflow.sdk" if airflow.__version__ >= "3" else "airflow.decorators"
+
 
 def test_provider_info_matches_airflow_schemas():
     schemas = Path(airflow.__file__).parent
@@ -34,7 +37,7 @@ def test_airflow_lists_the_provider_and_connection_type():
 
 
 def test_importing_the_operators_stays_cheap():
-    code = ("import sys, airflow.sdk; before = set(sys.modules); "
+    code = (f"import sys, {SDK}; before = set(sys.modules); "
             "import airflow_graph_mail.operators.graph_mail, airflow_graph_mail.operators.mail_merge; "
             "added = set(sys.modules) - before; "
             "heavy = sorted(m for m in added if m.split('.')[0] in ('msal', 'requests', 'cryptography') "
@@ -67,7 +70,7 @@ def test_every_connection_field_is_explained_and_secrets_are_masked():
 def test_notifier_and_email_backend_are_registered_and_cheap_to_import():
     info = get_provider_info()
     assert info["email-backends"] == ["airflow_graph_mail.email_backend.send_email"]
-    code = ("import sys, airflow.sdk; before = set(sys.modules); "
+    code = (f"import sys, {SDK}; before = set(sys.modules); "
             "import airflow_graph_mail.notifications.graph_mail, airflow_graph_mail.email_backend; "
             "from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier; "
             "from airflow_graph_mail.email_backend import send_email; "

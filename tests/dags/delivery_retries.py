@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+try:
+    from airflow.sdk import dag, task
+except ImportError:  # Airflow 2.11
+    from airflow.decorators import dag, task
 
 from airflow_graph_mail.operators.graph_mail import GraphSendMailOperator
 from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator

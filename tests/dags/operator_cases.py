@@ -6,7 +6,10 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from airflow.sdk import dag, task
+try:
+    from airflow.sdk import dag, task
+except ImportError:  # Airflow 2.11
+    from airflow.decorators import dag, task
 
 from airflow_graph_mail.operators.graph_mail import (
     GraphDraftOperator, GraphSendDraftOperator, GraphSendMailOperator,
