@@ -223,8 +223,9 @@ def expand_source(source, **options) -> list[Attachment]:
     """One source as users naturally write it -> its attachments (a glob may give several)."""
     if isinstance(source, Attachment):
         return [source]
-    if hasattr(source, "fs") and hasattr(source, "path") and not isinstance(source, (str, os.PathLike)):
-        # ObjectStoragePath (a universal_pathlib path): use its own, already configured, filesystem.
+    if hasattr(source, "fs") and hasattr(source, "path") and not isinstance(source, str):
+        # ObjectStoragePath (a universal_pathlib path, os.PathLike on Airflow 2): use its own, already
+        # configured, filesystem; os.fspath() would drop the scheme.
         return _fs_sources(source.fs, source.path, _safe_source(str(source)), "/", options)
     if isinstance(source, os.PathLike):
         return _path_sources(os.fspath(source), options)
