@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CA bundle: {emulator.ca_path}")
     if args.state_dir:
         print(f"Airflow connection written to {emulator.state_dir / CONNECTION_FILE}")
-    print(f"export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{connection}'", flush=True)
+    print(f"export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{connection}'")
+    managed = " ".join(f"{k}={v}" for k, v in emulator.managed_identity_env().items())
+    print(f"Managed identity (extra credential=managed_identity): export {managed}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
