@@ -156,7 +156,13 @@ def delegated_connection(graph_emulator, user="ann@contoso.com", **extra):
                                                                               **extra}}
 
 
-def test_refresh_token_sends_as_the_user(connect, graph_emulator, caplog):
+def logged(caplog, capfd) -> str:
+    """Everything logged so far: Airflow routes its loggers to stdout, plain ones reach caplog."""
+    out, err = capfd.readouterr()
+    return caplog.text + out + err
+
+
+def test_refresh_token_sends_as_the_user(connect, graph_emulator, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     app, token, conn = delegated_connection(graph_emulator)
     hook = connect(**conn)
@@ -167,8 +173,10 @@ def test_refresh_token_sends_as_the_user(connect, graph_emulator, caplog):
     assert ok and "delegated scopes granted: Mail.ReadWrite, Mail.Send" in text
     rotated = [t for t, g in graph_emulator.directory.refresh_tokens.items() if g.client_id == app.client_id]
     assert len(rotated) == 2  # Entra answered with a new refresh token
-    for secret in rotated:
-        assert secret not in caplog.text
+    text = logged(caplog, capfd)
+    assert "Sent 'as Ann'" in text  # the log was captured
+    for secret in [*rotated, *graph_emulator.issuer.issued]:
+        assert secret not in text
 
 
 def test_rotated_refresh_token_is_kept_only_in_the_configured_cache(connect, graph_emulator, tmp_path):
@@ -326,3 +334,18 @@ def test_emulator_identity_endpoints_check_their_headers(http, graph_emulator):
     assert http.get(app_service, params=resource, headers={"X-IDENTITY-HEADER": "guess"}).status_code == 401
     wrong = http.get(imds, params={**resource, "resource": "https://graph.microsoft.com"}, headers={"Metadata": "true"})
     assert wrong.status_code == 400 and "AADSTS500011" in wrong.json()["error_description"]
+
+
+def test_msgraph_verify_false_is_honoured_with_a_warning(graph_emulator, monkeypatch, caplog, capfd):
+    """msgraph's own `verify: false` turns TLS checks off, as it does there; we say so in the log."""
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+    conn = {"conn_type": "msgraph", "login": graph_emulator.default_app.client_id,
+            "password": next(iter(graph_emulator.default_app.secrets)),
+            "extra": {"tenant_id": graph_emulator.tenant_id, "authority": graph_emulator.base_url,
+                      "base_url": graph_emulator.base_url, "verify": False, "sender": graph_emulator.default_sender}}
+    monkeypatch.setenv("AIRFLOW_CONN_MSGRAPH_INSECURE", json.dumps(conn))
+    caplog.set_level(logging.WARNING)
+    GraphMailHook(graph_mail_conn_id="msgraph_insecure").send_mail(Message(to="ann@example.com", subject="no tls"))
+    assert "TLS certificate verification is OFF" in logged(caplog, capfd)
+    assert sent_by(graph_emulator, graph_emulator.default_sender) == ["no tls"]
