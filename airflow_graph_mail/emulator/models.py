@@ -282,6 +282,13 @@ class MailStore:
         self._db.execute("DELETE FROM extended_properties WHERE message_id = ?", (message_id,))
         self._db.execute("DELETE FROM attachments WHERE message_id = ?", (message_id,))
 
+    def update(self, mailbox: Mailbox, message_id: str, changes: dict) -> None:
+        """PATCH: new values for some properties of a stored message (its id stays)."""
+        message, _ = self.load(mailbox, message_id)
+        message.update(changes, lastModifiedDateTime=now_iso())
+        with self._lock:
+            self._db.execute("UPDATE messages SET data = ? WHERE id = ?", (json.dumps(message), message["id"]))
+
     def load(self, mailbox: Mailbox, message_id: str) -> tuple[dict, str]:
         with self._lock:
             row = self._db.execute("SELECT data, folder FROM messages WHERE mailbox_id = ? AND (id = ? OR "

@@ -116,6 +116,20 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
         message_id = self.store.create_draft(mailbox, folder, message, attachments, raw)
         return Response.json(201, self._render(request, mailbox, message_id))
 
+    def update_message(self, request: Request) -> Response:
+        """Update message: a draft takes new recipients, subject, body or importance (as a person editing
+        it in Outlook would); a sent message keeps them."""
+        mailbox = self._authorize(request, "Mail.ReadWrite")
+        message, _ = self.store.load(mailbox, request.params["id"])
+        changes, attachments = message_from_json(request.json(), request.params["version"])
+        if attachments:
+            raise bad_request("ErrorInvalidParameter", "Attachments are added through the attachments collection.")
+        if not message.get("isDraft") and changes:
+            raise bad_request("ErrorInvalidPropertyUpdateSentMessage", "Update operation is not allowed on a sent "
+                              "message for these properties.")
+        self.store.update(mailbox, message["id"], changes)
+        return Response.json(200, self._render(request, mailbox, message["id"]))
+
     def send_draft(self, request: Request) -> Response:
         mailbox = self._authorize(request, "Mail.Send")
         if request.body:

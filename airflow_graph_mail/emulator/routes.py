@@ -23,6 +23,7 @@ ROUTES = [
     ("GET", _USER + r"/messages/(?P<id>[^/]+)", "get_message"),
     ("POST", _USER + r"/messages/(?P<id>[^/]+)/send", "send_draft"),
     ("DELETE", _USER + r"/messages/(?P<id>[^/]+)", "delete_message"),
+    ("PATCH", _USER + r"/messages/(?P<id>[^/]+)", "update_message"),
     ("POST", _USER + r"/messages/(?P<id>[^/]+)/attachments", "create_attachment"),
     ("POST", _USER + r"/messages/(?P<id>[^/]+)/attachments/(?:microsoft\.graph\.)?createUploadSession",
      "create_upload_session"),

@@ -126,6 +126,8 @@ class GraphEmulator:
         self.request_log: collections.deque = collections.deque(maxlen=20000)
         self.sends = 0
         self._sends_lock = threading.Lock()
+        self._in_flight = 0
+        self._idle = threading.Condition()
         self.handlers = Handlers(self)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -274,6 +276,16 @@ class GraphEmulator:
     # -- requests ------------------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Response:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return self._dispatch(request)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _dispatch(self, request: Request) -> Response:
         found = match(request.method, request.path)
         try:
             if found is None:
@@ -399,8 +411,13 @@ class GraphEmulator:
         """Logged Graph calls that could change a mailbox (any non-GET), for 'nothing was sent' checks."""
         return [r for r in self.request_log if r["method"] != "GET" and "/oauth2/" not in r["path"]]
 
-    def reset(self) -> None:
-        """Empty mailboxes, uploads, request log and faults; limits back to those given at start."""
+    def reset(self, settle: float = 30.0) -> None:
+        """Empty mailboxes, uploads, request log and faults; limits back to those given at start.
+
+        Requests still being answered (a slow fault, a client that gave up) finish first, so that they
+        cannot land in the next test's mailboxes or log."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=settle)
         self.store.clear()
         self.uploads.clear()
         self.faults.clear()

@@ -7,6 +7,7 @@ per task or per hook.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -53,6 +54,22 @@ def shared(settings: dict, build) -> TokenCredential:
         return _SHARED[key]
 
 
+def granted_permissions(token: str) -> tuple[bool, list[str]] | None:
+    """(delegated, permissions) from an access token's claims -- application ``roles`` or delegated
+    ``scp`` -- read without verifying it (Graph verifies; we only fail early and report). None when the
+    token is not a readable JWT."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    if "scp" in claims:
+        return True, sorted(str(claims.get("scp") or "").split())
+    return False, sorted(claims.get("roles") or [])
+
+
 def forget_shared() -> None:
     """Drop every shared credential (a test starting as a fresh process would)."""
     with _SHARED_LOCK:
@@ -69,6 +86,7 @@ class TokenCredential:
         self.scope = scope
         self._lock = threading.Lock()
         self._msal = None
+        self.on_secret = None  # called with each new token, so that a log masker can hide it everywhere
 
     def __repr__(self) -> str:  # never the secret, key or token
         return f"{type(self).__name__}({self.describe()})"
@@ -91,6 +109,10 @@ class TokenCredential:
             result = result or {}
             description = result.get("error_description", "") or "no token in the answer"
             raise GraphAuthError(result.get("error", "unknown_error"), description, _hint(description))
+        if self.on_secret is not None:
+            for name in ("access_token", "refresh_token"):  # a rotated refresh token comes back too
+                if result.get(name):
+                    self.on_secret(result[name])
         return result["access_token"]
 
     def invalidate(self) -> None:

@@ -69,6 +69,7 @@ def send_many(client: GraphMailClient, messages: list, *, keys: list[str | None]
             else:
                 message.require_recipients()
                 client.check_size(message)
+            client.check_recipients(message)
         except MessageValidationError as err:
             raise MessageValidationError(f"message {position}: {err.field}", err.problem) from None
     workers = max(1, min(concurrency or client.concurrency, client.concurrency, len(messages) or 1))

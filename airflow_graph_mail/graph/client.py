@@ -7,15 +7,18 @@ import logging
 from email.message import EmailMessage
 from urllib.parse import quote, urlencode
 
+from airflow_graph_mail.graph.auth import granted_permissions
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
 from airflow_graph_mail.graph.errors import (
-    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, OutcomeUnknownError,
+    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, MissingPermissionError,
+    OutcomeUnknownError,
 )
 from airflow_graph_mail.graph.idempotency import key_filter, tag
 from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY
 from airflow_graph_mail.graph.retry import RetryBudget, RetryPolicy
 from airflow_graph_mail.graph.transport import GraphTransport
 from airflow_graph_mail.graph.upload import AttachmentUpload, UploadFailedError
+from airflow_graph_mail.mail.allow_list import AllowedDomains
 from airflow_graph_mail.mail.attachments import MB
 from airflow_graph_mail.mail.errors import MessageValidationError
 from airflow_graph_mail.mail.message import Message, graph_message
@@ -49,10 +52,11 @@ class GraphMailClient(GraphTransport):
     def __init__(self, session, credential, graph_url: str, api_version: str = "v1.0",
                  default_sender: str | None = None, timeout: float = 60.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, retry: RetryPolicy | None = None,
-                 concurrency: int = DEFAULT_CONCURRENCY):
+                 concurrency: int = DEFAULT_CONCURRENCY, allowed_recipients: AllowedDomains | None = None):
         super().__init__(session, credential, f"{graph_url.rstrip('/')}/{api_version}", timeout=timeout,
                          retry=retry, concurrency=concurrency)
         self.default_sender = default_sender
+        self.allowed_recipients = allowed_recipients
         if not 0 < max_message_bytes <= MAX_MESSAGE_BYTES:
             raise GraphConfigError("max_message_size_mb: must be between 1 and 150 (Exchange Online's range)")
         self.max_message_bytes = max_message_bytes
@@ -75,6 +79,7 @@ class GraphMailClient(GraphTransport):
         for it (Sent Items, or the draft by its immutable id) and sends again only if it is not there.
         ``check_first`` looks before the first attempt too (an Airflow retry). Returns SENT or ALREADY_SENT.
         """
+        self.check_recipients(message)
         budget = self.retry.budget()
         if isinstance(message, dict):  # Graph's own shape, attachments already base64: one request
             document, streams = graph_message(message, require_recipients=True), {}
@@ -82,6 +87,7 @@ class GraphMailClient(GraphTransport):
             message.require_recipients()
             self.check_size(message)
             document, streams = message_document(message)
+        self.require_permission("Mail.Send")
         tag(document, idempotency_key)
         if idempotency_key and check_first:
             if not save_to_sent_items:
@@ -142,8 +148,21 @@ class GraphMailClient(GraphTransport):
 
     def send_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None):
         """MIME carries no extended property to look up, so an unclear answer is raised, never resent."""
+        self.check_recipients(mime)
+        self.require_permission("Mail.Send")
         self.request("POST", self._user_path(sender) + "/sendMail", data=encode_mime(mime),
                      content_type="text/plain", expect=(202, 204))
+
+    def require_permission(self, permission: str) -> None:
+        """Fail before any request when the token's claims show the permission is missing (.Shared counts)."""
+        found = granted_permissions(self.credential.get_token())
+        if found is not None and not {permission, permission + ".Shared"} & set(found[1]):
+            raise MissingPermissionError(permission, found[1], found[0])
+
+    def check_recipients(self, message) -> None:
+        """With an allow-list on the connection, every to/cc/bcc address must be in an allowed domain."""
+        if self.allowed_recipients is not None:
+            self.allowed_recipients.check(message.as_bytes() if isinstance(message, EmailMessage) else message)
 
     def check_size(self, message: Message) -> None:
         """The tenant's message size limit, checked before any request."""
@@ -203,6 +222,7 @@ class GraphMailClient(GraphTransport):
         With an idempotency key, ``check_first`` replaces a draft an earlier attempt left, and an unclear
         answer is resolved by looking the draft up instead of creating a second one.
         """
+        self.check_recipients(message)
         budget = self.retry.budget()
         if idempotency_key and check_first:
             self._discard_drafts(idempotency_key, sender, folder, budget)
@@ -297,6 +317,7 @@ class GraphMailClient(GraphTransport):
 
     def create_draft_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None,
                           folder: str | None = None) -> dict:
+        self.check_recipients(mime)
         return self.request("POST", self._messages_path(sender, folder), data=encode_mime(mime),
                             content_type="text/plain", expect=(201,)).json()
 
@@ -307,7 +328,13 @@ class GraphMailClient(GraphTransport):
         """
         if not message_id or not str(message_id).strip():
             raise GraphConfigError("message_id: empty draft id; pass the id returned when the draft was created")
+        self.require_permission("Mail.Send")
         budget = self.retry.budget()
+        if self.allowed_recipients is not None:  # a person may have added recipients in Outlook since
+            fields = "toRecipients,ccRecipients,bccRecipients"
+            draft = self.request("GET", self._message_path(sender, message_id) + f"?$select={fields}",
+                                 budget=budget).json()
+            self.check_recipients({k: draft.get(k) or [] for k in fields.split(",")})
         if check_first and self._is_draft(message_id, sender, budget) is False:
             log.info("Message %s is no longer a draft (sent by an earlier try); not sending it again", message_id)
             return ALREADY_SENT

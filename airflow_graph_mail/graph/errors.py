@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
+# Credentials that travel in URLs (Outlook's upload URLs carry an authtoken): hidden in every message.
+_URL_SECRET = re.compile(r"(?i)\b(authtoken|access_token|refresh_token|client_secret|client_assertion|sig)="
+                         r"[^&\s'\")]+")
+
+
+def redact_url_secrets(text: str) -> str:
+    """Error text that may quote a URL (requests does) -> the same text without the URL's credentials."""
+    return _URL_SECRET.sub(lambda m: f"{m.group(1)}=***", text)
+
 
 class GraphMailError(Exception):
     """Anything this provider raises about talking to Graph."""
@@ -50,6 +61,19 @@ class AccessDeniedError(GraphRequestError):
         "the app registration lacks an application permission: grant Mail.Send (sending) and "
         "Mail.ReadWrite (drafts) in Entra, then an admin must grant consent"
     )
+
+
+class MissingPermissionError(GraphMailError):
+    """The token lacks a permission the call needs; found from its claims, before the request."""
+
+    def __init__(self, permission: str, granted: list[str], delegated: bool):
+        self.permission = permission
+        how = ("the user (or an admin for them) must consent to it" if delegated else
+               "add it under API permissions > Microsoft Graph > Application permissions in Entra, then an admin "
+               "must grant consent")
+        kind = "delegated scopes" if delegated else "application permissions"
+        super().__init__(f"the token has no {permission} permission ({kind} granted: {', '.join(granted) or 'none'})"
+                         f": {how}; nothing was sent")
 
 
 class MailboxNotEnabledError(GraphRequestError):

@@ -14,7 +14,7 @@ import time
 
 import requests
 
-from airflow_graph_mail.graph.errors import GraphMailError, error_from_response
+from airflow_graph_mail.graph.errors import GraphMailError, error_from_response, redact_url_secrets
 from airflow_graph_mail.graph.retry import retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class UploadFailedError(GraphMailError):
     def __init__(self, name: str, offset: int, size: int, attempts: int, cause: Exception):
         self.name, self.offset, self.size, self.attempts, self.cause = name, offset, size, attempts, cause
         super().__init__(f"attachment {name!r}: upload stopped at byte {offset:,} of {size:,} after "
-                         f"{attempts} attempt(s): {cause}")
+                         f"{attempts} attempt(s): {redact_url_secrets(str(cause))}")
 
 
 def check_chunk_size(chunk_size: int) -> int:
@@ -133,7 +133,8 @@ class AttachmentUpload:
                 if failures >= self.max_attempts or waited + delay > self.max_wait:
                     raise UploadFailedError(self.attachment.name, offset, size, failures, error)
                 log.warning("Upload of %s: chunk at byte %s failed (%s); retrying in %.1fs from where the "
-                            "server says to resume", self.attachment.name, offset, error, delay)
+                            "server says to resume", self.attachment.name, offset, redact_url_secrets(str(error)),
+                            delay)
                 self.sleep(delay)
                 waited += delay
                 offset = self._resume_offset(offset)
@@ -159,7 +160,7 @@ class AttachmentUpload:
                     return offset
         except (requests.RequestException, ValueError) as err:
             log.info("Upload of %s: no session status (%s); resending from byte %s", self.attachment.name,
-                     err, fallback)
+                     redact_url_secrets(str(err)), fallback)
         return fallback
 
     def cancel(self) -> None:
@@ -167,7 +168,8 @@ class AttachmentUpload:
         try:
             self.session.delete(self.url, timeout=self.timeout)
         except requests.RequestException as err:
-            log.warning("Could not delete the upload session of %s: %s", self.attachment.name, err)
+            log.warning("Could not delete the upload session of %s: %s", self.attachment.name,
+                        redact_url_secrets(str(err)))
 
 
 def _retryable(status: int) -> bool:

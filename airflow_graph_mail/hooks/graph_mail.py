@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +50,8 @@ class GraphMailHook(BaseHook):
         return GraphMailClient(settings.session, settings.credential, settings.graph_url,
                                api_version=settings.api_version, default_sender=settings.sender,
                                timeout=settings.timeout, max_message_bytes=settings.max_message_bytes,
-                               retry=RetryPolicy(max_wait=settings.retry_max_wait, backoff=settings.retry_backoff))
+                               retry=RetryPolicy(max_wait=settings.retry_max_wait, backoff=settings.retry_backoff),
+                               allowed_recipients=settings.allowed_recipients)
 
     # -- mail ----------------------------------------------------------------------------------------
 
@@ -128,6 +127,8 @@ class GraphMailHook(BaseHook):
         Touches no mailbox. Fails when Mail.Send is missing (nothing can be sent); succeeds with a warning
         when only Mail.ReadWrite is missing.
         """
+        from airflow_graph_mail.graph.auth import granted_permissions
+
         try:
             client = self.client
             token = client.credential.get_token()
@@ -135,9 +136,7 @@ class GraphMailHook(BaseHook):
             return False, str(err)
         except OSError as err:  # requests' connection and TLS errors: name the host problem, not a traceback
             return False, f"cannot reach the sign-in endpoint: {err}"
-        claims = _claims_of(token)
-        delegated = "scp" in claims
-        granted = sorted((claims.get("scp") or "").split() if delegated else claims.get("roles") or [])
+        delegated, granted = granted_permissions(token) or (False, [])
         kind = "delegated scopes" if delegated else "application permissions"
         who = f"Signed in with {client.credential.describe()}; {kind} granted: {', '.join(granted) or 'none'}."
         consent = ("ask the user to consent to it" if delegated else
@@ -156,15 +155,6 @@ _PERMISSION_EFFECTS = (
     ("Mail.ReadWrite", "drafts, attachments over 3 MB and the check against duplicate mail on retry will fail "
                        "(small single-request sends still work)"),
 )
-
-
-def _claims_of(token: str) -> dict:
-    """An access token's claims, read without verifying it (Graph verifies; we only report)."""
-    try:
-        payload = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return {}
 
 
 def _describe(message) -> str:

@@ -46,6 +46,7 @@ class ClientSettings:
     retry_backoff: float
     credential: object
     session: object
+    allowed_recipients: object = None
 
 
 def check_url(field: str, url: str) -> str:
@@ -202,13 +203,14 @@ def read_settings(conn, conn_id: str) -> ClientSettings:
     if ca_bundle and not Path(ca_bundle).expanduser().is_file():
         raise GraphConfigError(f"{where}: ca_bundle {ca_bundle!r} is not a file")
     verify: bool | str = str(Path(ca_bundle).expanduser()) if ca_bundle else True
-    if extra.get("tls_verify") is False:
-        log.warning("%s: TLS certificate verification is OFF (msgraph extra verify=false); anyone on the path "
-                    "can read the token and the mail", where)
+    if not _tls_verify(where, extra.get("tls_verify")):
+        log.warning("%s: TLS certificate verification is OFF (tls_verify=false); anyone on the path can read "
+                    "the token and the mail. Use ca_bundle for a private CA instead.", where)
         verify = False
     proxies = _proxies(where, extra.get("proxies"))
     scopes = _scopes(extra, graph_url, kind)
     credential = _credential(where, kind, conn, extra, authority_url, scopes, verify, proxies)
+    credential.on_secret = _masker()
     default_sender = extra.get("sender") or ("me" if kind == REFRESH_TOKEN else None)
     return ClientSettings(
         graph_url=graph_url, api_version=api_version, sender=default_sender,
@@ -216,7 +218,41 @@ def read_settings(conn, conn_id: str) -> ClientSettings:
         max_message_bytes=message_size_limit(where, extra.get("max_message_size_mb")),
         retry_max_wait=seconds(where, "retry_max_wait", extra.get("retry_max_wait"), DEFAULT_MAX_WAIT),
         retry_backoff=seconds(where, "retry_backoff", extra.get("retry_backoff"), DEFAULT_BACKOFF),
-        credential=credential, session=build_session(verify=verify, proxies=proxies))
+        credential=credential, session=build_session(verify=verify, proxies=proxies),
+        allowed_recipients=_allowed_domains(where, extra.get("allowed_recipient_domains")))
+
+
+def _masker():
+    """Airflow's mask_secret: tokens we obtain are hidden in task logs and rendered views like connection
+    secrets are."""
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+    except ImportError:  # pragma: no cover - common-compat without it
+        return None
+    return mask_secret
+
+
+def _tls_verify(where: str, value) -> bool:
+    """TLS checks go off only for an explicit false (JSON false or "false"); anything unclear is an error."""
+    if value in (None, "", True) or str(value).strip().lower() == "true":
+        return True
+    if value is False or str(value).strip().lower() == "false":
+        return False
+    raise GraphConfigError(f"{where}: extra 'tls_verify' is {value!r}; leave it unset (verified), or give false "
+                           "to turn certificate checks off (unsafe; prefer ca_bundle)")
+
+
+def _allowed_domains(where: str, value):
+    from airflow_graph_mail.mail.allow_list import AllowedDomains
+    from airflow_graph_mail.mail.errors import MessageValidationError
+
+    if value in (None, "", []):
+        return None
+    items = value if isinstance(value, list) else str(value).replace(";", ",").replace(" ", ",").split(",")
+    try:
+        return AllowedDomains([str(item) for item in items if str(item).strip()])
+    except MessageValidationError as err:
+        raise GraphConfigError(f"{where}: extra {err}") from None
 
 
 def _credential(where, kind, conn, extra, authority_url, scopes, verify, proxies):

@@ -96,8 +96,11 @@ class Attachment:
             raise MessageValidationError("attachments", f"file not found: {file}")
         if not file.is_file():
             raise MessageValidationError("attachments", f"not a regular file: {file}")
-        if not os.access(file, os.R_OK):
-            raise MessageValidationError("attachments", f"file is not readable: {file}")
+        try:  # open it now (os.access says yes to root for any file): a locked-down report fails before sending
+            with file.open("rb"):
+                pass
+        except OSError as err:
+            raise MessageValidationError("attachments", f"file is not readable: {file} ({err.strerror})") from None
         name = kwargs.pop("name", None) or file.name
         return cls(name=name, size=file.stat().st_size, opener=lambda: file.open("rb"), source=str(file), **kwargs)
 

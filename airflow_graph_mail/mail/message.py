@@ -10,7 +10,7 @@ from email.utils import formataddr, formatdate, make_msgid
 
 from airflow_graph_mail.mail.attachments import Attachment, expand_sources, inline_images
 from airflow_graph_mail.mail.errors import MessageValidationError
-from airflow_graph_mail.mail.recipients import Recipient, check_recipient_count, parse_recipients
+from airflow_graph_mail.mail.recipients import Recipient, check_duplicates, check_recipient_count, parse_recipients
 
 BODY_TYPES = ("html", "text")
 IMPORTANCES = ("low", "normal", "high")
@@ -50,6 +50,7 @@ class Message:
         for name in _RECIPIENT_FIELDS:
             setattr(self, name, parse_recipients(getattr(self, name), field=name))
         check_recipient_count(self.to, self.cc, self.bcc)
+        check_duplicates({"to": self.to, "cc": self.cc, "bcc": self.bcc})
         self.subject = "" if self.subject is None else str(self.subject)
         _no_line_breaks("subject", self.subject)
         self.body = "" if self.body is None else str(self.body)

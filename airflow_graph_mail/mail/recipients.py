@@ -29,7 +29,13 @@ class Recipient:
 
 
 def is_valid_address(address: str) -> bool:
-    return bool(_ADDRESS.match(address)) and len(address) <= 320
+    if not _ADDRESS.match(address) or len(address) > 320:
+        return False
+    try:  # an internationalized domain must also encode (each label at most 63 characters as punycode)
+        address.rpartition("@")[2].encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _split(text: str) -> list[str]:
@@ -51,6 +57,8 @@ def _split(text: str) -> list[str]:
             current = []
             continue
         current.append(char)
+    if quoted:
+        raise ValueError(f"unbalanced quote in {text!r}: close the display name's quotes")
     parts.append("".join(current))
     return [p.strip() for p in parts if p.strip()]
 
@@ -84,9 +92,14 @@ def _from_graph(value: dict) -> Recipient:
 
 
 def parse_recipients(value, field: str = "to") -> list[Recipient]:
-    """Parse one field (a string with ',' or ';', a list, or Graph recipient dicts); dedupe by address."""
+    """Parse one field: a string with ',' or ';' between addresses, a list, or Graph recipient dicts.
+
+    An empty list entry or an address given twice is an error: in a report pipeline both mean the data
+    is not what the author thinks.
+    """
     found: list[Recipient] = []
-    for entry in _entries(value):
+    listed = not isinstance(value, (str, Recipient, dict)) and value is not None
+    for position, entry in enumerate(_entries(value)):
         if isinstance(entry, dict):
             entry = _from_graph(entry)
         if isinstance(entry, Recipient):
@@ -96,15 +109,38 @@ def parse_recipients(value, field: str = "to") -> list[Recipient]:
             raise MessageValidationError(field, f"expected an e-mail address string, got {type(entry).__name__}")
         if "\r" in entry or "\n" in entry:
             raise MessageValidationError(field, f"line break in recipient {entry!r}")
-        found.extend(_parse_one(part) for part in _split(entry))
-    unique: dict[str, Recipient] = {}
+        if listed and not entry.strip():
+            raise MessageValidationError(f"{field}[{position}]", "empty address: remove the entry or fill it in")
+        try:
+            found.extend(_parse_one(part) for part in _split(entry))
+        except ValueError as err:
+            raise MessageValidationError(field, str(err)) from None
+    seen: dict[str, Recipient] = {}
     for recipient in found:
         if not is_valid_address(recipient.address):
-            raise MessageValidationError(
-                field, f"{recipient.address!r} is not a valid e-mail address"
-            )
-        unique.setdefault(recipient.address.lower(), recipient)
-    return list(unique.values())
+            raise MessageValidationError(field, f"{recipient.address!r} is not a valid e-mail address"
+                                         + _comma_hint(recipient.address, value))
+        if recipient.address.lower() in seen:
+            raise MessageValidationError(field, f"{recipient.address!r} is listed twice; remove one")
+        seen[recipient.address.lower()] = recipient
+    return found
+
+
+def _comma_hint(address: str, value) -> str:
+    if "@" not in address and isinstance(value, str) and "," in value:
+        return ' (a display name with a comma must be quoted: "Smith, Ann" <ann@example.com>)'
+    return ""
+
+
+def check_duplicates(fields: dict[str, list[Recipient]]) -> None:
+    """The same address in two of to/cc/bcc: Exchange delivers once, so the second is a mistake."""
+    where: dict[str, str] = {}
+    for name, recipients in fields.items():
+        for recipient in recipients:
+            key = recipient.address.lower()
+            if key in where:
+                raise MessageValidationError(name, f"{recipient.address!r} is also in {where[key]}; keep it in one")
+            where[key] = name
 
 
 def check_recipient_count(*fields: list[Recipient]) -> None:

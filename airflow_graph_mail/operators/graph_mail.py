@@ -74,9 +74,11 @@ class _GraphMessageOperator(BaseOperator):
         sender: str | None = None,
         idempotency_key: str | bool | None = None,
         graph_mail_conn_id: str = "graph_mail_default",
+        autoescape: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.autoescape = autoescape
         self.idempotency_key = idempotency_key
         self.to = to
         self.cc = cc
@@ -110,14 +112,18 @@ class _GraphMessageOperator(BaseOperator):
 
         jinja_env.globals.setdefault("cid", cid)  # <img src="{{ cid('chart.png') }}">
         fields = list(template_fields)
-        super()._do_render_template_fields(parent, [f for f in fields if f == "body"], context, jinja_env,
-                                           seen_oids)
+        super()._do_render_template_fields(parent, [f for f in fields if f == "body"], context,
+                                           self.body_env(jinja_env), seen_oids)
         self._strings_only = True
         try:
             super()._do_render_template_fields(parent, [f for f in fields if f != "body"], context, jinja_env,
                                                seen_oids)
         finally:
             self._strings_only = False
+
+    def body_env(self, jinja_env):
+        """With ``autoescape`` an HTML body escapes every variable (``|safe`` opts a trusted value out)."""
+        return jinja_env.overlay(autoescape=True) if self.autoescape and self.body_type == "html" else jinja_env
 
     def render_template(self, content, context, jinja_env=None, seen_oids=None):
         if getattr(self, "_strings_only", False) and isinstance(content, str):
@@ -183,6 +189,8 @@ class GraphSendMailOperator(_GraphMessageOperator):
         task is retried. By default it names the task instance; give your own (e.g. "report-{{ ds }}")
         to send once across runs, or False to turn it off. (templated)
     :param graph_mail_conn_id: the Airflow connection to use.
+    :param autoescape: HTML-escape every template variable in an HTML body (data with ``<`` or ``&``
+        shows as text and cannot inject markup); mark trusted HTML with ``|safe``.
     """
 
     def __init__(self, *, save_to_sent_items: bool = True, **kwargs) -> None:

@@ -106,7 +106,8 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         from airflow_graph_mail.mail.message import Message
 
         row_context = {**context, "row": row}
-        fields = {name: self._render_all(getattr(self, name), env, row_context) for name in _ROW_FIELDS}
+        fields = {name: self._render_all(getattr(self, name), self.body_env(env) if name == "body" else env,
+                                         row_context) for name in _ROW_FIELDS}
         message = Message(body_type=self.body_type, **fields)
         message.require_recipients()
         return message
