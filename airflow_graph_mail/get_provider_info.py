@@ -25,6 +25,8 @@ PLACEHOLDERS = {
     "api_version": "v1.0",
     "scopes": "https://graph.microsoft.com/.default",
     "ca_bundle": "/etc/ssl/certs/corp-ca.pem",
+    "tls_verify": "true",
+    "allowed_recipient_domains": "contoso.com, *.contoso.com",
     "proxies": '{"https": "http://proxy.contoso.com:3128"}',
     "certificate_path": "/secrets/graph-app.pem",
     "certificate_private_key": "-----BEGIN PRIVATE KEY-----",
@@ -56,6 +58,11 @@ EXTRAS = {
     "scopes": ("Scopes", "Overrides the scopes asked for (comma-separated); default: the Graph host's "
                ".default, or Mail.Send and Mail.ReadWrite with a refresh token."),
     "ca_bundle": ("CA bundle", "PEM file of CAs to trust instead of the system's."),
+    "tls_verify": ("Verify TLS", "Leave empty: certificates are always verified. false turns checks off "
+                   "(unsafe; logged as a warning on every use).", ["true", "false"]),
+    "allowed_recipient_domains": ("Allowed recipient domains", "Off when empty. Comma-separated domains; a "
+                                  "mail to any other address fails before sending. *.contoso.com allows "
+                                  "subdomains."),
     "proxies": ("Proxies", "JSON map of scheme to proxy URL, for Graph and sign-in."),
     "certificate_path": ("Certificate file", "PEM with the private key and certificate, instead of a secret."),
     "certificate_private_key": ("Certificate (inline PEM)", "The same PEM pasted inline; masked.", None, None,
