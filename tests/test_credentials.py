@@ -326,7 +326,8 @@ def test_emulator_identity_endpoints_check_their_headers(http, graph_emulator):
     resource = {"api-version": "2018-02-01", "resource": graph_emulator.base_url}
     imds = f"{graph_emulator.base_url}/metadata/identity/oauth2/token"
     refused = http.get(imds, params=resource)
-    assert refused.status_code == 400 and refused.json()["error_description"] == "Required metadata header not specified"
+    assert refused.status_code == 400
+    assert refused.json()["error_description"] == "Required metadata header not specified"
     answered = http.get(imds, params=resource, headers={"Metadata": "true"}).json()
     assert answered["client_id"] == graph_emulator.directory.system_identity.client_id
     assert int(answered["expires_in"]) == graph_emulator.token_lifetime

@@ -60,6 +60,8 @@ def test_upload_url_tokens_never_reach_an_error_or_log():
     assert "secret-part" not in str(error) and "abc123" not in str(error)
     assert "authtoken=***" in str(error) and "sig=***" in str(error)
     assert redact_url_secrets("no secrets here") == "no secrets here"
+    proxy = "ProxyError: Unable to connect to proxy http://svc-airflow:Pr0xy-Pa55@proxy.contoso.com:3128"
+    assert redact_url_secrets(proxy) == proxy.replace("Pr0xy-Pa55", "***")
 
 
 def _render(tmp_path, **operator_kwargs) -> str:

@@ -9,9 +9,13 @@ _URL_SECRET = re.compile(r"(?i)\b(authtoken|access_token|refresh_token|client_se
                          r"[^&\s'\")]+")
 
 
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):[^/\s@]+@")
+
+
 def redact_url_secrets(text: str) -> str:
-    """Error text that may quote a URL (requests does) -> the same text without the URL's credentials."""
-    return _URL_SECRET.sub(lambda m: f"{m.group(1)}=***", text)
+    """Error text that may quote a URL (requests does) -> the same text without the URL's credentials
+    (query tokens, and the password of a proxy URL such as http://user:pass@proxy:3128)."""
+    return _URL_USERINFO.sub(r"\1:***@", _URL_SECRET.sub(lambda m: f"{m.group(1)}=***", text))
 
 
 class GraphMailError(Exception):

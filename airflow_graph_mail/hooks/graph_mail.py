@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_graph_mail.graph.errors import GraphMailError
+from airflow_graph_mail.graph.errors import GraphMailError, redact_url_secrets
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -135,7 +135,7 @@ class GraphMailHook(BaseHook):
         except GraphMailError as err:
             return False, str(err)
         except OSError as err:  # requests' connection and TLS errors: name the host problem, not a traceback
-            return False, f"cannot reach the sign-in endpoint: {err}"
+            return False, f"cannot reach the sign-in endpoint: {redact_url_secrets(str(err))}"
         delegated, granted = granted_permissions(token) or (False, [])
         kind = "delegated scopes" if delegated else "application permissions"
         who = f"Signed in with {client.credential.describe()}; {kind} granted: {', '.join(granted) or 'none'}."
