@@ -1,9 +1,10 @@
 """Bad inputs, one row each: the error names the field and the fix, and nothing reached a mailbox.
 
 Every row asserts the error's text and that the emulator saw no request with a side effect (any
-non-GET Graph call; token requests do not count). Two things only Graph can tell: a draft id that
-does not exist, and a mailbox without Exchange Online. For those the one POST was refused (404) and
-changed nothing.
+non-GET Graph call; token requests do not count). Three things only Graph can tell: a draft id that
+does not exist, a mailbox without Exchange Online, and a missing Mail.Send (Exchange RBAC for
+Applications grants it without a claim in the token). For those the one POST was refused (404, 403)
+and changed nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from test_hook import make_certificate
 
 from airflow_graph_mail.graph.errors import (
     GraphAuthError, GraphConfigError, ItemNotFoundError, MailboxNotEnabledError,
-    MessageTooLargeError, MissingPermissionError,
+    AccessDeniedError, MessageTooLargeError,
 )
 from airflow_graph_mail.mail.errors import MessageValidationError
 from airflow_graph_mail.mail.message import Message
@@ -158,6 +159,8 @@ ROWS = [
      "bcc: 'ann@example.com' is also in to; keep it in one"),
     ("display name with an unquoted comma", message(to="Smith, Ann <ann@example.com>"), MessageValidationError,
      "'Smith' is not a valid e-mail address (a display name with a comma must be quoted"),
+    ("non-ASCII display name with an unquoted comma", message(to="Müller, Jürgen <jm@example.com>"),
+     MessageValidationError, "'Müller' is not a valid e-mail address (a display name with a comma must be quoted"),
     ("display name with an unbalanced quote", message(to='"Smith <ann@example.com>'), MessageValidationError,
      "unbalanced quote in '\"Smith <ann@example.com>': close the display name's quotes"),
     ("display name with a line break", message(to="Ann\r\nBcc: eve@evil.example <ann@example.com>"),
@@ -246,9 +249,10 @@ ROWS = [
      "AADSTS7000222: The provided client secret keys for app"),
     ("wrong or revoked client secret", connection(password="revoked"), GraphAuthError,
      "AADSTS7000215: Invalid client secret provided"),
-    ("token without Mail.Send", without_mail_send, MissingPermissionError,
-     "the token has no Mail.Send permission (application permissions granted: Mail.ReadWrite): add it under API "
-     "permissions > Microsoft Graph > Application permissions in Entra, then an admin must grant consent"),
+    ("token without Mail.Send", without_mail_send, AccessDeniedError,
+     "ErrorAccessDenied: Access is denied. Check credentials and try again. -- the app registration lacks an "
+     "application permission: grant Mail.Send (sending) and Mail.ReadWrite (drafts) in Entra, then an admin "
+     "must grant consent"),
     ("mailbox not enabled for REST", onprem_mailbox, MailboxNotEnabledError, "no Exchange Online mailbox"),
     # -- recipient allow-list -----------------------------------------------------------------------------
     ("recipient outside the allow-list", outside_allow_list, MessageValidationError,
@@ -266,7 +270,8 @@ HINTS = {
 }
 
 
-GRAPH_JUDGED = {"draft id that does not exist", "mailbox not enabled for REST"}
+GRAPH_JUDGED = {"draft id that does not exist": 404, "mailbox not enabled for REST": 404,
+                "token without Mail.Send": 403}
 
 
 def test_the_table_is_large_enough():
@@ -282,7 +287,7 @@ def test_bad_input_gets_a_clear_error_and_sends_nothing(connect, graph_emulator,
     assert HINTS.get(case, "") in str(raised.value)
     changes = graph_emulator.side_effect_requests
     if case in GRAPH_JUDGED:
-        assert [(r["method"], r["status"]) for r in changes] == [("POST", 404)]
+        assert [(r["method"], r["status"]) for r in changes] == [("POST", GRAPH_JUDGED[case])]
     else:
         assert changes == [], json.dumps(changes)
     assert graph_emulator.sends == 0

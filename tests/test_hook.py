@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from airflow_graph_mail.graph.errors import (
     AccessDeniedError, GraphAuthError, GraphConfigError, InvalidRecipientsError, ItemNotFoundError,
-    MailboxNotEnabledError, MissingPermissionError,
+    MailboxNotEnabledError,
 )
 from airflow_graph_mail.mail.errors import MessageValidationError
 from airflow_graph_mail.mail.message import Message
@@ -127,18 +127,20 @@ def test_unregistered_certificate_is_refused(connect, graph_emulator, tmp_path):
 def test_missing_permission_is_explained(connect, graph_emulator):
     app = graph_emulator.add_app(secret="ro", roles=["Mail.ReadWrite"])
     hook = connect(login=app.client_id, password="ro")
-    with pytest.raises(MissingPermissionError) as err:  # known from the token's claims, before any request
+    with pytest.raises(AccessDeniedError) as err:
         hook.send_mail(Message(to="a@example.com"))
-    assert "no Mail.Send permission" in str(err.value) and "admin must grant consent" in str(err.value)
-    assert graph_emulator.side_effect_requests == []
+    assert err.value.code == "ErrorAccessDenied" and "Mail.Send" in str(err.value)
+    assert "admin must grant consent" in str(err.value) and "RBAC for Applications" in str(err.value)
+    assert [r["status"] for r in graph_emulator.side_effect_requests] == [403] and graph_emulator.sends == 0
     send_only = graph_emulator.add_app(secret="so", roles=["Mail.Send"])
     with pytest.raises(AccessDeniedError) as denied:  # Graph's own 403 for drafts (not checked beforehand)
         connect("graph_mail_send_only", login=send_only.client_id, password="so").create_draft(Message(subject="x"))
     assert denied.value.code == "ErrorAccessDenied" and "admin must grant consent" in str(denied.value)
     assert denied.value.request_id
     ok, text = hook.test_connection()
-    assert not ok and "application permissions granted: Mail.ReadWrite." in text
+    assert ok and "application permissions granted: Mail.ReadWrite." in text
     assert "Missing Mail.Send: no mail can be sent" in text and "grant admin consent" in text
+    assert "Exchange RBAC for Applications does not show in the token" in text
 
 
 def test_test_connection_has_no_side_effect(hook, graph_emulator):

@@ -7,11 +7,9 @@ import logging
 from email.message import EmailMessage
 from urllib.parse import quote, urlencode
 
-from airflow_graph_mail.graph.auth import granted_permissions
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
 from airflow_graph_mail.graph.errors import (
-    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, MissingPermissionError,
-    OutcomeUnknownError,
+    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, OutcomeUnknownError,
 )
 from airflow_graph_mail.graph.idempotency import key_filter, tag
 from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY
@@ -87,7 +85,6 @@ class GraphMailClient(GraphTransport):
             message.require_recipients()
             self.check_size(message)
             document, streams = message_document(message)
-        self.require_permission("Mail.Send")
         tag(document, idempotency_key)
         if idempotency_key and check_first:
             if not save_to_sent_items:
@@ -149,15 +146,8 @@ class GraphMailClient(GraphTransport):
     def send_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None):
         """MIME carries no extended property to look up, so an unclear answer is raised, never resent."""
         self.check_recipients(mime)
-        self.require_permission("Mail.Send")
         self.request("POST", self._user_path(sender) + "/sendMail", data=encode_mime(mime),
                      content_type="text/plain", expect=(202, 204))
-
-    def require_permission(self, permission: str) -> None:
-        """Fail before any request when the token's claims show the permission is missing (.Shared counts)."""
-        found = granted_permissions(self.credential.get_token())
-        if found is not None and not {permission, permission + ".Shared"} & set(found[1]):
-            raise MissingPermissionError(permission, found[1], found[0])
 
     def check_recipients(self, message) -> None:
         """With an allow-list on the connection, every to/cc/bcc address must be in an allowed domain."""
@@ -328,7 +318,6 @@ class GraphMailClient(GraphTransport):
         """
         if not message_id or not str(message_id).strip():
             raise GraphConfigError("message_id: empty draft id; pass the id returned when the draft was created")
-        self.require_permission("Mail.Send")
         budget = self.retry.budget()
         if self.allowed_recipients is not None:  # a person may have added recipients in Outlook since
             fields = "toRecipients,ccRecipients,bccRecipients"

@@ -63,21 +63,9 @@ class InvalidAuthenticationTokenError(GraphRequestError):
 class AccessDeniedError(GraphRequestError):
     hint = (
         "the app registration lacks an application permission: grant Mail.Send (sending) and "
-        "Mail.ReadWrite (drafts) in Entra, then an admin must grant consent"
+        "Mail.ReadWrite (drafts) in Entra, then an admin must grant consent (or, with Exchange RBAC for "
+        "Applications, assign the role with a scope that covers this mailbox)"
     )
-
-
-class MissingPermissionError(GraphMailError):
-    """The token lacks a permission the call needs; found from its claims, before the request."""
-
-    def __init__(self, permission: str, granted: list[str], delegated: bool):
-        self.permission = permission
-        how = ("the user (or an admin for them) must consent to it" if delegated else
-               "add it under API permissions > Microsoft Graph > Application permissions in Entra, then an admin "
-               "must grant consent")
-        kind = "delegated scopes" if delegated else "application permissions"
-        super().__init__(f"the token has no {permission} permission ({kind} granted: {', '.join(granted) or 'none'})"
-                         f": {how}; nothing was sent")
 
 
 class MailboxNotEnabledError(GraphRequestError):

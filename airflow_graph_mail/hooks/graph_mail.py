@@ -124,8 +124,9 @@ class GraphMailHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Sign in, then say from the token's claims what this connection can and cannot do.
 
-        Touches no mailbox. Fails when Mail.Send is missing (nothing can be sent); succeeds with a warning
-        when only Mail.ReadWrite is missing.
+        Touches no mailbox. Succeeds when a token is obtained and lists what is missing: Exchange RBAC for
+        Applications grants Mail.Send without putting it in the token, so a missing claim is reported,
+        not judged.
         """
         from airflow_graph_mail.graph.auth import granted_permissions
 
@@ -146,7 +147,9 @@ class GraphMailHook(BaseHook):
         if not lacking:
             return True, who + " Sending, drafts and large attachments will work."
         notes = " ".join(f"Missing {name}: {effect}; {consent}." for name, effect in lacking)
-        return "Mail.Send" in granted, f"{who} {notes}"
+        rbac = ("" if delegated else " (A permission granted through Exchange RBAC for Applications does not "
+                "show in the token; with one, sending works as its scope allows.)")
+        return True, f"{who} {notes}{rbac}"
 
 
 # What each permission is needed for, as test_connection reports it when missing.
