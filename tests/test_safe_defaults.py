@@ -97,3 +97,12 @@ def test_mail_merge_rows_are_escaped_with_autoescape(tmp_path):
     message = merge._message_for({"email": "ann@example.com", "name": "<b>Ann</b>"}, dag.get_template_env(), {})
     assert message.body == "<p>Dear &lt;b&gt;Ann&lt;/b&gt;</p>"
     assert message.subject == "Hi <b>Ann</b>"  # only the HTML body is escaped
+
+
+def test_each_token_is_handed_to_the_masker_once(hook, graph_emulator):
+    """MSAL returns the cached token for every request; Airflow's masker hears of each token once."""
+    seen = []
+    hook.client.credential.on_secret = seen.append
+    for subject in ("one", "two", "three"):
+        hook.send_mail(Message(to="ann@example.com", subject=subject))
+    assert seen == [graph_emulator.issuer.issued[-1]]

@@ -87,6 +87,7 @@ class TokenCredential:
         self._lock = threading.Lock()
         self._msal = None
         self.on_secret = None  # called with each new token, so that a log masker can hide it everywhere
+        self._announced: dict[str, str] = {}  # the last token of each kind handed to on_secret
 
     def __repr__(self) -> str:  # never the secret, key or token
         return f"{type(self).__name__}({self.describe()})"
@@ -109,10 +110,12 @@ class TokenCredential:
             result = result or {}
             description = result.get("error_description", "") or "no token in the answer"
             raise GraphAuthError(result.get("error", "unknown_error"), description, _hint(description))
-        if self.on_secret is not None:
+        if self.on_secret is not None:  # once per token: MSAL hands back the cached one on every request
             for name in ("access_token", "refresh_token"):  # a rotated refresh token comes back too
-                if result.get(name):
-                    self.on_secret(result[name])
+                value = result.get(name)
+                if value and self._announced.get(name) != value:
+                    self._announced[name] = value
+                    self.on_secret(value)
         return result["access_token"]
 
     def invalidate(self) -> None:
