@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-airflow2 bench clean
+.PHONY: install demo test test-airflow2 bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ $(STAMP2): pyproject.toml
 	$(VENV2)/bin/uv pip install --quiet --python $(VENV2)/bin/python -e ".[test]" "apache-airflow==2.11.*"
 	touch $(STAMP2)
 
+# The peers bench-peers compares us with, in their own virtualenv; a failed install is reported, not fatal.
+VENVP  := .venv-peers
+STAMPP := $(VENVP)/.installed
+
+$(STAMPP): bench/peers/requirements.txt
+	rm -rf $(VENVP) && $(PYTHON) -m venv $(VENVP)
+	$(VENVP)/bin/python -m pip install --quiet --upgrade pip uv
+	$(VENVP)/bin/uv pip install --python $(VENVP)/bin/python -r bench/peers/requirements.txt \
+		> $(VENVP)/install.log 2>&1 || touch $(VENVP)/install-failed
+	touch $(STAMPP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -36,5 +47,8 @@ test-airflow2: $(STAMP2)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+bench-peers: $(STAMP) $(STAMPP)
+	$(BIN)/python bench/peers/run.py
+
 clean:
-	rm -rf $(VENV) $(VENV2) .demo .bench .pytest_cache
+	rm -rf $(VENV) $(VENV2) $(VENVP) .demo .bench .pytest_cache

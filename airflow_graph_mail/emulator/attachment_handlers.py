@@ -75,7 +75,10 @@ class AttachmentHandlers:
         })
 
     def _upload_url(self, mailbox_id: str, message_id: str, session) -> str:
-        return (f"{self.emu.base_url}/api/v2.0/Users('{mailbox_id}@{self.emu.tenant_id}')/Messages('{message_id}')"
+        """On another host name than Graph's, as Outlook's upload host is not graph.microsoft.com: a client
+        that scopes its bearer token to the Graph host does not send it here."""
+        host = "127.0.0.1" if self.emu.host == "localhost" else "localhost"
+        return (f"https://{host}:{self.emu.port}/api/v2.0/Users('{mailbox_id}@{self.emu.tenant_id}')/Messages('{message_id}')"
                 f"/AttachmentSessions('{session.id}')?authtoken={session.token}")
 
     def _session(self, request: Request):

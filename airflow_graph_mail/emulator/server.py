@@ -411,13 +411,17 @@ class GraphEmulator:
         """Logged Graph calls that could change a mailbox (any non-GET), for 'nothing was sent' checks."""
         return [r for r in self.request_log if r["method"] != "GET" and "/oauth2/" not in r["path"]]
 
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Wait until no request is being answered (a slow fault, a client that gave up); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+
     def reset(self, settle: float = 30.0) -> None:
         """Empty mailboxes, uploads, request log and faults; limits back to those given at start.
 
         Requests still being answered (a slow fault, a client that gave up) finish first, so that they
         cannot land in the next test's mailboxes or log."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=settle)
+        self.settle(settle)
         self.store.clear()
         self.uploads.clear()
         self.faults.clear()

@@ -1,0 +1,257 @@
+"""One sender per peer, each pointed at the local emulator through its own settings.
+
+Every adapter takes the emulator's Airflow connection (client id, secret, tenant, URLs, CA bundle) and
+offers ``send(subject, to, html, attachment=None)``; ``bulk(messages)`` sends many the way the peer's
+docs suggest. What a peer cannot do raises ``Unsupported`` with the reason from its own code or docs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+
+class Unsupported(Exception):
+    """The peer cannot do this; the message says why, citing its code or docs."""
+
+
+class Ours:
+    name = "airflow-graph-mail"
+    module = "airflow_graph_mail.operators.graph_mail"
+
+    def __init__(self, conn: dict, smtp_port: int):
+        import json
+
+        os.environ["AIRFLOW_CONN_GRAPH_MAIL_DEFAULT"] = json.dumps(conn)
+        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+        self.hook = GraphMailHook()
+
+    def send(self, subject, to, html, attachment=None, key=None):
+        from airflow_graph_mail.mail.message import Message
+
+        self.hook.send_mail(Message(to=to, subject=subject, body=html, attachments=[attachment] if attachment else []),
+                            idempotency_key=key)
+
+    def bulk(self, messages):
+        """README: send_many, 4 at a time within the mailbox's limit, one outcome per message."""
+        from airflow_graph_mail.mail.message import Message
+
+        outcomes = self.hook.send_many([Message(to=to, subject=subject, body=html) for subject, to, html in messages],
+                                       keys=[subject for subject, _, _ in messages])
+        return sum(o["status"] == "failed" for o in outcomes)
+
+
+class AzureProvider:
+    """apache-airflow-providers-microsoft-azure: MSGraphMailHook over an `msgraph` connection."""
+
+    name = "microsoft-azure MSGraphMailHook"
+    module = "airflow.providers.microsoft.azure.hooks.msgraph"
+
+    def __init__(self, conn: dict, smtp_port: int):
+        import json
+
+        extra = conn["extra"]
+        host = extra["graph_url"].split("://", 1)[1]
+        os.environ["AIRFLOW_CONN_MSGRAPH_DEFAULT"] = json.dumps({
+            "conn_type": "msgraph", "login": conn["login"], "password": conn["password"], "host": host,
+            "schema": "https", "extra": {"tenant_id": extra["tenant_id"], "authority": host,
+                                         "disable_instance_discovery": True, "allowed_hosts": host.split(":")[0],
+                                         "verify": extra["ca_bundle"], "api_version": "v1.0"}})
+        os.environ["REQUESTS_CA_BUNDLE"] = extra["ca_bundle"]  # azure-identity's own transport
+        from airflow.providers.microsoft.azure.hooks.msgraph import MSGraphMailHook
+
+        self.sender = extra["sender"]
+        self.hook = MSGraphMailHook(conn_id="msgraph_default", host=extra["graph_url"],
+                                    scopes=[extra["graph_url"] + "/.default"])
+        self.loop = asyncio.new_event_loop()
+
+    def send(self, subject, to, html, attachment=None, key=None):
+        self.loop.run_until_complete(self.hook.asend_email(from_email=self.sender, to=to, subject=subject,
+                                                           html_content=html,
+                                                           files=[attachment] if attachment else None))
+
+    def bulk(self, messages):
+        """Its docs show one send_email call per mail; it has no batch API."""
+        failed = 0
+        for subject, to, html in messages:
+            try:
+                self.send(subject, to, html)
+            except Exception:  # noqa: BLE001 - a failed mail is counted, the run goes on
+                failed += 1
+        return failed
+
+
+class O365Library:
+    """O365 (python-o365): Account in the client-credentials flow, Message.send()."""
+
+    name = "O365"
+    module = "O365"
+
+    def __init__(self, conn: dict, smtp_port: int):
+        import msal
+        from O365 import Account
+        from O365.connection import MSGraphProtocol
+
+        extra = conn["extra"]
+        os.environ["REQUESTS_CA_BUNDLE"] = extra["ca_bundle"]  # O365's sessions take the CA from here
+
+        class EmulatorProtocol(MSGraphProtocol):
+            _protocol_url = extra["graph_url"] + "/"
+            _oauth_scope_prefix = extra["graph_url"] + "/"
+
+        self.account = Account((conn["login"], conn["password"]), auth_flow_type="credentials",
+                               tenant_id=extra["tenant_id"], protocol=EmulatorProtocol(default_resource=extra["sender"]),
+                               main_resource=extra["sender"], verify_ssl=extra["ca_bundle"])
+        con = self.account.con
+        # O365 has no authority setting (login.microsoftonline.com is fixed in Connection); its MSAL client
+        # is replaced with one for the emulator's authority, otherwise as O365 builds it.
+        con._msal_authority = f"{extra['authority_url']}/{extra['tenant_id']}"
+        con._msal_client = msal.ConfidentialClientApplication(
+            conn["login"], client_credential=conn["password"], authority=con._msal_authority,
+            token_cache=con.token_backend, verify=extra["ca_bundle"], instance_discovery=False)
+        if not self.account.authenticate():
+            raise RuntimeError("O365 could not get a token from the emulator")
+
+    def send(self, subject, to, html, attachment=None, key=None):
+        message = self.account.new_message()
+        message.to.add(to)
+        message.subject, message.body = subject, html
+        if attachment and os.path.getsize(attachment) >= 3 * 2**20:
+            # O365's way for large files: save the draft first; attachments added to a saved draft are
+            # uploaded when it is saved again (an upload session above UPLOAD_SIZE_LIMIT_SIMPLE, 3 MB).
+            message.save_draft()
+            message.attachments.add(attachment)
+            message.save_draft()
+        elif attachment:
+            message.attachments.add(attachment)
+        if not message.send():
+            raise RuntimeError("O365 Message.send() returned False")
+
+    def bulk(self, messages):
+        """One Message.send() per mail; O365 waits requests_delay (200 ms by default) between requests."""
+        failed = 0
+        for subject, to, html in messages:
+            try:
+                self.send(subject, to, html)
+            except Exception:  # noqa: BLE001
+                failed += 1
+        return failed
+
+
+class MsgraphSdk:
+    """msgraph-sdk (Microsoft's Python SDK): GraphServiceClient, users.by_user_id(...).send_mail.post()."""
+
+    name = "msgraph-sdk"
+    module = "msgraph"
+
+    def __init__(self, conn: dict, smtp_port: int):
+        import httpx
+        from azure.identity.aio import ClientSecretCredential
+        from kiota_authentication_azure.azure_identity_authentication_provider import (
+            AzureIdentityAuthenticationProvider,
+        )
+        from msgraph import GraphRequestAdapter, GraphServiceClient
+        from msgraph_core import GraphClientFactory
+
+        extra = conn["extra"]
+        self.sender = extra["sender"]
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        host = extra["authority_url"].split("://", 1)[1]
+        self.credential = ClientSecretCredential(extra["tenant_id"], conn["login"], conn["password"], authority=host,
+                                                 disable_instance_discovery=True,
+                                                 connection_verify=extra["ca_bundle"])
+        auth = AzureIdentityAuthenticationProvider(self.credential, scopes=[extra["graph_url"] + "/.default"],
+                                                   allowed_hosts=[host.split(":")[0]])
+        http = GraphClientFactory.create_with_default_middleware(client=httpx.AsyncClient(verify=extra["ca_bundle"]))
+        adapter = GraphRequestAdapter(auth, client=http)
+        adapter.base_url = extra["graph_url"] + "/v1.0"
+        self.client = GraphServiceClient(request_adapter=adapter)
+
+    def _body(self, subject, to, html, attachment):
+        from msgraph.generated.models.body_type import BodyType
+        from msgraph.generated.models.email_address import EmailAddress
+        from msgraph.generated.models.file_attachment import FileAttachment
+        from msgraph.generated.models.item_body import ItemBody
+        from msgraph.generated.models.message import Message
+        from msgraph.generated.models.recipient import Recipient
+        from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
+
+        message = Message(subject=subject, body=ItemBody(content_type=BodyType.Html, content=html),
+                          to_recipients=[Recipient(email_address=EmailAddress(address=to))])
+        if attachment:
+            with open(attachment, "rb") as handle:
+                data = handle.read()
+            message.attachments = [FileAttachment(name=os.path.basename(attachment), content_bytes=data,
+                                                  odata_type="#microsoft.graph.fileAttachment")]
+        return SendMailPostRequestBody(message=message, save_to_sent_items=True)
+
+    def send(self, subject, to, html, attachment=None, key=None):
+        if attachment and os.path.getsize(attachment) >= 3 * 2**20:
+            self.loop.run_until_complete(self._send_large(subject, to, html, attachment))
+            return
+        body = self._body(subject, to, html, attachment)
+        self.loop.run_until_complete(self.client.users.by_user_id(self.sender).send_mail.post(body))
+
+    async def _send_large(self, subject, to, html, attachment):
+        """Microsoft's large-attachment recipe for the SDK: a draft, an upload session driven by msgraph-core's
+        LargeFileUploadTask (which takes the file as an in-memory BytesIO), then send."""
+        import io
+
+        from msgraph.generated.models.attachment_item import AttachmentItem
+        from msgraph.generated.models.attachment_type import AttachmentType
+        from msgraph.generated.users.item.messages.item.attachments.create_upload_session.create_upload_session_post_request_body import (  # noqa: E501
+            CreateUploadSessionPostRequestBody,
+        )
+        from msgraph_core.tasks.large_file_upload import LargeFileUploadTask
+
+        mailbox = self.client.users.by_user_id(self.sender)
+        draft = await mailbox.messages.post(self._body(subject, to, html, None).message)
+        with open(attachment, "rb") as handle:
+            stream = io.BytesIO(handle.read())
+        item = AttachmentItem(attachment_type=AttachmentType.File, name=os.path.basename(attachment),
+                              size=stream.getbuffer().nbytes)
+        session = await mailbox.messages.by_message_id(draft.id).attachments.create_upload_session.post(
+            CreateUploadSessionPostRequestBody(attachment_item=item))
+        await LargeFileUploadTask(session, self.client.request_adapter, stream).upload()
+        await mailbox.messages.by_message_id(draft.id).send.post()
+
+    def bulk(self, messages):
+        """Its docs show one awaited send_mail.post() per mail."""
+        failed = 0
+        for subject, to, html in messages:
+            try:
+                self.send(subject, to, html)
+            except Exception:  # noqa: BLE001
+                failed += 1
+        return failed
+
+
+class SmtpProvider:
+    """apache-airflow-providers-smtp: SmtpHook.send_email_smtp, as EmailOperator uses it, to a local SMTP sink."""
+
+    name = "smtp EmailOperator"
+    module = "airflow.providers.smtp.operators.smtp"
+
+    def __init__(self, conn: dict, smtp_port: int):
+        import json
+
+        if not smtp_port:
+            raise Unsupported("no SMTP server")
+        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
+            "extra": {"disable_tls": True, "disable_ssl": True, "from_email": conn["extra"]["sender"]}})
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        self.hook = SmtpHook(smtp_conn_id="smtp_default")
+        self.hook.__enter__()
+
+    def send(self, subject, to, html, attachment=None, key=None):
+        self.hook.send_email_smtp(to=to, subject=subject, html_content=html, files=[attachment] if attachment else None)
+
+    def bulk(self, messages):
+        raise Unsupported("SMTP, not Graph: the 200 ms Graph latency does not apply to an SMTP server")
+
+
+PEERS = {"ours": Ours, "azure": AzureProvider, "o365": O365Library, "msgraph-sdk": MsgraphSdk, "smtp": SmtpProvider}
