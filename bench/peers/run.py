@@ -80,7 +80,9 @@ class Bench:
         python = self.pythons[peer]
         if python is None:
             return {"error": f"not installed: {self.install_error}"}
-        config = {"connection": self.emulator.connection(), "smtp_port": self.smtp_port, "to": TO, **config}
+        connection = self.emulator.connection()
+        connection["extra"]["max_message_size_mb"] = "150"  # the tenant's limit, raised like the emulator's
+        config = {"connection": connection, "smtp_port": self.smtp_port, "to": TO, **config}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "REQUESTS_CA"))}
         env["AIRFLOW_HOME"] = str(self.work / f"airflow-{peer}")
         try:
