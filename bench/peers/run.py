@@ -230,7 +230,8 @@ def write(lines: list[str], peers_python: str | None) -> None:
         "Produced by `make bench-peers` (bench/peers/run.py): one emulator, each peer in its own process from "
         "its own virtualenv (.venv-peers), pointed at the emulator through its own settings. Lower is better "
         "for times; faults use the delivery plan (24% of sendMail answered with 429, 503, 504, a 504 after "
-        "processing, a dropped connection before or after processing, or a 1.3 s delay).", "",
+        "processing, a dropped connection before or after processing, or a 1.3 s delay). Bulk uses each one as "
+        "its docs show: `send_many` for us (4 at a time); one call per mail for the others.", "",
         f"Machine: {machine}. Ours: airflow-graph-mail {getattr(airflow_graph_mail, '__version__', '')}. "
         f"Peers: {versions(peers_python)}.", "", *lines, "", MARK_END])
     if MARK_START in text:
