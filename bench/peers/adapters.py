@@ -15,6 +15,17 @@ class Unsupported(Exception):
     """The peer cannot do this; the message says why, citing its code or docs."""
 
 
+def one_at_a_time(peer, messages) -> int:
+    """One send per mail, as the peers without a batch API show it; returns how many raised."""
+    failed = 0
+    for subject, to, html in messages:
+        try:
+            peer.send(subject, to, html)
+        except Exception:  # noqa: BLE001 - a failed mail is counted, the run goes on
+            failed += 1
+    return failed
+
+
 class Ours:
     name = "airflow-graph-mail"
     module = "airflow_graph_mail.operators.graph_mail"
@@ -73,13 +84,7 @@ class AzureProvider:
 
     def bulk(self, messages):
         """Its docs show one send_email call per mail; it has no batch API."""
-        failed = 0
-        for subject, to, html in messages:
-            try:
-                self.send(subject, to, html)
-            except Exception:  # noqa: BLE001 - a failed mail is counted, the run goes on
-                failed += 1
-        return failed
+        return one_at_a_time(self, messages)
 
 
 class O365Library:
@@ -130,13 +135,7 @@ class O365Library:
 
     def bulk(self, messages):
         """One Message.send() per mail; O365 waits requests_delay (200 ms by default) between requests."""
-        failed = 0
-        for subject, to, html in messages:
-            try:
-                self.send(subject, to, html)
-            except Exception:  # noqa: BLE001
-                failed += 1
-        return failed
+        return one_at_a_time(self, messages)
 
 
 class MsgraphSdk:
@@ -219,13 +218,7 @@ class MsgraphSdk:
 
     def bulk(self, messages):
         """Its docs show one awaited send_mail.post() per mail."""
-        failed = 0
-        for subject, to, html in messages:
-            try:
-                self.send(subject, to, html)
-            except Exception:  # noqa: BLE001
-                failed += 1
-        return failed
+        return one_at_a_time(self, messages)
 
 
 class SmtpProvider:
