@@ -12,15 +12,9 @@ import os
 import sys
 import time
 
+from peak_memory import reset_peak, status
+
 CHUNK = 12 * 320 * 1024  # the same chunk size the hook uses
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def plain_send(session, base: str, token: str, path: str) -> None:
@@ -62,13 +56,11 @@ def main(mode: str, path: str) -> None:
         def send():
             plain_send(session, base, token, path)
         session.get(f"{base}/messages?$top=1", headers={"Authorization": f"Bearer {token}"})
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset the peak (VmHWM) to the current resident size
-    before = _status("VmRSS")
+    before = reset_peak()  # the peak (VmHWM) starts again from here
     start = time.perf_counter()
     send()
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_growth": _status("VmHWM") - before}))
+    print(json.dumps({"seconds": seconds, "rss_growth": status("VmHWM") - before}))
 
 
 if __name__ == "__main__":

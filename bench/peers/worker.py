@@ -12,16 +12,10 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from adapters import PEERS, Unsupported  # noqa: E402
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+from peak_memory import reset_peak, status  # noqa: E402
 
 
 def small(peer, config) -> dict:
@@ -42,12 +36,10 @@ def bulk(peer, config) -> dict:
 
 def attachment(peer, config) -> dict:
     peer.send("warm-up", config["to"], "<p>x</p>")
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # peak resident memory (VmHWM) starts again from here
-    before = _status("VmRSS")
+    before = reset_peak()  # the peak (VmHWM) starts again from here
     start = time.perf_counter()
     peer.send("attachment", config["to"], "<p>x</p>", attachment=config["path"])
-    return {"seconds": time.perf_counter() - start, "peak_mb": (_status("VmHWM") - before) / 2**20}
+    return {"seconds": time.perf_counter() - start, "peak_mb": (status("VmHWM") - before) / 2**20}
 
 
 def faults(peer, config) -> dict:
