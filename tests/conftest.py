@@ -11,7 +11,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-pytest_plugins = ["airflow_graph_mail.emulator.pytest_plugin"]
+pytest_plugins = ["airflow_graph_mail.emulator.pytest_plugin", "browser"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say it loudly when the browser tests did not run: a green run without them proves less."""
+    from browser import SKIP_PREFIX
+
+    reasons = {str(report.longrepr[-1]).removeprefix("Skipped: ") for report in terminalreporter.stats.get("skipped", [])
+               if isinstance(report.longrepr, tuple) and SKIP_PREFIX in str(report.longrepr[-1])}
+    for reason in sorted(reasons):
+        terminalreporter.write_line(f"NOTE: {reason}", yellow=True, bold=True)
 
 
 @pytest.fixture(autouse=True)

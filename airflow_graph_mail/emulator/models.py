@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -79,6 +80,10 @@ class MailStore:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS messages_by_immutable_id ON messages (immutable_id)")
         self._lock = threading.RLock()
+        self.version = 0  # goes up with every change, so a viewer knows when to refresh
+
+    def _changed(self) -> None:
+        self.version += 1
 
     # -- mailboxes -----------------------------------------------------------------------------------
 
@@ -91,6 +96,7 @@ class MailStore:
             mailbox_id = existing.id if existing else str(uuid.uuid4())
             self._db.execute("INSERT OR REPLACE INTO mailboxes VALUES (?,?,?,?,?)",
                              (mailbox_id, address, display_name or address.split("@")[0], 1, int(rest_enabled)))
+            self._changed()
             return self.find_mailbox(address)
 
     def find_mailbox(self, id_or_address: str) -> Mailbox | None:
@@ -151,6 +157,7 @@ class MailStore:
             self._db.execute(_COPY_ATTACHMENTS, (message_id, copy_attachments_of))
         for position, att in enumerate(attachments):
             self._insert_attachment(message_id, position, att, att["content"])
+        self._changed()
         return message_id
 
     def _insert_attachment(self, message_id: str, position: int, att: dict, content: bytes | None = None,
@@ -194,6 +201,7 @@ class MailStore:
                 message["lastModifiedDateTime"] = now_iso()
                 self._db.execute("UPDATE messages SET data = ? WHERE id = ?", (json.dumps(message), message_id))
                 self._db.execute("COMMIT")
+                self._changed()
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -281,6 +289,7 @@ class MailStore:
         self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
         self._db.execute("DELETE FROM extended_properties WHERE message_id = ?", (message_id,))
         self._db.execute("DELETE FROM attachments WHERE message_id = ?", (message_id,))
+        self._changed()
 
     def update(self, mailbox: Mailbox, message_id: str, changes: dict) -> None:
         """PATCH: new values for some properties of a stored message (its id stays)."""
@@ -288,6 +297,7 @@ class MailStore:
         message.update(changes, lastModifiedDateTime=now_iso())
         with self._lock:
             self._db.execute("UPDATE messages SET data = ? WHERE id = ?", (json.dumps(message), message["id"]))
+            self._changed()
 
     def load(self, mailbox: Mailbox, message_id: str) -> tuple[dict, str]:
         with self._lock:
@@ -362,6 +372,70 @@ class MailStore:
             self._db.executescript("DELETE FROM messages; DELETE FROM attachments; DELETE FROM extended_properties; "
                                    "DELETE FROM submissions; "
                                    "DELETE FROM mailboxes WHERE is_user = 0;")
+            self._changed()
+
+    def clear_mailbox(self, mailbox: Mailbox) -> int:
+        """Empty every folder of one mailbox and forget what it submitted; a recipient-only mailbox goes."""
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM messages WHERE mailbox_id = ?", (mailbox.id,))]
+            self._db.execute("BEGIN")
+            try:
+                for message_id in ids:
+                    self._delete(message_id)
+                self._db.execute("DELETE FROM submissions WHERE mailbox_id = ?", (mailbox.id,))
+                self._db.execute("DELETE FROM mailboxes WHERE id = ? AND is_user = 0", (mailbox.id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._changed()
+            return len(ids)
+
+    def browse(self, mailbox: Mailbox | None = None, folder: str | None = None,
+               keep: Callable[[dict], bool] | None = None, limit: int = 200) -> tuple[list[dict], int]:
+        """(newest ``limit`` messages that ``keep`` accepts, how many it accepts in all), for a viewer.
+
+        Each message comes with "_mailbox", "_folder", "_attached" (files), "_inline" and "_attachedBytes"."""
+        where, args = [], []
+        if mailbox is not None:
+            where.append("m.mailbox_id = ?")
+            args.append(mailbox.id)
+        if folder is not None:
+            where.append("m.folder = ?")
+            args.append(folder)
+        sql = ("SELECT b.address, m.folder, m.data FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY m.created DESC, m.rowid DESC")
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        found = []
+        for address, folder_name, data in rows:
+            message = json.loads(data)
+            if keep is None or keep(message):
+                found.append({**message, "_mailbox": address, "_folder": folder_name})
+        page = found[:limit]
+        marks = ",".join("?" * len(page))
+        with self._lock:
+            counts = {r[0]: r[1:] for r in self._db.execute(
+                "SELECT message_id, SUM(1 - is_inline), SUM(is_inline), SUM(size) FROM attachments "
+                f"WHERE message_id IN ({marks}) GROUP BY message_id", [m["id"] for m in page])}
+        for message in page:
+            attached, inline, size = counts.get(message["id"], (0, 0, 0))
+            message.update(_attached=attached, _inline=inline, _attachedBytes=size)
+        return page, len(found)
+
+    def attachment_content(self, message_id: str, attachment_id: str | None = None,
+                           content_id: str | None = None) -> tuple[dict, bytes] | None:
+        """One attachment of a message with its bytes, by id or by Content-ID (a ``cid:`` reference)."""
+        column, value = ("id", attachment_id) if attachment_id is not None else ("content_id", content_id)
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT id, name, content_type, size, is_inline, content_id, content FROM attachments "
+                f"WHERE message_id = ? AND {column} = ? ORDER BY position LIMIT 1", (message_id, value)).fetchone()
+        if row is None:
+            return None
+        meta = {"id": row[0], "name": row[1], "contentType": row[2], "size": row[3], "isInline": bool(row[4]),
+                "contentId": row[5]}
+        return meta, bytes(row[6] or b"")
 
     def web_link(self, base_url: str, message_id: str) -> str:
         return f"{base_url}/owa/?ItemID={quote(message_id, safe='')}&exvsurl=1&viewmodel=ReadMessageItem"

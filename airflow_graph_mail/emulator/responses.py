@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from urllib.parse import quote
 
 from airflow_graph_mail.emulator import mime as mime_io
 from airflow_graph_mail.emulator.attachment_handlers import AttachmentHandlers
@@ -213,7 +214,7 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
 
     def web_link(self, request: Request) -> Response:
         item = request.query.get("ItemID", "")
-        return Response(302, b"", {"Location": f"/_emulator/messages/{item}"})
+        return Response(302, b"", {"Location": f"/_viewer/messages/{quote(item, safe='')}"})
 
 
 # Microsoft's documented form: singleValueExtendedProperties/Any(ep: ep/id eq '<id>' and ep/value eq '<value>')

@@ -38,7 +38,20 @@ ROUTES = [
     ("GET", r"/_emulator/deliveries", "inspect_deliveries"),
     ("POST", r"/_emulator/reset", "reset"),
     ("GET", r"/owa/", "web_link"),
+    # The mailbox viewer (handlers named viewer_* live in emulator/viewer/pages.py).
+    ("GET", r"/", "viewer_index"),
+    ("GET", r"/_viewer/version", "viewer_version"),
+    ("GET", r"/_viewer/static/(?P<asset>[\w.-]+)", "viewer_static"),
+    ("GET", r"/_viewer/messages/(?P<id>[^/]+)", "viewer_message"),
+    ("GET", r"/_viewer/messages/(?P<id>[^/]+)/body", "viewer_body"),
+    ("GET", r"/_viewer/messages/(?P<id>[^/]+)/source", "viewer_source"),
+    ("GET", r"/_viewer/messages/(?P<id>[^/]+)/attachments/(?P<attachment>[^/]+)", "viewer_attachment"),
+    ("GET", r"/_viewer/messages/(?P<id>[^/]+)/cid/(?P<cid>.+)", "viewer_inline"),
+    ("POST", r"/_viewer/clear", "viewer_clear"),
+    ("POST", r"/_viewer/mailboxes/(?P<mailbox>[^/]+)/clear", "viewer_clear"),
 ]
+VIEWER_PREFIX = "viewer_"
+
 COMPILED = [(method, re.compile(f"^{pattern}$", re.IGNORECASE), name) for method, pattern, name in ROUTES]
 
 

@@ -21,12 +21,13 @@ from airflow_graph_mail.emulator.directory import FEDERATION_AUDIENCE, MAIL_ROLE
 from airflow_graph_mail.emulator.managed_identity import APP_SERVICE_PATH
 from airflow_graph_mail.emulator.models import MailStore
 from airflow_graph_mail.emulator.responses import Handlers, attachment_json
-from airflow_graph_mail.emulator.routes import match
+from airflow_graph_mail.emulator.routes import VIEWER_PREFIX, match
 from airflow_graph_mail.emulator.rules import GraphError
 from airflow_graph_mail.emulator.throttle import MailboxThrottle
 from airflow_graph_mail.emulator.tls import ensure_certificates
 from airflow_graph_mail.emulator.tokens import TokenIssuer
 from airflow_graph_mail.emulator.uploads import MB, UploadBudget, UploadSessions
+from airflow_graph_mail.emulator.viewer import Viewer
 from airflow_graph_mail.emulator.wire import Request, Response, graph_error
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class GraphEmulator:
         self._in_flight = 0
         self._idle = threading.Condition()
         self.handlers = Handlers(self)
+        self.viewer = Viewer(self)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.ca_path, self._cert_path, self._key_path = ensure_certificates(self.files_dir / "tls")
@@ -232,6 +234,11 @@ class GraphEmulator:
     def base_url(self) -> str:
         return f"https://{self.host}:{self.port}"
 
+    @property
+    def viewer_url(self) -> str:
+        """The mailbox viewer: a web page showing every mailbox and what arrived in it."""
+        return f"{self.base_url}/"
+
     def start(self) -> GraphEmulator:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self._cert_path, self._key_path)
@@ -325,7 +332,7 @@ class GraphEmulator:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             raise GraphError(fault.action, FAULT_CODES.get(fault.action, "InjectedFault"), "Injected fault.",
                              headers)
-        response = getattr(self.handlers, name)(request)
+        response = getattr(self.viewer if name.startswith(VIEWER_PREFIX) else self.handlers, name)(request)
         if fault is None:
             return response
         if fault.action == DROP_AFTER:
@@ -338,10 +345,10 @@ class GraphEmulator:
         return response
 
     def _log(self, request: Request, status: int) -> None:
-        """Every Graph, Entra and upload request (not the inspection API).
+        """Every Graph, Entra and upload request (not the inspection API, not the viewer).
 
         status 0: dropped before processing; negative: processed with that status, then dropped."""
-        if request.path.startswith("/_emulator"):
+        if request.path.startswith(("/_emulator", "/_viewer")) or request.path == "/":
             return
         self.request_log.append({"time": time.time(), "method": request.method, "path": request.path,
                                  "status": status, "bytes": len(request.body),
