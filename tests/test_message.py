@@ -77,3 +77,16 @@ def test_graph_dict_is_checked_but_kept():
     with pytest.raises(MessageValidationError, match="no recipients"):
         graph_message({"subject": "x"}, require_recipients=True)
     assert graph_message({"subject": "x"}, require_recipients=False) == {"subject": "x"}
+
+
+def test_an_attachment_object_given_as_inline_image_becomes_inline():
+    """inline_images={"logo": Attachment} used to keep the Attachment as a plain file (and so refused the body)."""
+    logo = Attachment.from_bytes("logo.png", b"\x89PNG")
+    message = Message(to="ann@example.com", body='<img src="cid:logo"><img src="cid:seal">',
+                      inline_images={"logo": logo, "seal": Attachment.from_bytes("seal.png", b"\x89PNG")})
+    assert [(a.name, a.is_inline, a.content_id) for a in message.attachments] == [
+        ("logo.png", True, "logo"), ("seal.png", True, "seal")]
+    assert logo.is_inline is False  # the caller's object is left as it was
+    listed = Message(to="ann@example.com", body='<img src="cid:seal.png">',
+                     inline_images=[Attachment.from_bytes("seal.png", b"\x89PNG")])
+    assert [(a.is_inline, a.content_id) for a in listed.attachments] == [(True, "seal.png")]

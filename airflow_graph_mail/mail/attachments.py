@@ -14,7 +14,7 @@ import mimetypes
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -224,8 +224,8 @@ def _dict_source(spec: dict) -> list[Attachment]:
 
 def expand_source(source, **options) -> list[Attachment]:
     """One source as users naturally write it -> its attachments (a glob may give several)."""
-    if isinstance(source, Attachment):
-        return [source]
+    if isinstance(source, Attachment):  # a copy with the options (inline, content id) of where it was given
+        return [replace(source, **options)] if options else [source]
     if hasattr(source, "fs") and hasattr(source, "path") and not isinstance(source, str):
         # ObjectStoragePath (a universal_pathlib path, os.PathLike on Airflow 2): use its own, already
         # configured, filesystem; os.fspath() would drop the scheme.
