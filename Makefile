@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-airflow2 bench bench-peers clean
+.PHONY: install demo demo-serve test test-airflow2 bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The same, then the emulator and its mailbox viewer stay up until Ctrl-C.
+demo-serve: $(STAMP)
+	$(BIN)/python scripts/demo.py --serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,9 +1,14 @@
-"""`make demo`: start the emulator, run the report DAG against it, show what each mailbox received."""
+"""`make demo`: start the emulator, run the report DAG against it, show what each mailbox received and
+where to see it in a browser. `make demo-serve` (--serve) then keeps the emulator up until Ctrl-C."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from airflow_env import ROOT, airflow_env, dags_test, migrate
@@ -11,10 +16,55 @@ from airflow_env import ROOT, airflow_env, dags_test, migrate
 from airflow_graph_mail.emulator import GraphEmulator
 
 STATE = ROOT / ".demo"
+PORT = 8443  # a stable viewer address from one run to the next; any free port when it is taken
 
 
-def main() -> int:
-    with GraphEmulator(STATE / "emulator") as emulator, tempfile.TemporaryDirectory() as tmp:
+def start_emulator(state: Path, port: int) -> GraphEmulator:
+    try:
+        return GraphEmulator(state / "emulator", port=port).start()
+    except OSError:
+        if port == 0:
+            raise
+        print(f"Port {port} is in use; taking a free one.")
+        return GraphEmulator(state / "emulator", port=0).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", action="store_true", help="keep the emulator and its viewer up until Ctrl-C")
+    parser.add_argument("--state-dir", type=Path, default=STATE, help="mailboxes, CA and .eml exports")
+    parser.add_argument("--port", type=int, default=PORT, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    emulator = start_emulator(args.state_dir, args.port)
+    try:
+        status = run_demo(emulator, args.state_dir)
+        print(f"\nMailbox viewer: {emulator.viewer_url}")
+        print(f"  (the emulator's own CA signed its certificate: trust {emulator.ca_path} in the browser, "
+              "or accept the warning once)")
+        if not args.serve:
+            print("  The emulator stops now; `make demo-serve` runs the same demo and keeps the viewer up.")
+            return status
+        serve(emulator)
+        return status
+    finally:
+        emulator.stop()
+
+
+def serve(emulator: GraphEmulator) -> None:
+    """Wait for Ctrl-C (or SIGTERM); meanwhile DAGs can send through this emulator and appear in the viewer."""
+    print(f"\nServing until Ctrl-C. To send from your own DAGs to this emulator:\n"
+          f"  export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{json.dumps(emulator.connection())}'", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    print("Stopped.")
+
+
+def run_demo(emulator: GraphEmulator, state: Path) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
         emulator.reset()
         print(f"Graph mail emulator on {emulator.base_url} (state in {emulator.state_dir})")
         home = Path(tmp) / "airflow"
@@ -32,7 +82,7 @@ def main() -> int:
             inbox = emulator.messages(mailbox.address, "inbox", with_content=False)
             if not inbox:
                 continue
-            eml_dir = STATE / "eml" / mailbox.address
+            eml_dir = state / "eml" / mailbox.address
             emulator.export_eml(mailbox.address, eml_dir)
             print(f"\n{mailbox.address}: {len(inbox)} message(s) in Inbox, .eml files in {eml_dir}")
             for message in inbox:
@@ -44,6 +94,7 @@ def main() -> int:
                 for att in message["attachments"]:
                     kind = f"inline image cid:{att['contentId']}" if att["isInline"] else "attachment"
                     print(f"  {kind}: {att['name']} ({att['size']:,} bytes, {att['contentType']})")
+                print(f"  view:    {emulator.base_url}/_viewer/messages/{message['id']}")
         if not delivered:
             print("Nothing arrived in any mailbox.")
             return 1

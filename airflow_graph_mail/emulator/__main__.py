@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     connection = json.dumps(emulator.connection())
     print(f"Graph mail emulator on {emulator.base_url}", flush=True)
     print(f"CA bundle: {emulator.ca_path}")
+    print(f"Mailbox viewer: {emulator.viewer_url} (trust the CA bundle in the browser, or accept its warning)")
     if args.state_dir:
         print(f"Airflow connection written to {emulator.state_dir / CONNECTION_FILE}")
     print(f"export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{connection}'")

@@ -345,10 +345,10 @@ class GraphEmulator:
         return response
 
     def _log(self, request: Request, status: int) -> None:
-        """Every Graph, Entra and upload request (not the inspection API, not the viewer).
+        """Every Graph, Entra and upload request (not the inspection API, not the viewer and its web links).
 
         status 0: dropped before processing; negative: processed with that status, then dropped."""
-        if request.path.startswith(("/_emulator", "/_viewer")) or request.path == "/":
+        if request.path.startswith(("/_emulator", "/_viewer", "/owa/")) or request.path == "/":
             return
         self.request_log.append({"time": time.time(), "method": request.method, "path": request.path,
                                  "status": status, "bytes": len(request.body),

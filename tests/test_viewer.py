@@ -1,0 +1,217 @@
+"""The mailbox viewer over HTTPS, without a browser: pages, search, clearing, downloads and the policies
+that keep a mail's HTML in its box. (test_viewer_browser.py looks at the same pages in Chromium.)"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import signal
+import subprocess
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from airflow_graph_mail.emulator.viewer import pages
+from airflow_graph_mail.emulator.viewer.body import html_to_text
+from airflow_graph_mail.mail.attachments import Attachment
+from airflow_graph_mail.mail.message import Message
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def subjects(page: str) -> list[str]:
+    return [html.unescape(s) for s in re.findall(r'<td class="subject"><a href="[^"]+">([^<]*)</a>', page)]
+
+
+@pytest.fixture
+def viewer(http, graph_emulator):
+    """viewer(path, **params) -> the page's text (asserting 200)."""
+    def get(path: str = "/", **params):
+        answer = http.get(graph_emulator.base_url + path, params=params)
+        assert answer.status_code == 200, answer.text[:500]
+        return answer.text
+
+    return get
+
+
+def test_search_by_subject_recipient_and_idempotency_key(hook, viewer):
+    hook.send_mail(Message(subject="Invoices for März", to=["Zoë Quinn <zoe@example.com>"], body="a"),
+                   idempotency_key="billing/run-7/0")
+    hook.send_mail(Message(subject="Team lunch", to=["bob@example.com"], cc=["carol@example.com"], body="b"),
+                   idempotency_key="social/run-2/0")
+    assert subjects(viewer(q="MÄRZ")) == ["Invoices for März"] * 2  # Zoë's Inbox and Sent Items
+    assert subjects(viewer(q="zoë")) == ["Invoices for März"] * 2  # a display name, any case
+    assert subjects(viewer(q="carol@example")) == ["Team lunch"] * 3  # a Cc recipient: bob, carol, Sent Items
+    assert subjects(viewer(q="billing/run-7")) == ["Invoices for März"] * 2  # the idempotency key
+    assert subjects(viewer(q="billing", mailbox="zoe@example.com")) == ["Invoices for März"]
+    nothing = viewer(q="no such thing")
+    assert subjects(nothing) == [] and "Nothing matches" in nothing
+    page = viewer(mailbox="airflow@contoso.com", folder="sentitems")
+    assert subjects(page) == ["Team lunch", "Invoices for März"]  # newest first
+    assert "airflow@contoso.com · Sent Items" in page
+
+
+def test_list_columns_and_limits(hook, viewer, monkeypatch):
+    hook.send_mail(Message(subject="With files", to=["ann@example.com"], body='<img src="cid:logo">',
+                           attachments=[Attachment.from_bytes("a.csv", b"x" * 2048)],
+                           inline_images={"logo": Attachment.from_bytes("logo.png", b"\x89PNG" + b"0" * 60)}))
+    page = viewer(mailbox="ann@example.com", folder="inbox")
+    row = re.search(r'<tr class="unread" data-message-id="[^"]+">(.*?)</tr>', page, re.S).group(1)
+    assert re.search(r'<td class="from">airflow &lt;airflow@contoso.com&gt;</td>', row)
+    assert '<td class="to">ann@example.com</td>' in row
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ">', row)
+    assert '<td class="num size">2.1 KB</td>' in row  # 10 + 20 + 2,048 + 64 bytes
+    assert re.search(r'<td class="num attachments">1 <span class="muted">\+ 1 inline</span></td>', row)
+    for n in range(3):
+        hook.send_mail(Message(subject=f"Note {n}", to=["ann@example.com"], body="x"))
+    monkeypatch.setattr(pages, "PAGE_LIMIT", 2)
+    page = viewer(mailbox="ann@example.com")
+    assert subjects(page) == ["Note 2", "Note 1"] and "4 messages; the newest 2 are shown" in page
+    assert "There is no mailbox nobody@example.com" in viewer(mailbox="nobody@example.com")
+
+
+def test_message_page_shows_envelope_headers_and_properties(graph, graph_emulator, viewer):
+    answer = graph("POST", "/sendMail", json={"message": {
+        "subject": "Flagged & important", "importance": "high", "flag": {"flagStatus": "flagged"},
+        "body": {"contentType": "text", "content": "plain words\nsecond line"},
+        "toRecipients": [{"emailAddress": {"address": "ann@example.com", "name": "Ann"}}],
+        "bccRecipients": [{"emailAddress": {"address": "audit@example.com"}}],
+        "replyTo": [{"emailAddress": {"address": "replies@example.com"}}],
+        "internetMessageHeaders": [{"name": "x-run-id", "value": "manual__1"}]}})
+    assert answer.status_code == 202, answer.text
+    (sent,) = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+    page = viewer(f"/_viewer/messages/{sent['id']}")
+    assert "<h1 class=\"subject\">Flagged &amp; important</h1>" in page
+    assert '<td class="recipients-bcc">audit@example.com</td>' in page  # the sender's copy keeps Bcc
+    assert '<td class="recipients-reply-to">replies@example.com</td>' in page
+    assert '<td class="importance">high</td>' in page and '<td class="flag">flagged</td>' in page
+    assert "<tr><th>x-run-id</th><td>manual__1</td></tr>" in page
+    assert '<pre class="text-body">plain words\nsecond line</pre>' in page
+    assert "Subject: Flagged &amp; important" in page  # the Raw tab
+    (delivered,) = graph_emulator.messages("ann@example.com")
+    assert "recipients-bcc" not in viewer(f"/_viewer/messages/{delivered['id']}")  # a recipient never sees Bcc
+
+
+def test_message_body_is_served_under_a_policy_that_blocks_scripts_and_remote_content(hook, http, graph_emulator):
+    hook.send_mail(Message(subject="Chart", to=["ann@example.com"], body=(
+        '<!DOCTYPE html><html><body><img src="cid:chart"><img src="https://tracker.example/p.gif"></body></html>'),
+        inline_images={"chart": Attachment.from_bytes("chart.png", b"\x89PNG-bytes")}))
+    (mail,) = graph_emulator.messages("ann@example.com")
+    base = f"{graph_emulator.base_url}/_viewer/messages/{mail['id']}"
+    body = http.get(base + "/body")
+    policy = body.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "img-src 'self' data:" in policy and "script-src" not in policy
+    assert re.search(r"sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox$", policy)
+    assert body.headers["X-Content-Type-Options"] == "nosniff" and body.headers["Referrer-Policy"] == "no-referrer"
+    assert body.text.startswith('<!DOCTYPE html><meta charset="utf-8"><base target="_blank"><html>')  # no quirks mode
+    assert f'<img src="/_viewer/messages/{mail["id"]}/cid/chart">' in body.text
+    image = http.get(f"{base}/cid/chart")
+    assert image.content == b"\x89PNG-bytes" and image.headers["Content-Type"] == "image/png"
+    assert http.get(f"{base}/cid/other").status_code == 404
+    page = http.get(base).text
+    assert "1 remote image or style blocked" in page
+    assert 'sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox"' in page
+
+
+def test_attachments_download_byte_for_byte(hook, http, graph_emulator):
+    big = os.urandom(5 * 1024 * 1024 + 7)  # over 3 MB: it goes through an upload session
+    hook.send_mail(Message(subject="Files", to=["ann@example.com"], body="x", attachments=[
+        Attachment.from_bytes("données 2026.bin", big), Attachment.from_bytes("page.html", b"<script>x</script>")]))
+    (mail,) = graph_emulator.messages("ann@example.com")
+    by_name = {a["name"]: a for a in mail["attachments"]}
+    base = f"{graph_emulator.base_url}/_viewer/messages/{mail['id']}/attachments/"
+    download = http.get(base + by_name["données 2026.bin"]["id"])
+    assert download.content == big
+    assert download.headers["Content-Disposition"] == (
+        "attachment; filename=\"donn_es 2026.bin\"; filename*=UTF-8''donn%C3%A9es%202026.bin")
+    page = http.get(base + by_name["page.html"]["id"])
+    assert page.headers["Content-Disposition"].startswith("attachment;")  # never rendered on the viewer's origin
+    assert page.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert "Too large to show here" in http.get(f"{graph_emulator.base_url}/_viewer/messages/{mail['id']}").text
+    source = http.get(f"{graph_emulator.base_url}/_viewer/messages/{mail['id']}/source")
+    assert source.headers["Content-Type"] == "text/plain; charset=utf-8" and b"Subject: Files" in source.content
+
+
+def test_clearing_a_mailbox(hook, http, graph_emulator):
+    hook.send_mail(Message(subject="One", to=["ann@example.com"], body="x"), idempotency_key="k-1")
+    hook.send_mail(Message(subject="Two", to=["bob@example.com"], body="x"), idempotency_key="k-2")
+    url = graph_emulator.base_url
+    same_site = {"Origin": url, "Sec-Fetch-Site": "same-origin"}
+    for refused in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = http.post(f"{url}/_viewer/mailboxes/ann@example.com/clear", headers=refused, allow_redirects=False)
+        assert answer.status_code == 403 and "only from the viewer" in answer.text
+    assert len(graph_emulator.messages("ann@example.com")) == 1
+    version = graph_emulator.store.version
+    answer = http.post(f"{url}/_viewer/mailboxes/ann@example.com/clear", headers=same_site, allow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/"  # ann was only a recipient
+    assert graph_emulator.messages("ann@example.com") == [] and graph_emulator.store.version > version
+    assert len(graph_emulator.messages("bob@example.com")) == 1
+    sender = graph_emulator.default_sender
+    answer = http.post(f"{url}/_viewer/mailboxes/{sender}/clear", headers=same_site, allow_redirects=False)
+    assert answer.headers["Location"] == "/?mailbox=airflow%40contoso.com"  # a user of the tenant stays
+    assert graph_emulator.messages(sender, "sentitems") == [] and graph_emulator.deliveries(
+        "String {CEF3C9B9-3E6A-4EA4-9224-11AEE7E01B3C} Name AirflowGraphMailIdempotencyKey") == {}
+    assert http.post(f"{url}/_viewer/clear", headers=same_site, allow_redirects=False).status_code == 303
+    assert graph_emulator.messages("bob@example.com") == []
+
+
+def test_viewer_pages_answer_without_touching_the_request_log(hook, http, graph_emulator):
+    draft = hook.create_draft(Message(subject="Look at me", to=["ann@example.com"], body="x"))
+    logged = len(graph_emulator.request_log)
+    opened = http.get(draft["webLink"])  # Graph's webLink opens the message in the viewer
+    assert opened.status_code == 200 and "<h1 class=\"subject\">Look at me</h1>" in opened.text
+    assert "<span class=\"tag\">draft</span>" in http.get(graph_emulator.viewer_url).text
+    assert http.get(graph_emulator.base_url + "/_viewer/version").json() == {"version": graph_emulator.store.version}
+    assert http.get(graph_emulator.base_url + "/_viewer/static/viewer.js").headers["Content-Type"].startswith(
+        "text/javascript")
+    assert http.get(graph_emulator.base_url + "/_viewer/static/../server.py").status_code in (400, 404)
+    missing = http.get(graph_emulator.base_url + "/_viewer/messages/AAMkAGnope")
+    assert missing.status_code == 404 and "No such message" in missing.text
+    assert len(graph_emulator.request_log) == logged
+
+
+def test_text_tab_prefers_the_mime_text_part(hook, http, graph_emulator):
+    mime = EmailMessage()
+    mime["From"], mime["To"], mime["Subject"] = "airflow@contoso.com", "ann@example.com", "Both parts"
+    mime.set_content("The text part, as written.")
+    mime.add_alternative("<p>The <b>HTML</b> part.</p>", subtype="html")
+    hook.send_mime(mime)
+    (mail,) = graph_emulator.messages("ann@example.com")
+    page = http.get(f"{graph_emulator.base_url}/_viewer/messages/{mail['id']}").text
+    assert '<pre class="text-body">The text part, as written.\n</pre>' in page
+    assert "From the message&#39;s text/plain part." in page
+
+
+def test_html_to_text():
+    assert html_to_text(
+        "<html><head><title>t</title><style>p{}</style></head><body><h2>Sales</h2><p>Total:  <b>12</b>\n units"
+        "</p><table><tr><th>Region</th><th>Orders</th></tr><tr><td>North</td><td>128</td></tr></table>"
+        "<ul><li>one</li><li>two</li></ul><img alt=\"chart\" src=\"cid:x\">a<br>b &amp; c<script>x()</script>"
+        "</body></html>") == "Sales\n\nTotal: 12 units\n\nRegion\tOrders\nNorth\t128\n\n- one\n- two\n\n[chart]a\nb & c\n"
+
+
+def test_demo_serve_keeps_the_viewer_up_until_interrupted(tmp_path):
+    demo = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"), "--serve", "--port", "0",
+                             "--state-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=ROOT)
+    lines = []
+    try:
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("Serving until Ctrl-C"):
+                break
+        output = "".join(lines)
+        viewer_url = re.search(r"^Mailbox viewer: (https://\S+/)$", output, re.M).group(1)
+        import requests
+
+        page = requests.get(viewer_url, verify=str(tmp_path / "emulator" / "tls" / "ca.pem"), timeout=10)
+        assert page.status_code == 200 and "Daily sales report for 2026-11-20" in page.text
+        assert re.search(r"view: +https://\S+/_viewer/messages/\S+", output)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 0
+        assert "Stopped." in demo.stdout.read()
+    finally:
+        demo.kill()
