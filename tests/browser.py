@@ -34,6 +34,8 @@ def missing() -> str | None:
 @pytest.fixture(scope="session")
 def chromium():
     reason = missing()
+    if reason and os.environ.get("REQUIRE_BROWSER"):  # CI: a missing browser is a failure, not a skip
+        pytest.fail(reason.replace(SKIP_PREFIX, "browser tests cannot run"))
     if reason:
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright

@@ -21,6 +21,7 @@ HERE = Path(__file__).parent
 FOLDER_LABELS = {"inbox": "Inbox", "drafts": "Drafts", "sentitems": "Sent Items", "deleteditems": "Deleted Items",
                  "outbox": "Outbox", "archive": "Archive", "junkemail": "Junk Email"}
 USER_FOLDERS = ("inbox", "drafts", "sentitems")
+FLAG_LABELS = {"notFlagged": "not flagged", "flagged": "flagged", "complete": "complete"}
 STATIC = {"viewer.css": "text/css; charset=utf-8", "viewer.js": "text/javascript; charset=utf-8"}
 PAGE_LIMIT = 200
 RAW_PREVIEW_BYTES = 256 * 1024
@@ -200,7 +201,7 @@ class Viewer:
             on_behalf=address_label(message.get("sender")) if message.get("sender") != message.get("from") else "",
             recipients=[(label, value) for label, value in recipients if value], time=message_time(message),
             importance=message.get("importance", "normal"),
-            flag=(message.get("flag") or {}).get("flagStatus", "notFlagged"),
+            flag=FLAG_LABELS.get((message.get("flag") or {}).get("flagStatus"), "not flagged"),
             size=message_size(message, attached_bytes), attachments=attachments,
             headers=message.get("internetMessageHeaders") or [], properties=properties,
             facts=[(k, v) for k, v in facts if v not in (None, "")], html=body.get("contentType") == "html",
