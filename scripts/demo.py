@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from airflow_env import ROOT, airflow_env, dags_test, migrate
@@ -54,12 +52,7 @@ def serve(emulator: GraphEmulator) -> None:
     """Wait for Ctrl-C (or SIGTERM); meanwhile DAGs can send through this emulator and appear in the viewer."""
     print(f"\nServing until Ctrl-C. To send from your own DAGs to this emulator:\n"
           f"  export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{json.dumps(emulator.connection())}'", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+    emulator.serve_until_stopped()
     print("Stopped.")
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 
 from airflow_graph_mail.emulator.server import CONNECTION_FILE, GraphEmulator
 from airflow_graph_mail.emulator.uploads import MB
@@ -54,13 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{connection}'")
     managed = " ".join(f"{k}={v}" for k, v in emulator.managed_identity_env().items())
     print(f"Managed identity (extra credential=managed_identity): export {managed}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    emulator.stop()
+    emulator.serve_until_stopped()
     return 0
 
 

@@ -6,6 +6,7 @@ import collections
 import json
 import logging
 import secrets
+import signal
 import ssl
 import tempfile
 import threading
@@ -262,6 +263,16 @@ class GraphEmulator:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def serve_until_stopped(self) -> None:
+        """Block until Ctrl-C or SIGTERM, then stop (the command line and `make demo-serve`)."""
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        self.stop()
 
     def __enter__(self) -> GraphEmulator:
         return self.start()
