@@ -37,11 +37,11 @@ _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "
 
 
 def human_size(size: int) -> str:
-    for unit in ("bytes", "KB", "MB"):
-        if size < 1024 or unit == "MB":
-            return f"{size:,} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size:,.1f} MB"
+    if size < 1024:
+        return f"{size:,} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:,.1f} KB"
+    return f"{size / 1024 / 1024:,.1f} MB"
 
 
 def address_label(recipient: dict | None) -> str:
@@ -122,7 +122,7 @@ class Viewer:
                         "url": "/?" + urlencode({"mailbox": mailbox.address, "folder": f}),
                         "active": selected["mailbox"] == mailbox.address and selected["folder"] == f}
                        for f in shown]
-            boxes.append({"address": mailbox.address, "name": mailbox.display_name, "user": mailbox.is_user,
+            boxes.append({"address": mailbox.address, "name": mailbox.display_name,
                           "total": sum(counts.values()), "folders": folders,
                           "url": "/?" + urlencode({"mailbox": mailbox.address}),
                           "active": selected["mailbox"] == mailbox.address and not selected["folder"]})
@@ -196,7 +196,7 @@ class Viewer:
                  ("Draft", message.get("isDraft")), ("Categories", ", ".join(message.get("categories") or []))]
         return self._page(
             "message.html", selected={"mailbox": mailbox.address, "folder": folder},
-            message=message, subject=message.get("subject") or "", folder_label=FOLDER_LABELS[folder],
+            subject=message.get("subject") or "", folder_label=FOLDER_LABELS[folder],
             mailbox=mailbox.address, sender=address_label(message.get("from") or message.get("sender")),
             on_behalf=address_label(message.get("sender")) if message.get("sender") != message.get("from") else "",
             recipients=[(label, value) for label, value in recipients if value], time=message_time(message),
