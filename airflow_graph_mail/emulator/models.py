@@ -347,11 +347,14 @@ class MailStore:
                                     (property_key(property_id),)).fetchall()
         return dict(rows)
 
-    def folder_counts(self, mailbox: Mailbox) -> dict[str, int]:
+    def folder_counts(self) -> dict[str, dict[str, int]]:
+        """{mailbox id: {folder: messages}} for every mailbox, in one query (a merge can make thousands)."""
+        counts: dict[str, dict[str, int]] = {}
         with self._lock:
-            rows = self._db.execute("SELECT folder, COUNT(*) FROM messages WHERE mailbox_id = ? GROUP BY folder",
-                                    (mailbox.id,)).fetchall()
-        return dict(rows)
+            rows = self._db.execute("SELECT mailbox_id, folder, COUNT(*) FROM messages GROUP BY mailbox_id, folder")
+            for mailbox_id, folder, count in rows:
+                counts.setdefault(mailbox_id, {})[folder] = count
+        return counts
 
     def find_message(self, message_id: str) -> tuple[Mailbox, dict, str] | None:
         """For the inspection API: a message by id (or immutable id) in any mailbox."""

@@ -175,9 +175,10 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
     # -- inspection ----------------------------------------------------------------------------------
 
     def inspect_mailboxes(self, request: Request) -> Response:
+        counts = self.store.folder_counts()
         return Response.json(200, {"value": [
             {"id": m.id, "address": m.address, "displayName": m.display_name, "isUser": m.is_user,
-             "folders": self.store.folder_counts(m)} for m in self.store.mailboxes()]})
+             "folders": counts.get(m.id, {})} for m in self.store.mailboxes()]})
 
     def inspect_folder(self, request: Request) -> Response:
         mailbox = self.store.find_mailbox(request.params["mailbox"])

@@ -114,9 +114,9 @@ class Viewer:
         return self._page("missing.html", 404, what=what)
 
     def _sidebar(self, selected: dict) -> dict:
-        boxes, total = [], 0
+        boxes, total, all_counts = [], 0, self.store.folder_counts()
         for mailbox in self.store.mailboxes():
-            counts = self.store.folder_counts(mailbox)
+            counts = all_counts.get(mailbox.id, {})
             shown = [f for f in FOLDERS if counts.get(f) or (mailbox.is_user and f in USER_FOLDERS)] or ["inbox"]
             folders = [{"label": FOLDER_LABELS[f], "count": counts.get(f, 0),
                         "url": "/?" + urlencode({"mailbox": mailbox.address, "folder": f}),
