@@ -223,3 +223,54 @@ def test_state_persists_and_cli_exports(tmp_path, capsys):
     assert len(again.messages("ann@example.com")) == 1
     assert emulator_main(["--state-dir", str(tmp_path), "--export-eml", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "ann@example.com").is_dir()
+
+
+def test_cross_site_changes_are_refused(http, graph, graph_emulator):
+    """A page on another site must not be able to wipe the mailboxes (a form POST or a fetch)."""
+    graph("POST", "/sendMail", json={"message": simple()})
+    reset = f"{graph_emulator.base_url}/_emulator/reset"
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site", "Origin": "https://other.localhost"}):
+        refused = http.post(reset, headers=headers)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "CrossSiteRequestRefused"
+    assert len(graph_emulator.messages("ann@example.com")) == 1
+    assert http.post(reset).status_code == 204  # curl, a test, a script: no browser headers
+    assert graph_emulator.messages("ann@example.com") == []
+
+
+def test_foreign_host_names_are_refused(http, graph, graph_emulator):
+    """DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own name as Host."""
+    port = graph_emulator.port
+    for path in ("/_emulator/mailboxes", "/", f"/v1.0/users/{graph_emulator.default_sender}/messages"):
+        refused = http.get(graph_emulator.base_url + path, headers={"Host": f"rebind.evil.example:{port}"})
+        assert refused.status_code == 403 and "does not answer to the host name 'rebind.evil.example'" in refused.text
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert http.get(f"{graph_emulator.base_url}/_emulator/mailboxes", headers={"Host": host}).status_code == 200
+
+
+def test_every_answer_says_nosniff(http, graph, graph_emulator):
+    answers = [http.get(f"{graph_emulator.base_url}/_emulator/mailboxes"), graph("GET", "/messages"),
+               graph("POST", "/sendMail", json={}), get_token(http, graph_emulator), http.get(graph_emulator.base_url),
+               http.get(f"{graph_emulator.base_url}/no/such/path")]
+    assert {a.headers.get("X-Content-Type-Options") for a in answers} == {"nosniff"}
+
+
+def test_state_files_holding_secrets_are_owner_only(tmp_path):
+    with GraphEmulator(tmp_path):
+        modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("emulator.json", "airflow-connection.json")}
+    assert modes == {"emulator.json": 0o600, "airflow-connection.json": 0o600}
+
+
+def test_listening_beyond_loopback_warns(tmp_path):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "airflow_graph_mail.emulator", "--host", "0.0.0.0", "--port",
+                                "0", "--state-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        warning = process.stderr.readline()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert warning.startswith("WARNING: listening on 0.0.0.0") and "no sign-in" in warning

@@ -13,7 +13,9 @@ from airflow_graph_mail.emulator.uploads import MB
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m airflow_graph_mail.emulator", description=__doc__)
     parser.add_argument("--state-dir", help="keep mailboxes, CA and credentials here (default: in memory)")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="another host name to answer to (others are refused, against DNS rebinding)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--sender", action="append", default=[], help="another mailbox allowed to send")
     parser.add_argument("--token-lifetime", type=int, default=3600, help="seconds")
@@ -36,13 +38,17 @@ def main(argv: list[str] | None = None) -> int:
                              upload_budget_bytes=int(args.upload_budget_mb * MB),
                              upload_budget_window=args.upload_budget_window,
                              mailbox_concurrency=args.mailbox_concurrency, mailbox_requests=args.mailbox_requests,
-                             latency=args.latency_ms / 1000)
+                             latency=args.latency_ms / 1000, allowed_hosts=tuple(args.allow_host))
     if args.export_eml:
         for mailbox in emulator.store.mailboxes():
             for path in emulator.export_eml(mailbox.address, f"{args.export_eml}/{mailbox.address}"):
                 print(path)
         return 0
     emulator.start()
+    if not emulator.is_loopback:
+        print(f"WARNING: listening on {args.host}, beyond this machine: the inspection API (/_emulator/) and the "
+              "mailbox viewer have no sign-in, so anyone who can reach this port can read and clear every "
+              "mailbox. Use the default 127.0.0.1 unless you mean it.", file=sys.stderr, flush=True)
     connection = json.dumps(emulator.connection())
     print(f"Graph mail emulator on {emulator.base_url}", flush=True)
     print(f"CA bundle: {emulator.ca_path}")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import collections
+import ipaddress
 import json
 import logging
+import os
+import re
 import secrets
+import socket
 import signal
 import ssl
 import tempfile
@@ -36,6 +40,9 @@ CONFIG_FILE = "emulator.json"
 CONNECTION_FILE = "airflow-connection.json"
 DEFAULT_SENDER = "airflow@contoso.com"
 _DRAIN_CHUNK = 1024 * 1024
+# Upload URLs carry their token in the query; request lines in the emulator's own log hide it.
+_QUERY_SECRET = re.compile(r"(?i)\b(authtoken|access_token|client_secret|code)=[^&\s\"]+")
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # The error code Graph gives with each status a scripted fault answers.
 FAULT_CODES = {400: "BadRequest", 404: "ErrorItemNotFound", 429: "TooManyRequests", 500: "InternalServerError",
                502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
@@ -67,6 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.send_response(response.status)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
@@ -77,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
     def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
-        log.debug("%s - %s", self.address_string(), format % args)
+        log.debug("%s - %s", self.address_string(), _QUERY_SECRET.sub(r"\1=***", format % args))
 
 
 class GraphEmulator:
@@ -94,15 +102,18 @@ class GraphEmulator:
                  message_size_limit: int = 35 * MB, upload_budget_bytes: int = 150 * MB,
                  upload_budget_window: float = 300.0, upload_session_lifetime: float = 900.0,
                  mailbox_concurrency: int = 4, mailbox_requests: int = 10_000, mailbox_window: float = 600.0,
-                 latency: float = 0.0):
+                 latency: float = 0.0, allowed_hosts: tuple[str, ...] = ()):
         """Limits default to Exchange Online's: 35 MB messages, 150 MB uploaded per mailbox per 5 minutes,
         4 concurrent requests and 10,000 requests per 10 minutes per mailbox. ``latency`` (seconds) is
-        added to every mailbox request."""
+        added to every mailbox request. ``allowed_hosts``: more names the emulator answers to, besides its
+        address, localhost and this machine's name (any other Host header is refused: DNS rebinding)."""
         self.state_dir = Path(state_dir) if state_dir else None
         self._tmp = None if self.state_dir else tempfile.TemporaryDirectory(prefix="graph-emulator-")
         self.files_dir = self.state_dir or Path(self._tmp.name)
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.host, self.port = host, port
+        self.allowed_hosts = {name.lower() for name in (*_LOOPBACK_NAMES, host, socket.gethostname(),
+                                                          socket.getfqdn(), *allowed_hosts)}
         self.token_lifetime = token_lifetime
         self.sendmail_status = sendmail_status
         self.issuer = TokenIssuer()
@@ -251,9 +262,21 @@ class GraphEmulator:
         self.port = server.server_address[1]
         self._thread = threading.Thread(target=server.serve_forever, name="graph-emulator", daemon=True)
         self._thread.start()
-        if self.state_dir:
-            (self.state_dir / CONNECTION_FILE).write_text(json.dumps(self.connection(), indent=2))
+        if self.state_dir:  # it holds the client secret: owner-only, like emulator.json
+            path = self.state_dir / CONNECTION_FILE
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(self.connection(), indent=2))
+            path.chmod(0o600)
         return self
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the emulator listens on loopback only (the inspection API and viewer have no sign-in)."""
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host.lower() == "localhost"
 
     def stop(self) -> None:
         if self._server is not None:
@@ -303,20 +326,28 @@ class GraphEmulator:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
+    def _refusal(self, request: Request) -> GraphError | None:
+        """A request from a name that is not the emulator's (a DNS rebinding page), or a change to the
+        emulator's state that a page on another site made a browser send."""
+        host = request.host_name
+        if host is not None and host not in self.allowed_hosts and not _is_ip(host):
+            return GraphError(403, "HostNotAllowed", f"The emulator does not answer to the host name '{host}'; "
+                              "start it with --allow-host NAME to add one.")
+        if request.method not in ("GET", "HEAD") and request.path.startswith(("/_emulator", "/_viewer")) \
+                and not request.same_origin:
+            return GraphError(403, "CrossSiteRequestRefused", "Changes to the emulator's state are accepted only "
+                              "from its own pages or from clients that are not browsers.")
+        return None
+
+    def _refused(self, request: Request, refusal: GraphError) -> Response:
+        if request.path.startswith("/_viewer") and refusal.code == "CrossSiteRequestRefused":
+            return self.viewer.cross_site_refused()
+        return graph_error(refusal, request)
+
     def _dispatch(self, request: Request) -> Response:
-        found = match(request.method, request.path)
         try:
-            if found is None:
-                raise GraphError(400, "BadRequest", f"Resource not found for the segment '{request.path}'.")
-            name, params = found
-            request.params = {k: unquote(v) if v is not None else None for k, v in params.items()}
-            if params.get("user") is None:
-                response = self._run(name, request)
-            else:
-                with self.throttle.slot(request.params["user"]):
-                    if self.latency:
-                        time.sleep(self.latency)
-                    response = self._run(name, request)
+            refusal = self._refusal(request)
+            response = self._refused(request, refusal) if refusal is not None else self._route(request)
         except DropConnection:
             raise
         except GraphError as err:
@@ -331,6 +362,19 @@ class GraphEmulator:
             response.headers["client-request-id"] = request.headers["client-request-id"]
         self._log(request, response.status)
         return response
+
+    def _route(self, request: Request) -> Response:
+        found = match(request.method, request.path)
+        if found is None:
+            raise GraphError(400, "BadRequest", f"Resource not found for the segment '{request.path}'.")
+        name, params = found
+        request.params = {k: unquote(v) if v is not None else None for k, v in params.items()}
+        if params.get("user") is None:
+            return self._run(name, request)
+        with self.throttle.slot(request.params["user"]):
+            if self.latency:
+                time.sleep(self.latency)
+            return self._run(name, request)
 
     def _run(self, name: str, request: Request) -> Response:
         """The handler, with any scripted fault due for this route applied around it."""
@@ -446,3 +490,12 @@ class GraphEmulator:
         self.set_limits()
         self.request_log.clear()
         self.sends = 0
+
+
+def _is_ip(host: str) -> bool:
+    """An address typed as such cannot be a rebinding attack, which needs a name that resolves to us."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False

@@ -85,6 +85,7 @@ class UploadSessions:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._sessions: dict[str, UploadSession] = {}
         self._lock = threading.Lock()
+        self.issued_tokens: list[str] = []  # every upload URL token handed out, for leak checks in tests
 
     def open(self, mailbox_id: str, message_id: str, item: dict, lifetime: float) -> UploadSession:
         session_id = "AAMkAGUpl" + secrets.token_urlsafe(18)
@@ -93,6 +94,7 @@ class UploadSessions:
         session.path.write_bytes(b"")
         with self._lock:
             self._sessions[session_id] = session
+            self.issued_tokens.append(session.token)
         return session
 
     def get(self, session_id: str, token: str | None) -> UploadSession:
@@ -148,5 +150,6 @@ class UploadSessions:
     def clear(self) -> None:
         with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
+            self.issued_tokens.clear()
         for session in sessions:
             session.path.unlink(missing_ok=True)

@@ -42,6 +42,27 @@ class Request:
         return 'idtype="immutableid"' in prefer
 
     @property
+    def same_origin(self) -> bool:
+        """False for a request a page on another site made a browser send (a form or fetch POST): browsers
+        say where a request comes from in Sec-Fetch-Site and Origin. Clients other than browsers send
+        neither and are allowed."""
+        site, origin = self.headers.get("sec-fetch-site"), self.headers.get("origin")
+        if site is not None and site not in ("same-origin", "none"):
+            return False
+        return origin is None or origin == f"https://{self.headers.get('host', '')}"
+
+    @property
+    def host_name(self) -> str | None:
+        """The name in the Host header, without its port (None when there is no Host header)."""
+        host = self.headers.get("host")
+        if host is None:
+            return None
+        host = host.strip().lower()
+        if host.startswith("["):
+            return host[1:].split("]", 1)[0]
+        return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+    @property
     def is_mime(self) -> bool:
         return self.headers.get("content-type", "").split(";")[0].strip().lower() == "text/plain"
 
