@@ -10,7 +10,7 @@ import pytest
 from test_hook import make_certificate
 
 from airflow_graph_mail.email_backend import send_email
-from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.errors import MessageValidationError
 
 
 @pytest.fixture
@@ -169,3 +169,42 @@ def test_notifier_awaited_as_a_deadline_alert_is(graph_emulator, default_connect
     (mail,) = graph_emulator.messages("oncall@example.com")
     assert mail["subject"] == "Deadline missed: daily__2026-11-20"
     assert mail["body"]["content"] == "<p>daily__2026-11-20 was not done by 06:00 UTC</p>"
+
+
+def failure_context(task_id: str, error: str) -> dict:
+    """The context Airflow hands a task's on_failure_callback (the fields the default template reads)."""
+    from types import SimpleNamespace
+
+    ti = SimpleNamespace(dag_id="nightly", task_id=task_id, try_number=1, max_tries=0, map_index=-1,
+                         hostname="worker-1", log_url=f"http://airflow/log/{task_id}")
+    return {"ti": ti, "run_id": "scheduled__2026-11-20", "logical_date": "2026-11-20", "exception": error}
+
+
+def test_one_notifier_for_many_failures_sends_each_its_own_alert(graph_emulator, default_connection):
+    """A notifier in default_args serves every task: each alert has its own text, and an exception that
+    looks like a template is shown as written, never rendered."""
+    from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
+
+    notifier = GraphMailNotifier(to="oncall@example.com")
+    notifier(failure_context("extract", "disk full"))
+    notifier(failure_context("load", "bad row {{ 7 * 7 }}"))
+    mails = {m["subject"]: m["body"]["content"] for m in graph_emulator.messages("oncall@example.com")}
+    assert set(mails) == {"[Airflow] nightly.extract failed (try 1 of 1)", "[Airflow] nightly.load failed (try 1 of 1)"}
+    assert "disk full" in mails["[Airflow] nightly.extract failed (try 1 of 1)"]
+    assert "bad row {{ 7 * 7 }}" in mails["[Airflow] nightly.load failed (try 1 of 1)"]
+    assert notifier.subject is None and notifier.html_content is None  # the notifier is as it was built
+
+
+@pytest.mark.parametrize("path", ["backend", "notifier"])
+def test_idn_addresses_go_through_the_mime_path(graph_emulator, default_connection, path):
+    """A non-x- header sends MIME; an internationalized domain is written as its A-labels (RFC 5890)."""
+    from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
+
+    to, headers = "Jürgen Müller <jm@bücher.example>", {"Auto-Submitted": "auto-generated"}
+    if path == "backend":
+        send_email(to, "Bücher", "<p>x</p>", custom_headers=headers)
+    else:
+        GraphMailNotifier(to=to, subject="Bücher", html_content="<p>x</p>", custom_headers=headers).notify({})
+    (mail,) = graph_emulator.messages("jm@xn--bcher-kva.example")
+    assert mail["subject"] == "Bücher"
+    assert mail["toRecipients"] == [{"emailAddress": {"name": "Jürgen Müller", "address": "jm@xn--bcher-kva.example"}}]

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).parent / "templates"
 TASK_SUBJECT = "[Airflow] {{ ti.dag_id }}.{{ ti.task_id }} failed (try {{ ti.try_number }} of {{ ti.max_tries + 1 }})"
 DAG_SUBJECT = "[Airflow] DAG {{ dag.dag_id }} failed: {{ run_id }}"
+HTML_TEMPLATE_EXT = (".html", ".j2")
 
 
 class GraphMailNotifier(BaseNotifier):
@@ -25,22 +26,26 @@ class GraphMailNotifier(BaseNotifier):
     listed in ``template_fields``; ``html_content`` may name a ``.html``/``.j2`` file on the DAG's
     template search path.
 
+    One instance may serve many callbacks (``default_args``, several DAGs): each call renders its own
+    copy of the fields and leaves the notifier as it was built.
+
     :param to: recipients: a list, or a string with ',' or ';' between addresses.
     :param from_email: the mailbox to send from; default: the connection's ``sender``.
     :param files: paths (or globs, fsspec URIs) to attach.
-    :param custom_headers: ``x-`` headers to add.
+    :param custom_headers: headers to add (``x-`` headers go as Graph headers, others through MIME).
     :param graph_mail_conn_id: the Airflow connection to send with.
+    :param render_timeout: seconds each field may take to render (default 60).
     """
 
     template_fields: Sequence[str] = ("to", "from_email", "subject", "html_content", "files", "cc", "bcc",
                                       "custom_headers", "graph_mail_conn_id")
-    template_ext: Sequence[str] = (".html", ".j2")
+    template_ext: Sequence[str] = ()  # html_content names a file by its extension; files are paths to attach
 
     def __init__(self, to: str | Iterable[str], *, from_email: str | None = None, subject: str | None = None,
                  html_content: str | None = None, files: list[str] | None = None,
                  cc: str | Iterable[str] | None = None, bcc: str | Iterable[str] | None = None,
                  custom_headers: dict[str, Any] | None = None, graph_mail_conn_id: str = "graph_mail_default",
-                 context: Context | None = None):
+                 render_timeout: float | None = 60.0, context: Context | None = None):
         super().__init__()
         if context is not None:  # Airflow 3.1+: deadline alerts pass the context here and await the notifier
             self.context = context
@@ -48,35 +53,65 @@ class GraphMailNotifier(BaseNotifier):
         self.subject, self.html_content = subject, html_content
         self.files, self.custom_headers = files, custom_headers
         self.graph_mail_conn_id = graph_mail_conn_id
+        self.render_timeout = render_timeout
 
-    def resolve_template_files(self) -> None:
-        """Template files are read when the notifier runs, from the DAG's search path; parsing reads none."""
-        self.prepare_template()
+    def render_template_fields(self, context: Context, jinja_env=None) -> None:
+        """Nothing here: ``notify`` renders each call's fields into a copy, so that a reused notifier never
+        sends an earlier alert's text, nor renders an earlier exception's text as a template."""
 
-    def _fill_defaults(self, context: Context) -> None:
+    def rendered(self, context: Context) -> dict[str, Any]:
+        """This call's fields, rendered with its context (defaults for a task or DAG failure filled in)."""
+        from airflow_graph_mail.operators.rendering import (
+            is_template_file, render_seconds, template_source, time_limit,
+        )
+
+        env = self._template_env(context)
+        limit = render_seconds(self.render_timeout, None)
         dag_level = "reason" in context  # DAG callbacks carry why the run ended; task callbacks do not
-        defaults = {}
-        if self.subject is None:
-            defaults["subject"] = DAG_SUBJECT if dag_level else TASK_SUBJECT
-        if self.html_content is None:
-            defaults["html_content"] = (TEMPLATES / ("dag_failure.html" if dag_level else "task_failure.html")
-                                        ).read_text()
-        if defaults:
-            jinja_env = self.get_template_env(dag=context.get("dag"))
-            for name, template in defaults.items():
-                setattr(self, name, jinja_env.from_string(template).render(**context))
+        values = {name: getattr(self, name) for name in self.template_fields}
+        if values["subject"] is None:
+            values["subject"] = DAG_SUBJECT if dag_level else TASK_SUBJECT
+        if values["html_content"] is None:
+            values["html_content"] = (TEMPLATES / ("dag_failure.html" if dag_level else "task_failure.html")
+                                      ).read_text()
+        elif is_template_file(values["html_content"]) and values["html_content"].endswith(HTML_TEMPLATE_EXT):
+            values["html_content"] = template_source(env, values["html_content"])
+        if "dag" not in context:  # Airflow 2 reads context["dag"] while rendering; a deadline alert has none
+            context = {**context, "dag": None}
+        out = {}
+        for name, value in values.items():
+            with time_limit(limit, name):
+                out[name] = self.render_template(value, context, env) if value not in (None, "") else value
+        return out
+
+    def _template_env(self, context: Context):
+        """The DAG's environment (search path, macros). A DAG callback may get a serialized DAG, which
+        has no environment of its own: then a plain one with the DAG's folder and search path."""
+        dag = context.get("dag")
+        if dag is not None and hasattr(dag, "get_template_env"):
+            return self.get_template_env(dag=dag)
+        env = self.get_template_env(dag=None)
+        folders = [str(Path(dag.fileloc).parent)] if getattr(dag, "fileloc", None) else []
+        folders += list(getattr(dag, "template_searchpath", None) or [])
+        if folders:
+            from jinja2 import FileSystemLoader
+
+            env.loader = FileSystemLoader(folders)
+        return env
 
     def notify(self, context: Context) -> None:
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
         from airflow_graph_mail.mail import airflow_email
 
-        self._fill_defaults(context)
-        airflow_email.send(GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id), self.to, self.subject,
-                           self.html_content, files=self.files, cc=self.cc, bcc=self.bcc,
-                           custom_headers=self.custom_headers, from_email=self.from_email)
+        fields = self.rendered(context)
+        airflow_email.send(GraphMailHook(graph_mail_conn_id=fields["graph_mail_conn_id"]), fields["to"],
+                           fields["subject"], fields["html_content"], files=fields["files"], cc=fields["cc"],
+                           bcc=fields["bcc"], custom_headers=fields["custom_headers"],
+                           from_email=fields["from_email"])
 
     async def async_notify(self, context: Context) -> None:
         """For the triggerer (deadline alerts): the same send, in a worker thread so the loop keeps running."""
         import asyncio
 
         await asyncio.to_thread(self.notify, context)
+
