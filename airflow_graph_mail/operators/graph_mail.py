@@ -11,20 +11,24 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, XCom
 
+from airflow_graph_mail.operators.failures import retries_only_when_useful
+from airflow_graph_mail.operators.rendering import (
+    BODY_TEMPLATE_EXT, DEFAULT_RENDER_TIMEOUT, FieldRendering, is_template_file,  # noqa: F401 - re-exported
+)
+
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_graph_mail.hooks.graph_mail import GraphMailHook
     from airflow_graph_mail.mail.message import Message
 
-BODY_TEMPLATE_EXT = (".html", ".htm", ".txt", ".j2")
 WEB_LINK_KEY = "web_link"
 DRAFT_ID_KEY = "draft_id"
 
 
 def body_type_for(body: Any) -> str | None:
     """html for .html/.htm, text for .txt; a .j2 file by the extension before it (report.txt.j2)."""
-    if not isinstance(body, str):
+    if not is_template_file(body):
         return None
     name = body.lower()
     if name.endswith(".j2"):
@@ -46,14 +50,25 @@ class OpenInOutlookLink(BaseOperatorLink):
         return XCom.get_value(key=WEB_LINK_KEY, ti_key=ti_key) or ""
 
 
-class _GraphMessageOperator(BaseOperator):
-    """Fields shared by the send and draft operators; only ``body`` may name a template file."""
+def check_options(**options) -> None:
+    """Operator arguments that are not templated, checked when the DAG is parsed: a wrong type is an error,
+    never a silent default."""
+    from airflow_graph_mail.errors import GraphConfigError
+
+    for name, (value, kinds) in options.items():
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
+            wanted = " or ".join(kind.__name__ for kind in kinds)
+            raise GraphConfigError(f"{name}: expected {wanted}, got {value!r}")
+
+
+class _GraphMessageOperator(FieldRendering, BaseOperator):
+    """Fields shared by the send and draft operators; only ``body`` may name a template file (see
+    ``operators/rendering.py``)."""
 
     template_fields: Sequence[str] = (
         "to", "cc", "bcc", "reply_to", "subject", "body", "body_type", "attachments", "inline_images",
         "importance", "headers", "sender", "idempotency_key",
     )
-    template_ext: Sequence[str] = BODY_TEMPLATE_EXT
     template_fields_renderers = {"body": "html", "headers": "json", "attachments": "py", "inline_images": "py"}
     ui_color = "#cfe4f7"
 
@@ -75,10 +90,17 @@ class _GraphMessageOperator(BaseOperator):
         idempotency_key: str | bool | None = None,
         graph_mail_conn_id: str = "graph_mail_default",
         autoescape: bool = False,
+        render_timeout: float | None = DEFAULT_RENDER_TIMEOUT,
+        max_glob_matches: int = 500,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        check_options(idempotency_key=(idempotency_key, (str, bool)), graph_mail_conn_id=(graph_mail_conn_id, (str,)),
+                      autoescape=(autoescape, (bool,)), render_timeout=(render_timeout, (int, float)),
+                      max_glob_matches=(max_glob_matches, (int,)))
         self.autoescape = autoescape
+        self.render_timeout = render_timeout
+        self.max_glob_matches = max_glob_matches
         self.idempotency_key = idempotency_key
         self.to = to
         self.cc = cc
@@ -94,42 +116,6 @@ class _GraphMessageOperator(BaseOperator):
         self.sender = sender
         self.graph_mail_conn_id = graph_mail_conn_id
 
-    # Airflow treats any templated string ending in a template extension as a file to load; for us
-    # only the body is one. "summary.txt" in attachments is a path to attach, not a template.
-    def resolve_template_files(self) -> None:
-        if isinstance(self.body, str) and self.body.endswith(tuple(self.template_ext)):
-            env = self.get_template_env()
-            try:
-                self.body = env.loader.get_source(env, self.body)[0]
-            except Exception:  # rendering will raise TemplateNotFound with the name, before any request
-                self.log.debug("body template %s not found at parse time", self.body)
-        self.prepare_template()
-
-    def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
-        if parent is not self:
-            return super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        from airflow_graph_mail.mail.attachments import cid
-
-        jinja_env.globals.setdefault("cid", cid)  # <img src="{{ cid('chart.png') }}">
-        fields = list(template_fields)
-        super()._do_render_template_fields(parent, [f for f in fields if f == "body"], context,
-                                           self.body_env(jinja_env), seen_oids)
-        self._strings_only = True
-        try:
-            super()._do_render_template_fields(parent, [f for f in fields if f != "body"], context, jinja_env,
-                                               seen_oids)
-        finally:
-            self._strings_only = False
-
-    def body_env(self, jinja_env):
-        """With ``autoescape`` an HTML body escapes every variable (``|safe`` opts a trusted value out)."""
-        return jinja_env.overlay(autoescape=True) if self.autoescape and self.body_type == "html" else jinja_env
-
-    def render_template(self, content, context, jinja_env=None, seen_oids=None):
-        if getattr(self, "_strings_only", False) and isinstance(content, str):
-            return self._render((jinja_env or self.get_template_env()).from_string(content), context)
-        return super().render_template(content, context, jinja_env, seen_oids)
-
     def build_message(self) -> Message:
         """Every field checked here, before the hook is even created."""
         from airflow_graph_mail.mail.message import Message
@@ -138,6 +124,7 @@ class _GraphMessageOperator(BaseOperator):
             to=self.to, cc=self.cc, bcc=self.bcc, reply_to=self.reply_to, subject=self.subject,
             body=self.body, body_type=self.body_type, attachments=self.attachments,
             inline_images=self.inline_images, importance=self.importance, headers=self.headers,
+            max_glob_matches=self.max_glob_matches,
         )
 
     def idempotency(self, context: Context, position: int | str | None = None) -> tuple[str | None, bool]:
@@ -191,18 +178,24 @@ class GraphSendMailOperator(_GraphMessageOperator):
     :param graph_mail_conn_id: the Airflow connection to use.
     :param autoescape: HTML-escape every template variable in an HTML body (data with ``<`` or ``&``
         shows as text and cannot inject markup); mark trusted HTML with ``|safe``.
+    :param render_timeout: seconds each templated field may take to render (default 60; the task's
+        ``execution_timeout`` applies when shorter), so that an endless loop in a template fails the task.
+    :param max_glob_matches: the most files one glob pattern in ``attachments`` may match (default 500).
     """
 
     def __init__(self, *, save_to_sent_items: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
+        check_options(save_to_sent_items=(save_to_sent_items, (bool,)))
         self.save_to_sent_items = save_to_sent_items
 
     def execute(self, context: Context) -> str:
-        message = self.build_message()
-        message.require_recipients()
-        key, check_first = self.idempotency(context)
-        return self.get_hook().send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
-                                         idempotency_key=key, check_first=check_first)
+        with retries_only_when_useful():
+            message = self.build_message()
+            message.require_recipients()
+            key, check_first = self.idempotency(context)
+            return self.get_hook().send_mail(message, sender=self.sender,
+                                             save_to_sent_items=self.save_to_sent_items,
+                                             idempotency_key=key, check_first=check_first)
 
 
 class GraphDraftOperator(_GraphMessageOperator):
@@ -223,9 +216,10 @@ class GraphDraftOperator(_GraphMessageOperator):
         self.folder = folder
 
     def execute(self, context: Context) -> dict[str, str]:
-        key, check_first = self.idempotency(context)
-        draft = self.get_hook().create_draft(self.build_message(), sender=self.sender, folder=self.folder,
-                                             idempotency_key=key, check_first=check_first)
+        with retries_only_when_useful():
+            key, check_first = self.idempotency(context)
+            draft = self.get_hook().create_draft(self.build_message(), sender=self.sender, folder=self.folder,
+                                                 idempotency_key=key, check_first=check_first)
         ti = context["ti"]
         ti.xcom_push(key=DRAFT_ID_KEY, value=draft["id"])
         ti.xcom_push(key=WEB_LINK_KEY, value=draft.get("webLink", ""))
@@ -257,5 +251,6 @@ class GraphSendDraftOperator(BaseOperator):
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
         retried = (context["ti"].try_number or 1) > 1  # an earlier try may have sent it
-        return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id).send_draft(
-            self.message_id, sender=self.sender, check_first=retried)
+        with retries_only_when_useful():
+            return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id).send_draft(
+                self.message_id, sender=self.sender, check_first=retried)

@@ -10,7 +10,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_graph_mail.errors import RenderTimeoutError
 from airflow_graph_mail.operators.graph_mail import _GraphMessageOperator
+from airflow_graph_mail.operators.rendering import is_template_file, render_seconds, template_source, time_limit
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -45,41 +47,50 @@ class GraphMailMergeOperator(_GraphMessageOperator):
 
     template_fields: Sequence[str] = ("rows", "sender", "idempotency_key")
     template_fields_renderers = {"rows": "json"}
+    data_fields = ("rows",)  # row values are data: never rendered as templates
 
     def __init__(self, *, rows: Any, key_field: str | None = None, concurrency: int = 4,
                  save_to_sent_items: bool = True, **kwargs) -> None:
+        from airflow_graph_mail.operators.graph_mail import check_options
+
         super().__init__(**kwargs)
-        if not 1 <= int(concurrency) <= 4:
-            raise ValueError(f"concurrency: {concurrency!r}; Graph allows 1 to 4 concurrent requests per mailbox")
+        check_options(key_field=(key_field, (str,)), concurrency=(concurrency, (int,)),
+                      save_to_sent_items=(save_to_sent_items, (bool,)))
+        if not 1 <= concurrency <= 4:
+            from airflow_graph_mail.errors import GraphConfigError
+
+            raise GraphConfigError(f"concurrency: {concurrency!r}; Graph allows 1 to 4 concurrent requests per "
+                                   "mailbox")
         self.rows = rows
         self.key_field = key_field
-        self.concurrency = int(concurrency)
+        self.concurrency = concurrency
         self.save_to_sent_items = save_to_sent_items
 
-    def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
-        self._jinja_env = jinja_env  # kept to render each row with the DAG's own environment
-        return super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-
-    def render_template(self, content, context, jinja_env=None, seen_oids=None):
-        if content is self.rows and isinstance(content, (list, tuple)):
-            return content  # row data is data: never rendered as a template
-        return super().render_template(content, context, jinja_env, seen_oids)
-
     def execute(self, context: Context) -> dict[str, int]:
-        from airflow_graph_mail.graph.bulk import FAILED, BatchFailedError
+        from airflow_graph_mail.operators.failures import retries_only_when_useful
+
+        with retries_only_when_useful():
+            return self._merge(context)
+
+    def _merge(self, context: Context) -> dict[str, int]:
+        from airflow_graph_mail.errors import BatchFailedError, MessageValidationError
+        from airflow_graph_mail.graph.bulk import FAILED, UNKNOWN
         from airflow_graph_mail.mail.attachments import cid
-        from airflow_graph_mail.mail.errors import MessageValidationError
         from airflow_graph_mail.mail.rows import load_rows
 
         rows = load_rows(self.rows)
-        env = getattr(self, "_jinja_env", None) or self.get_template_env()
+        env = self.get_template_env()
         env.globals.setdefault("cid", cid)
+        templates = self._compile(env)
+        limit = render_seconds(self.render_timeout, self.execution_timeout)
         messages, keys, check_first = [], [], False
         for position, row in enumerate(rows):
             try:
-                messages.append(self._message_for(row, env, context))
+                messages.append(self._message_for(row, templates, context, limit))
             except MessageValidationError as err:
                 raise MessageValidationError(f"rows[{position}].{err.field}", err.problem) from None
+            except RenderTimeoutError as err:
+                raise RenderTimeoutError(f"rows[{position}].{err.field}", err.seconds) from None
             ident = position if self.key_field is None else _key_value(row, self.key_field, position)
             key, check_first = self.idempotency(context, ident)
             keys.append(key)
@@ -97,34 +108,72 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         counts: dict[str, int] = {}
         for outcome in outcomes:
             counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
-        failed = [o for o in outcomes if o["status"] == FAILED]
+        failed = [o for o in outcomes if o["status"] in (FAILED, UNKNOWN)]
         if failed:
             raise BatchFailedError(failed, len(outcomes))
         return counts
 
-    def _message_for(self, row: dict, env, context: Context):
+    def _compile(self, env) -> dict[str, Any]:
+        """Each row field's templates, compiled once for all rows (the body's file read once)."""
+        from jinja2 import TemplateError
+
+        from airflow_graph_mail.errors import MessageValidationError
+
+        templates = {}
+        for name in _ROW_FIELDS:
+            value = getattr(self, name)
+            try:
+                if name == "body" and is_template_file(value):
+                    value = template_source(env, value)
+                templates[name] = _compiled(value, self.body_env(env) if name == "body" else env)
+            except TemplateError as err:
+                raise MessageValidationError(name, f"{type(err).__name__}: {err}") from None
+        return templates
+
+    def _message_for(self, row: dict, templates: dict, context: Context, limit: float | None):
+        from jinja2 import TemplateError
+
+        from airflow_graph_mail.errors import MessageValidationError
         from airflow_graph_mail.mail.message import Message
 
         row_context = {**context, "row": row}
-        fields = {name: self._render_all(getattr(self, name), self.body_env(env) if name == "body" else env,
-                                         row_context) for name in _ROW_FIELDS}
-        message = Message(body_type=self.body_type, **fields)
+        fields = {}
+        for name, template in templates.items():
+            try:
+                with time_limit(limit, name):
+                    fields[name] = _rendered(template, row_context)
+            except TemplateError as err:
+                raise MessageValidationError(name, f"{type(err).__name__}: {err}") from None
+        message = Message(body_type=self.body_type, max_glob_matches=self.max_glob_matches, **fields)
         message.require_recipients()
         return message
 
-    def _render_all(self, value, env, context):
-        """Strings rendered, inside lists and dicts too; other values kept."""
-        if isinstance(value, str):
-            return self._render(env.from_string(value), context)
-        if isinstance(value, (list, tuple)):
-            return [self._render_all(v, env, context) for v in value]
-        if isinstance(value, dict):
-            return {k: self._render_all(v, env, context) for k, v in value.items()}
-        return value
+
+def _compiled(value, env):
+    """Strings -> compiled templates, inside lists and dicts too; other values kept."""
+    if isinstance(value, str):
+        return env.from_string(value)
+    if isinstance(value, (list, tuple)):
+        return [_compiled(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _compiled(v, env) for k, v in value.items()}
+    return value
+
+
+def _rendered(value, context: dict):
+    from jinja2 import Template
+
+    if isinstance(value, Template):
+        return value.render(context)
+    if isinstance(value, list):
+        return [_rendered(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: _rendered(v, context) for k, v in value.items()}
+    return value
 
 
 def _key_value(row: dict, key_field: str, position: int) -> str:
-    from airflow_graph_mail.mail.errors import MessageValidationError
+    from airflow_graph_mail.errors import MessageValidationError
 
     value = row.get(key_field)
     if value in (None, ""):

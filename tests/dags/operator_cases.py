@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 try:
@@ -43,6 +43,13 @@ def graph_mail_features():
         save_to_sent_items=False,
     )
     summary >> send
+
+    # A mapped task renders like a plain one: the body from its file, escaped, with cid() (Airflow renders
+    # mapped tasks through another path; see operators/rendering.py).
+    GraphSendMailOperator.partial(
+        task_id="send_mapped", subject="Copy {{ ti.map_index }}", body="mapped_body.html", autoescape=True,
+        inline_images={"logo.png": ("logo.png", b"\x89PNG")},
+    ).expand(to=["mapped0@example.com", "mapped1@example.com"])
 
     draft = GraphDraftOperator(task_id="make_draft", to="dave@example.com", subject="Draft {{ ds }}",
                                body="draft_body.html.j2")
@@ -85,8 +92,10 @@ def graph_mail_features():
     check_outcomes(merge.output)
 
 
-@dag(schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=[TEMPLATES])
+@dag(schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=[TEMPLATES],
+     default_args={"retries": 2, "retry_delay": timedelta(seconds=0)})
 def graph_mail_bad_inputs():
+    """Every task fails on bad input; none may use its retries (a retry cannot fix bad input)."""
     GraphSendMailOperator(task_id="no_recipients", subject="x", body="x")
     GraphSendMailOperator(task_id="malformed_address", to="ann@example.com, bob(at)example.com", body="x")
     GraphSendMailOperator(task_id="missing_attachment", to="ann@example.com", body="x",
@@ -100,6 +109,8 @@ def graph_mail_bad_inputs():
     GraphMailMergeOperator(task_id="merge_missing_rows", rows="/nonexistent/rows-{{ ds }}.csv", to="x@example.com")
     GraphSendMailOperator(task_id="broken_connection", to="ann@example.com", body="x",
                           graph_mail_conn_id="graph_mail_broken")
+    GraphSendMailOperator(task_id="endless_template", to="ann@example.com", render_timeout=2,
+                          body="{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}")
 
 
 graph_mail_features()

@@ -1,0 +1,158 @@
+"""How the mail operators' templated fields are rendered: the one place that touches Airflow's rendering.
+
+What differs from Airflow's default, and why:
+- Only ``body`` may name a template file (``report.html``); ``attachments=["out/summary.txt"]`` is a
+  path to attach. So ``template_ext`` is empty, and the body's file is read here from the task's template
+  search path.
+- With ``autoescape=True`` an HTML body escapes every variable; the other fields never do (a subject
+  is text, not HTML).
+- Each field renders within a time limit (the operator's ``render_timeout``, or the task's
+  ``execution_timeout`` if shorter): Airflow renders before the execution timeout starts, so an endless
+  loop in a template would otherwise hold a worker forever. The error names the field.
+- ``cid('chart.png')`` is available in every template.
+
+The hook: Airflow renders a task through ``render_template_fields``, but a mapped task (``.expand()``)
+is rendered by calling ``_do_render_template_fields`` on the unmapped operator directly (Airflow's own
+comment there invites operators to override it). Overriding the public method alone would leave mapped
+tasks with the default rendering, so this mixin overrides that one private method, and nothing else;
+``tests/test_rendering.py`` checks its signature and that Airflow calls it, on every supported version.
+Everything inside uses public API: ``render_template`` and ``get_template_env``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+
+BODY_TEMPLATE_EXT = (".html", ".htm", ".txt", ".j2")
+# Seconds a field may take to render when the task sets no shorter execution_timeout.
+DEFAULT_RENDER_TIMEOUT = 60.0
+
+
+def is_template_file(value) -> bool:
+    return isinstance(value, str) and value.lower().endswith(BODY_TEMPLATE_EXT) and "\n" not in value
+
+
+@contextmanager
+def time_limit(seconds: float | None, field: str):
+    """Raise RenderTimeoutError(field) in this thread when the block runs longer than ``seconds``.
+
+    Uses SIGALRM, as Airflow's execution_timeout does; an alarm already set (an execution_timeout while
+    ``execute`` runs) is kept and restored, and wins when it is due first. Outside the main thread, or
+    where there is no SIGALRM, the block runs without a limit."""
+    from airflow_graph_mail.errors import RenderTimeoutError
+
+    if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending, interval = signal.getitimer(signal.ITIMER_REAL)
+    if pending and pending <= seconds:  # the outer limit comes first: leave it in charge
+        yield
+        return
+
+    def expired(signum, frame):
+        raise RenderTimeoutError(field, seconds)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    started = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if pending:
+            signal.setitimer(signal.ITIMER_REAL, max(pending - (time.monotonic() - started), 0.001), interval)
+
+
+def raise_permanent(field: str, err: Exception) -> None:
+    """A template that does not parse, names what is not there, or never ends fails the same way on every
+    try: fail the task without using its retries (AirflowFailException, the error as its cause)."""
+    from jinja2 import TemplateError
+
+    from airflow_graph_mail.errors import RenderTimeoutError
+
+    if isinstance(err, (TemplateError, RenderTimeoutError)):
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        raise AirflowFailException(f"{field}: {type(err).__name__}: {err} (not retried: a retry cannot fix "
+                                   "this)") from err
+
+
+def template_source(jinja_env, name: str) -> str:
+    """A template file's text, from the DAG folder or its template_searchpath."""
+    from jinja2 import TemplateNotFound
+
+    if jinja_env.loader is None:
+        raise TemplateNotFound(name)
+    return jinja_env.loader.get_source(jinja_env, name)[0]
+
+
+def render_seconds(render_timeout, execution_timeout) -> float | None:
+    """The shorter of the operator's render_timeout and the task's execution_timeout, in seconds."""
+    limits = [_seconds(value) for value in (render_timeout, execution_timeout)]
+    limits = [value for value in limits if value]
+    return min(limits) if limits else None
+
+
+def _seconds(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+class FieldRendering:
+    """Mixin for the mail operators: the rendering described in this module's docstring.
+
+    Subclasses set ``body_field`` (the field that may name a file and may autoescape) and may list
+    ``data_fields``: fields whose lists and dicts are data, never templates (mail-merge rows)."""
+
+    template_ext = ()
+    body_field = "body"
+    data_fields: tuple[str, ...] = ()
+
+    def body_env(self, jinja_env):
+        """With ``autoescape`` an HTML body escapes every variable (``|safe`` opts a trusted value out)."""
+        if getattr(self, "autoescape", False) and getattr(self, "body_type", "html") == "html":
+            return jinja_env.overlay(autoescape=True)
+        return jinja_env
+
+    def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
+        if parent is not self:  # a nested object: Airflow's own rendering
+            return super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        from airflow_graph_mail.mail.attachments import cid
+
+        jinja_env.globals.setdefault("cid", cid)  # <img src="{{ cid('chart.png') }}">
+        limit = render_seconds(getattr(self, "render_timeout", DEFAULT_RENDER_TIMEOUT),
+                               getattr(self, "execution_timeout", None))
+        for name in template_fields:
+            value = getattr(self, name)
+            if value is None or value == "" or value == [] or value == {}:
+                continue
+            try:
+                with time_limit(limit, name):
+                    setattr(self, name, self.render_field(name, value, context, jinja_env, seen_oids))
+            except Exception as err:
+                log.error("Rendering the template of field %r of task %s failed", name,
+                          getattr(self, "task_id", type(self).__name__))
+                raise_permanent(name, err)
+                raise
+
+    def render_field(self, name: str, value, context, jinja_env, seen_oids):
+        """One field's value, rendered; public ``render_template`` does the work."""
+        if name in self.data_fields and isinstance(value, (list, tuple, dict)):
+            return value  # row data is data: never rendered as a template
+        if name == self.body_field:
+            env = self.body_env(jinja_env)
+            if is_template_file(value):
+                value = template_source(jinja_env, value)
+            return self.render_template(value, context, env, seen_oids)
+        return self.render_template(value, context, jinja_env, seen_oids)
