@@ -73,7 +73,7 @@ def test_send_many_reports_each_outcome_in_order(connect, graph_emulator):
 def test_send_many_checks_every_message_before_sending_any(connect, graph_emulator):
     import pytest
 
-    from airflow_graph_mail.mail.errors import MessageValidationError
+    from airflow_graph_mail.errors import MessageValidationError
 
     hook = connect(extra=FAST)
     bad = {"subject": "x", "body": {"contentType": "text", "content": "x"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -65,6 +66,11 @@ def test_operator_features(run_dag, graph_emulator, tmp_path):
     assert "Your balance on 2026-11-20 is <b>12.50</b> (Data)." in zoe["body"]["content"]
     (yan,) = graph_emulator.messages("yan@example.com")
     assert "<p>Dear {{ 7 * 7 }},</p>" in yan["body"]["content"]
+    for index in (0, 1):  # a mapped task: body from its file, autoescaped, cid() available
+        (copy,) = graph_emulator.messages(f"mapped{index}@example.com")
+        assert copy["subject"] == f"Copy {index}"
+        assert copy["body"]["content"].startswith(f"<p>Copy {index} for &lt;team&gt;, Data</p>")
+        assert '<img src="cid:logo.png">' in copy["body"]["content"]
 
 
 def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
@@ -82,10 +88,16 @@ def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
         "rows[2].to: 'c(at)example.com' is not a valid e-mail address",
         "rows.e: the same value in several rows (",
         "rows: cannot read '/nonexistent/rows-2026-11-20.csv'",
+        "body: RenderTimeoutError: body: the template did not finish rendering within 2s",
+        "not retried: a retry cannot fix this",
     ):
         assert expected in output, expected
     assert graph_emulator.side_effect_requests == []
     assert graph_emulator.sends == 0
+    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:  # retries: 2, and none was used
+        tries = db.execute("SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ?",
+                           ("graph_mail_bad_inputs",)).fetchall()
+    assert len(tries) == 10 and {(state, tried) for _, state, tried in tries} == {("failed", 1)}, tries
 
 
 def test_large_attachments_through_both_operators(run_dag, graph_emulator, tmp_path):
@@ -131,11 +143,12 @@ def test_send_task_retried_after_dying_does_not_send_again(run_dag, graph_emulat
 def test_mail_merge_retried_sends_only_the_missing(run_dag, graph_emulator):
     from airflow_graph_mail.graph.idempotency import PROPERTY_ID
 
-    graph_emulator.faults.add("send_mail", 400, times=3)  # the first try: 3 of 8 refused
-    result = run_dag("merge_retried", DAGS, connection_extra={"retry_backoff": 0.05})
+    # The first try: 3 of 8 throttled for longer than the connection lets a send wait (transient: retried).
+    graph_emulator.faults.add("send_mail", 429, times=3, retry_after=30)
+    result = run_dag("merge_retried", DAGS, connection_extra={"retry_backoff": 0.05, "retry_max_wait": 1})
     logs = result.stdout + result.stderr
     assert result.returncode == 0, logs[-3000:]
-    assert "3 of 8 message(s) failed" in logs
+    assert "3 of 8 message(s) not sent or not known to be sent" in logs
     sends = [r for r in graph_emulator.request_log if r["path"].endswith("/sendMail")]
     assert [r["status"] for r in sends].count(202) == 8 and len(sends) == 11  # 8 + 3 on the retry
     deliveries = graph_emulator.deliveries(PROPERTY_ID)

@@ -177,3 +177,13 @@ def test_send_draft_check_first_still_names_a_wrong_id(fast_hook):
 
     with pytest.raises(ItemNotFoundError):
         fast_hook.send_draft("AAkALgNoSuchDraft", check_first=True)
+
+
+def test_a_users_own_extended_property_is_kept_beside_the_key(fast_hook, graph_emulator):
+    """Graph reads property names in any case: a user's SingleValueExtendedProperties stays beside the key."""
+    mine = "String {00020329-0000-0000-C000-000000000046} Name ReportRun"
+    fast_hook.send_mail({"Subject": "Run 7", "ToRecipients": [{"EmailAddress": {"Address": "ann@example.com"}}],
+                         "SingleValueExtendedProperties": [{"Id": mine, "Value": "run-7"}]},
+                        idempotency_key="run-7/0")
+    assert graph_emulator.deliveries(PROPERTY_ID) == {"run-7/0": 1}
+    assert graph_emulator.deliveries(mine) == {"run-7": 1}

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_graph_mail.emulator import GraphEmulator
 from airflow_graph_mail.graph.errors import InvalidMimeError
-from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.errors import MessageValidationError
 
 
 def to(*addresses):

@@ -15,7 +15,7 @@ from airflow_graph_mail.graph.errors import (
     AccessDeniedError, GraphAuthError, GraphConfigError, InvalidRecipientsError, ItemNotFoundError,
     MailboxNotEnabledError,
 )
-from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.message import Message
 
 
@@ -54,7 +54,7 @@ def test_ca_bundle_wins_over_requests_ca_bundle_env(hook, graph_emulator, monkey
 
 def test_without_ca_bundle_tls_is_verified_against_system_cas(connect):
     hook = connect(extra={"ca_bundle": None})
-    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(GraphAuthError, match="tls_error: .*CERTIFICATE_VERIFY_FAILED.*set ca_bundle"):
         hook.send_mail(Message(to="a@example.com"))
 
 
@@ -187,11 +187,12 @@ def test_bad_message_fails_before_any_request(hook, graph_emulator):
 
 def test_oversized_mime_refused_before_sending(hook, graph_emulator):
     """MIME goes in one request: over 4 MB it cannot be sent, and nothing is tried."""
-    from airflow_graph_mail.graph.errors import MessageTooLargeError
+    from airflow_graph_mail.errors import MessageSizeError
 
     mime = Message(to="a@example.com", attachments=[("big.bin", b"x" * 3_100_000)]).to_mime()
-    with pytest.raises(MessageTooLargeError, match="at most 4 MB"):
+    with pytest.raises(MessageSizeError, match="^mime: the request would be .* at most 4 MB") as raised:
         hook.send_mime(mime)
+    assert "Graph answered" not in str(raised.value)  # Graph was never asked
     assert graph_emulator.side_effect_requests == []
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from airflow_graph_mail.graph.errors import MailboxNotEnabledError
 from airflow_graph_mail.graph.upload import CHUNK_UNIT, MAX_CHUNK_BYTES, UploadFailedError
-from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.message import Message
 
 MB = 1024 * 1024

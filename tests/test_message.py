@@ -7,8 +7,9 @@ from email.parser import BytesParser
 import pytest
 
 from airflow_graph_mail.mail.attachments import Attachment
-from airflow_graph_mail.mail.errors import MessageValidationError
-from airflow_graph_mail.mail.message import Message, graph_message
+from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail.mail.graph_shape import graph_document
+from airflow_graph_mail.mail.message import Message
 
 
 def test_graph_json_shape():
@@ -69,14 +70,22 @@ def test_mime_round_trip(tmp_path):
     assert att.get_filename() == "report.csv" and att.get_payload(decode=True) == b"x,y\n1,2\n"
 
 
-def test_graph_dict_is_checked_but_kept():
+def test_graph_dict_is_checked_and_copied_in_graphs_spelling():
     pasted = {"subject": "Meet", "toRecipients": [{"emailAddress": {"address": "frannis@contoso.com"}}]}
-    assert graph_message(pasted, require_recipients=True) is pasted
+    assert graph_document(pasted, require_recipients=True) == pasted
+    shouted = {"Subject": "Meet", "ToRecipients": [{"EmailAddress": {"Address": "frannis@contoso.com", "NAME": "F"}}],
+               "SingleValueExtendedProperties": [{"Id": "String {00020329-0000-0000-C000-000000000046} Name x",
+                                                  "Value": "1"}], "Flag": {"flagStatus": "flagged"}}
+    assert graph_document(shouted, require_recipients=True) == {
+        "subject": "Meet", "toRecipients": [{"emailAddress": {"address": "frannis@contoso.com", "name": "F"}}],
+        "singleValueExtendedProperties": [{"id": "String {00020329-0000-0000-C000-000000000046} Name x",
+                                           "value": "1"}], "Flag": {"flagStatus": "flagged"}}
+    assert "ToRecipients" in shouted  # the caller's dict is left as it was
     with pytest.raises(MessageValidationError, match="no emailAddress.address"):
-        graph_message({"toRecipients": [{"@odata.type": "microsoft.graph.recipient"}]}, require_recipients=True)
+        graph_document({"toRecipients": [{"@odata.type": "microsoft.graph.recipient"}]}, require_recipients=True)
     with pytest.raises(MessageValidationError, match="no recipients"):
-        graph_message({"subject": "x"}, require_recipients=True)
-    assert graph_message({"subject": "x"}, require_recipients=False) == {"subject": "x"}
+        graph_document({"subject": "x"}, require_recipients=True)
+    assert graph_document({"subject": "x"}, require_recipients=False) == {"subject": "x"}
 
 
 def test_an_attachment_object_given_as_inline_image_becomes_inline():
@@ -90,3 +99,30 @@ def test_an_attachment_object_given_as_inline_image_becomes_inline():
     listed = Message(to="ann@example.com", body='<img src="cid:seal.png">',
                      inline_images=[Attachment.from_bytes("seal.png", b"\x89PNG")])
     assert [(a.is_inline, a.content_id) for a in listed.attachments] == [(True, "seal.png")]
+
+
+def test_idn_domains_are_written_to_mime_as_a_labels():
+    from email.parser import BytesParser
+
+    from airflow_graph_mail.mail.routing import mime_recipients
+
+    raw = Message(to='"Müller, Ann" <ann@bücher.example>', cc="bob@example.com").to_mime()
+    parsed = BytesParser(policy=policy.default).parsebytes(raw)
+    assert [(a.display_name, a.addr_spec) for a in parsed["To"].addresses] == [
+        ("Müller, Ann", "ann@xn--bcher-kva.example")]
+    assert [(h, r.address) for h, r in mime_recipients(raw)] == [
+        ("To", "ann@xn--bcher-kva.example"), ("Cc", "bob@example.com")]
+
+
+def test_base64_with_line_breaks_is_accepted_in_every_shape():
+    import base64
+
+    data = bytes(range(256)) * 40
+    wrapped = base64.encodebytes(data).decode("ascii")
+    assert "\n" in wrapped
+    message = Message(to="ann@example.com", attachments=[{"content_base64": wrapped, "name": "blob.bin"}])
+    assert message.attachments[0].read() == data
+    document = graph_document({"toRecipients": [{"emailAddress": {"address": "ann@example.com"}}], "Attachments": [
+        {"@odata.type": "#microsoft.graph.fileAttachment", "Name": "blob.bin", "ContentBytes": wrapped}]},
+        require_recipients=True)
+    assert base64.b64decode(document["attachments"][0]["contentBytes"], validate=True) == data

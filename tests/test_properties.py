@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.message import Message
 
 PROPERTY = settings(max_examples=60, derandomize=True, database=None, deadline=None,

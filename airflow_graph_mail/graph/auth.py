@@ -13,7 +13,8 @@ import json
 import threading
 from pathlib import Path
 
-from airflow_graph_mail.graph.errors import GraphAuthError, GraphConfigError
+from airflow_graph_mail.errors import GraphAuthError, GraphConfigError
+from airflow_graph_mail.redact import redact_url_secrets
 
 # AADSTS codes a user can act on, with the field to fix.
 _AADSTS_HINTS = {
@@ -70,6 +71,17 @@ def granted_permissions(token: str) -> tuple[bool, list[str]] | None:
     return False, sorted(claims.get("roles") or [])
 
 
+def auth_connection_error(err: OSError) -> GraphAuthError:
+    """No answer from the sign-in endpoint: a TLS failure stays (fix the CA), a network failure may pass."""
+    from requests.exceptions import SSLError
+
+    if isinstance(err, SSLError):
+        return GraphAuthError("tls_error", redact_url_secrets(str(err)), "the sign-in endpoint's certificate is not "
+                              "trusted: set ca_bundle to your CA's PEM file")
+    return GraphAuthError("connection_error", redact_url_secrets(str(err)),
+                          "check authority_url, proxies and the network")
+
+
 def forget_shared() -> None:
     """Drop every shared credential (a test starting as a fresh process would)."""
     with _SHARED_LOCK:
@@ -106,6 +118,8 @@ class TokenCredential:
                 raise
             except ValueError as err:  # MSAL raises on a discovery document it cannot use
                 raise GraphAuthError("authority_error", str(err), "check authority_url and tenant_id") from None
+            except OSError as err:  # requests' connection and TLS errors, raised through MSAL
+                raise auth_connection_error(err) from err
         if not result or "access_token" not in result:
             result = result or {}
             description = result.get("error_description", "") or "no token in the answer"

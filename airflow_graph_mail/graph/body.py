@@ -7,6 +7,8 @@ import json
 import uuid
 from collections.abc import Iterator
 
+from airflow_graph_mail.errors import AttachmentReadError, GraphMailError
+
 # Raw bytes encoded per step: a multiple of 3, so the pieces join into one valid base64 string.
 _RAW_STEP = 768 * 1024
 
@@ -25,7 +27,8 @@ def iter_base64(stream, size: int, name: str = "attachment", step: int = _RAW_ST
     while remaining:
         block = stream.read(min(step, remaining))
         if not block:
-            raise OSError(f"{name} changed while it was being sent: {size - remaining} of {size} bytes read")
+            raise AttachmentReadError(f"{name} changed while it was being sent: {size - remaining} of {size} "
+                                      "bytes read")
         remaining -= len(block)
         block = pending + block
         cut = len(block) - len(block) % 3
@@ -52,7 +55,7 @@ class StreamingJson:
             marker = json.dumps(placeholder).encode("ascii")
             before, found, text = text.partition(marker)
             if not found:
-                raise ValueError(f"placeholder {placeholder} is not in the document")
+                raise GraphMailError(f"internal: placeholder {placeholder} is not in the document")
             self._parts += [before + b'"', attachment]
             text = b'"' + text
         self._parts.append(text)

@@ -10,31 +10,21 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from airflow_graph_mail.errors import GraphConfigError, GraphMailError, MessageValidationError, OutcomeUnknownError
 from airflow_graph_mail.graph.client import GraphMailClient
-from airflow_graph_mail.graph.errors import GraphMailError
-from airflow_graph_mail.mail.errors import MessageValidationError
-from airflow_graph_mail.mail.message import graph_message
+from airflow_graph_mail.mail.graph_shape import graph_document, summary
 
 log = logging.getLogger(__name__)
 
 FAILED = "failed"
-
-
-class BatchFailedError(GraphMailError):
-    """Some messages of a batch were not sent; ``failed`` holds their outcomes."""
-
-    def __init__(self, failed: list[dict], total: int, shown: int = 10):
-        self.failed = failed
-        lines = [f"#{o['position']} to {', '.join(o['to']) or '?'} (key {o['key']!r}): {o['error']}"
-                 for o in failed[:shown]]
-        more = f"\n... and {len(failed) - shown} more" if len(failed) > shown else ""
-        super().__init__(f"{len(failed)} of {total} message(s) failed; the others were sent, and a retry sends "
-                         "only the failed ones (with idempotency keys on):\n" + "\n".join(lines) + more)
+# The answer was lost and the budget spent: the mail may have gone. A retried task looks it up first.
+UNKNOWN = "unknown"
 
 
 @dataclass
 class Outcome:
-    """What happened to one message: ``status`` is "sent", "already_sent" or "failed" (with ``error``)."""
+    """What happened to one message: ``status`` is "sent", "already_sent", "failed" or "unknown" (with
+    ``error``); ``permanent`` says that a retry cannot fix the failure."""
 
     position: int
     key: str | None
@@ -42,6 +32,7 @@ class Outcome:
     subject: str
     status: str
     error: str = ""
+    permanent: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -49,9 +40,7 @@ class Outcome:
 
 def _summary(message) -> tuple[list[str], str]:
     if isinstance(message, dict):
-        subject = next((v for k, v in message.items() if k.lower() == "subject"), "")
-        to = next((v for k, v in message.items() if k.lower() == "torecipients"), []) or []
-        return [r.get("emailAddress", {}).get("address", "") for r in to if isinstance(r, dict)], str(subject)
+        return summary(message)
     return [r.address for r in message.to], message.subject
 
 
@@ -61,11 +50,11 @@ def send_many(client: GraphMailClient, messages: list, *, keys: list[str | None]
     """Send every message (a failure does not stop the others); outcomes in the messages' order."""
     keys = list(keys) if keys is not None else [None] * len(messages)
     if len(keys) != len(messages):
-        raise ValueError(f"keys: {len(keys)} keys for {len(messages)} messages")
+        raise GraphConfigError(f"keys: {len(keys)} keys for {len(messages)} messages")
     for position, message in enumerate(messages):  # bad input fails the batch before anything is sent
         try:
             if isinstance(message, dict):
-                graph_message(message, require_recipients=True)
+                graph_document(message, require_recipients=True)
             else:
                 message.require_recipients()
                 client.check_size(message)
@@ -81,9 +70,13 @@ def send_many(client: GraphMailClient, messages: list, *, keys: list[str | None]
             status = client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items,
                                       idempotency_key=key, check_first=check_first)
             return Outcome(position, key, to, subject, status)
-        except (GraphMailError, OSError, ValueError) as err:  # OSError: requests' network errors
+        except OutcomeUnknownError as err:
+            log.error("Message %d (%r) to %s: outcome unknown: %s", position, key, ", ".join(to), err)
+            return Outcome(position, key, to, subject, UNKNOWN, str(err))
+        except (GraphMailError, OSError) as err:  # OSError: an attachment that could not be read
             log.error("Message %d (%r) to %s failed: %s", position, key, ", ".join(to), err)
-            return Outcome(position, key, to, subject, FAILED, str(err))
+            return Outcome(position, key, to, subject, FAILED, str(err),
+                           permanent=bool(getattr(err, "permanent", False)))
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph-mail") as pool:
         return list(pool.map(send, range(len(messages))))

@@ -5,21 +5,25 @@ from __future__ import annotations
 import base64
 import logging
 from email.message import EmailMessage
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
-from airflow_graph_mail.graph.errors import (
-    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, OutcomeUnknownError,
+from airflow_graph_mail.errors import (
+    GraphConfigError, GraphConnectionError, GraphMailError, GraphRequestError, ItemNotFoundError,
+    MessageSizeError, MessageValidationError, OutcomeUnknownError, ServiceUnavailableError, ThrottledError,
+    UploadFailedError,
 )
 from airflow_graph_mail.graph.idempotency import key_filter, tag
 from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY
 from airflow_graph_mail.graph.retry import RetryBudget, RetryPolicy
 from airflow_graph_mail.graph.transport import GraphTransport
-from airflow_graph_mail.graph.upload import AttachmentUpload, UploadFailedError
+from airflow_graph_mail.graph.upload import AttachmentUpload
 from airflow_graph_mail.mail.allow_list import AllowedDomains
 from airflow_graph_mail.mail.attachments import MB
-from airflow_graph_mail.mail.errors import MessageValidationError
-from airflow_graph_mail.mail.message import Message, graph_message
+from airflow_graph_mail.mail.graph_shape import graph_document
+from airflow_graph_mail.mail.message import Message
+from airflow_graph_mail.mail.recipients import check_sender
+from airflow_graph_mail.mail.routing import mime_recipients
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +39,20 @@ DELETE_AFTER_SUBMIT = {"id": "Boolean 0x0E01", "value": "true"}
 SENT, ALREADY_SENT = "sent", "already_sent"
 
 
+def mime_bytes(mime: bytes | str | EmailMessage) -> bytes:
+    if isinstance(mime, EmailMessage):
+        return mime.as_bytes()
+    if isinstance(mime, str):
+        return mime.encode("utf-8")
+    if isinstance(mime, (bytes, bytearray)):
+        return bytes(mime)
+    raise MessageValidationError("mime", f"expected MIME bytes, text or an email.message.EmailMessage, got "
+                                 f"{type(mime).__name__}")
+
+
 def encode_mime(mime: bytes | str | EmailMessage) -> bytes:
     """Graph's MIME endpoints take the RFC 5322 bytes base64-encoded, as text/plain."""
-    if isinstance(mime, EmailMessage):
-        mime = mime.as_bytes()
-    if isinstance(mime, str):
-        mime = mime.encode("utf-8")
-    return base64.b64encode(mime)
+    return base64.b64encode(mime_bytes(mime))
 
 
 class GraphMailClient(GraphTransport):
@@ -53,16 +64,17 @@ class GraphMailClient(GraphTransport):
                  concurrency: int = DEFAULT_CONCURRENCY, allowed_recipients: AllowedDomains | None = None):
         super().__init__(session, credential, f"{graph_url.rstrip('/')}/{api_version}", timeout=timeout,
                          retry=retry, concurrency=concurrency)
-        self.default_sender = default_sender
+        self.default_sender = check_sender("sender", default_sender) if default_sender is not None else None
         self.allowed_recipients = allowed_recipients
         if not 0 < max_message_bytes <= MAX_MESSAGE_BYTES:
             raise GraphConfigError("max_message_size_mb: must be between 1 and 150 (Exchange Online's range)")
         self.max_message_bytes = max_message_bytes
 
     def _user_path(self, sender: str | None) -> str:
-        sender = sender or self.default_sender
-        if not sender:
+        sender = sender if sender is not None else self.default_sender
+        if sender is None:
             raise GraphConfigError("sender: no mailbox to send from; set 'sender' in the connection or the call")
+        sender = check_sender("sender", sender)
         if sender.lower() == "me":
             return "/me"
         return f"/users/{quote(sender, safe='@')}"
@@ -77,14 +89,15 @@ class GraphMailClient(GraphTransport):
         for it (Sent Items, or the draft by its immutable id) and sends again only if it is not there.
         ``check_first`` looks before the first attempt too (an Airflow retry). Returns SENT or ALREADY_SENT.
         """
-        self.check_recipients(message)
-        budget = self.retry.budget()
+        self._user_path(sender)
         if isinstance(message, dict):  # Graph's own shape, attachments already base64: one request
-            document, streams = graph_message(message, require_recipients=True), {}
+            document, streams = graph_document(message, require_recipients=True), {}
         else:
             message.require_recipients()
             self.check_size(message)
             document, streams = message_document(message)
+        self.check_recipients(document if isinstance(message, dict) else message)
+        budget = self.retry.budget()
         tag(document, idempotency_key)
         if idempotency_key and check_first:
             if not save_to_sent_items:
@@ -138,16 +151,27 @@ class GraphMailClient(GraphTransport):
                 log.warning("%s %s: %s; checking in %.1fs whether message %r went out", err.method, err.path,
                             err.cause, delay, key)
                 budget.wait(delay)
-            if was_sent():
+                unclear = err
+            if _looked_up(was_sent, unclear):
                 log.info("Message %r had been sent despite the unclear answer; not sending it again", key)
                 return
             log.warning("Message %r was not sent; sending it again", key)
 
     def send_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None):
         """MIME carries no extended property to look up, so an unclear answer is raised, never resent."""
-        self.check_recipients(mime)
-        self.request("POST", self._user_path(sender) + "/sendMail", data=encode_mime(mime),
-                     content_type="text/plain", expect=(202, 204))
+        data = self._checked_mime(mime, sender, require_recipients=True)
+        self.request("POST", self._user_path(sender) + "/sendMail", data=encode_mime(data),
+                     content_type="text/plain", expect=(202, 204), what="mime")
+
+    def _checked_mime(self, mime, sender: str | None, *, require_recipients: bool) -> bytes:
+        """The MIME's recipients read strictly (and allow-listed), before any request."""
+        data = mime_bytes(mime)
+        self._user_path(sender)
+        recipients = mime_recipients(data)
+        if require_recipients and not recipients:
+            raise MessageValidationError("mime", "no recipients: the MIME has no To, Cc or Bcc header")
+        self.check_recipients(data)
+        return data
 
     def check_recipients(self, message) -> None:
         """With an allow-list on the connection, every to/cc/bcc address must be in an allowed domain."""
@@ -155,12 +179,15 @@ class GraphMailClient(GraphTransport):
             self.allowed_recipients.check(message.as_bytes() if isinstance(message, EmailMessage) else message)
 
     def check_size(self, message: Message) -> None:
-        """The tenant's message size limit, checked before any request."""
+        """The tenant's message size limit, checked before any request; the field named is the one to cut."""
         if message.size > self.max_message_bytes:
-            raise MessageValidationError(
-                "attachments", f"the message is {message.size / MB:.1f} MB but the limit is "
+            field = "body" if message.text_size > self.max_message_bytes else "attachments"
+            advice = "shorten the body, or attach the data as a file" if field == "body" else \
+                "send fewer or smaller attachments"
+            raise MessageSizeError(
+                field, f"the message is {message.size / MB:.1f} MB but the limit is "
                 f"{self.max_message_bytes / MB:g} MB (connection setting max_message_size_mb; Exchange Online's "
-                "default is 35 MB and an admin can raise it to 150 MB): send fewer or smaller attachments")
+                f"default is 35 MB and an admin can raise it to 150 MB): {advice}")
 
     # -- finding a message again ---------------------------------------------------------------------
 
@@ -212,14 +239,18 @@ class GraphMailClient(GraphTransport):
         With an idempotency key, ``check_first`` replaces a draft an earlier attempt left, and an unclear
         answer is resolved by looking the draft up instead of creating a second one.
         """
-        self.check_recipients(message)
+        self._user_path(sender)
+        if isinstance(message, dict):
+            document = graph_document(message, require_recipients=False)
+            self.check_recipients(document)
+        else:
+            self.check_recipients(message)
+            self.check_size(message)
         budget = self.retry.budget()
         if idempotency_key and check_first:
             self._discard_drafts(idempotency_key, sender, folder, budget)
         if isinstance(message, dict):
-            document = tag(graph_message(message, require_recipients=False), idempotency_key)
-            return self._create(document, sender, folder, idempotency_key, budget)
-        self.check_size(message)
+            return self._create(tag(document, idempotency_key), sender, folder, idempotency_key, budget)
         document, streams = message_document(message)
         body = StreamingJson(tag(document, idempotency_key), streams)
         if self.fits_one_request(body):
@@ -227,20 +258,24 @@ class GraphMailClient(GraphTransport):
         draft = self._build_draft(message, sender, folder, idempotency_key=idempotency_key, budget=budget)
         return {**draft, "hasAttachments": any(not a.is_inline for a in message.attachments)}
 
-    def _create(self, body, sender: str | None, folder: str | None, key: str | None, budget: RetryBudget) -> dict:
+    def _create(self, body, sender: str | None, folder: str | None, key: str | None, budget: RetryBudget,
+                what: str = "message") -> dict:
         """POST a new message; after an unclear answer, the one it made (found by key) or a new one."""
         path = self._messages_path(sender, folder)
         while True:
             try:
                 if isinstance(body, dict):
-                    return self.request("POST", path, json_body=body, expect=(201,), budget=budget).json()
-                return self.request("POST", path, data=body, expect=(201,), budget=budget).json()
-            except OutcomeUnknownError:
+                    return self.request("POST", path, json_body=body, expect=(201,), budget=budget,
+                                        what=what).json()
+                return self.request("POST", path, data=body, expect=(201,), budget=budget, what=what).json()
+            except OutcomeUnknownError as err:
                 delay = budget.delay() if key else None
                 if delay is None:
                     raise
                 budget.wait(delay)
-            found = self.find_by_key(key, sender=sender, folder=folder or "drafts", budget=budget)
+                unclear = err
+            found = _looked_up(lambda: self.find_by_key(key, sender=sender, folder=folder or "drafts",
+                                                        budget=budget), unclear)
             if found:
                 return self.get_message(found[0]["id"], sender=sender)
 
@@ -257,7 +292,7 @@ class GraphMailClient(GraphTransport):
             document.setdefault("singleValueExtendedProperties", []).append(DELETE_AFTER_SUBMIT)
         tag(document, idempotency_key)
         while True:
-            draft = self._create(document, sender, folder, idempotency_key, budget)
+            draft = self._create(document, sender, folder, idempotency_key, budget, what="body")
             try:
                 for attachment in message.attachments:
                     self.add_attachment(draft["id"], attachment, sender=sender, budget=budget)
@@ -284,6 +319,7 @@ class GraphMailClient(GraphTransport):
             # An extra upload session is harmless (it expires unused), so this POST may be repeated.
             created = self.request("POST", path + "/createUploadSession", idempotent=True, budget=budget,
                                    json_body={"AttachmentItem": attachment.upload_item()}, expect=(201,)).json()
+            self._mask_url_token(created["uploadUrl"])
             upload = AttachmentUpload(self.session, created["uploadUrl"], attachment, timeout=self.timeout)
             try:
                 upload.run()
@@ -293,6 +329,14 @@ class GraphMailClient(GraphTransport):
                 if not expired or session_attempt == 2:
                     raise
                 log.warning("Upload session for %s expired or vanished; starting a new one", attachment.name)
+
+    def _mask_url_token(self, url: str) -> None:
+        """The upload URL's own token goes to the log masker too (error text redacts it regardless)."""
+        on_secret = getattr(self.credential, "on_secret", None)
+        if on_secret is not None:
+            for name, value in parse_qsl(urlsplit(url).query):
+                if name.lower() == "authtoken" and value:
+                    on_secret(value)
 
     def _discard_draft(self, message_id: str, sender: str | None) -> None:
         """Best effort: a half-built draft must not stay in the mailbox."""
@@ -307,17 +351,20 @@ class GraphMailClient(GraphTransport):
 
     def create_draft_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None,
                           folder: str | None = None) -> dict:
-        self.check_recipients(mime)
-        return self.request("POST", self._messages_path(sender, folder), data=encode_mime(mime),
-                            content_type="text/plain", expect=(201,)).json()
+        data = self._checked_mime(mime, sender, require_recipients=False)
+        return self.request("POST", self._messages_path(sender, folder), data=encode_mime(data),
+                            content_type="text/plain", expect=(201,), what="mime").json()
 
     def send_draft(self, message_id: str, *, sender: str | None = None, check_first: bool = False) -> str:
         """Send a draft once: after an unclear answer, the draft (by its immutable id) tells whether it went.
 
         ``check_first`` (an Airflow retry) returns ALREADY_SENT for a draft that is no longer a draft.
         """
-        if not message_id or not str(message_id).strip():
+        if not isinstance(message_id, str):
+            raise GraphConfigError(f"message_id: expected the draft's id as text, got {type(message_id).__name__}")
+        if not message_id.strip():
             raise GraphConfigError("message_id: empty draft id; pass the id returned when the draft was created")
+        self._user_path(sender)
         budget = self.retry.budget()
         if self.allowed_recipients is not None:  # a person may have added recipients in Outlook since
             fields = "toRecipients,ccRecipients,bccRecipients"
@@ -338,3 +385,13 @@ class GraphMailClient(GraphTransport):
 
     def get_message(self, message_id: str, *, sender: str | None = None) -> dict:
         return self.request("GET", self._message_path(sender, message_id)).json()
+
+
+def _looked_up(lookup, unclear: OutcomeUnknownError):
+    """The answer of a lookup made after an unclear answer; when the lookup gets no answer either, the
+    outcome stays unknown (a retried task looks again)."""
+    try:
+        return lookup()
+    except (GraphConnectionError, ServiceUnavailableError, ThrottledError) as err:
+        raise OutcomeUnknownError(unclear.method, unclear.path, unclear.cause, hint=(
+            f"looking it up failed too ({err}); a retried task looks it up again before sending")) from err

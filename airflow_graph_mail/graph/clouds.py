@@ -32,7 +32,9 @@ def scope_for(graph_url: str) -> str:
 def get_cloud(name: str | None) -> Cloud:
     key = (name or "global").strip().lower()
     if key not in CLOUDS:
-        raise ValueError(f"cloud: unknown cloud {name!r}; use one of {', '.join(CLOUDS)}")
+        from airflow_graph_mail.errors import GraphConfigError
+
+        raise GraphConfigError(f"cloud: unknown cloud {name!r}; use one of {', '.join(CLOUDS)}")
     return CLOUDS[key]
 
 

@@ -19,9 +19,18 @@ def key_property(key: str) -> dict:
 
 
 def tag(document: dict, key: str | None) -> dict:
-    """The message document with the key added to its extended properties (the document is changed)."""
+    """The message document with the key added to its extended properties (the document is changed).
+
+    The document spells ``singleValueExtendedProperties`` as Graph does (``graph_document`` sees to it), so
+    the user's own properties stay beside the key."""
     if key:
-        document.setdefault("singleValueExtendedProperties", []).append(key_property(key))
+        properties = document.setdefault("singleValueExtendedProperties", [])
+        if any(str(p.get("id", "")).lower() == PROPERTY_ID.lower() for p in properties if isinstance(p, dict)):
+            from airflow_graph_mail.errors import MessageValidationError
+
+            raise MessageValidationError("singleValueExtendedProperties", "already holds this provider's "
+                                         "idempotency key property; pass the key as idempotency_key instead")
+        properties.append(key_property(key))
     return document
 
 

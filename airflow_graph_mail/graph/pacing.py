@@ -17,7 +17,9 @@ DEFAULT_CONCURRENCY = 4
 class MailboxPacer:
     def __init__(self, concurrency: int = DEFAULT_CONCURRENCY):
         if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+            from airflow_graph_mail.errors import GraphConfigError
+
+            raise GraphConfigError("concurrency: must be at least 1")
         self.concurrency = concurrency
         self.allowed = concurrency
         self.in_flight = 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import requests
 from requests.adapters import HTTPAdapter
 
+from airflow_graph_mail.redact import install_url_redaction
+
 
 class GraphSession(requests.Session):
     """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's ``verify``; this one keeps it.
@@ -20,6 +22,7 @@ class GraphSession(requests.Session):
 
 
 def build_session(verify: bool | str = True, proxies: dict | None = None, pool_size: int = 8) -> GraphSession:
+    install_url_redaction()  # urllib3 prints request URLs (upload tokens included) at DEBUG
     session = GraphSession()
     session.verify = verify
     if proxies:

@@ -10,11 +10,13 @@ import uuid
 import requests
 
 from airflow_graph_mail.graph.body import StreamingJson
-from airflow_graph_mail.graph.errors import (
-    GraphRequestError, MessageTooLargeError, OutcomeUnknownError, ThrottledError, error_from_response,
+from airflow_graph_mail.errors import (
+    GraphConnectionError, GraphRequestError, MessageSizeError, OutcomeUnknownError, ThrottledError,
 )
+from airflow_graph_mail.graph.errors import error_from_response
 from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY, MailboxPacer
 from airflow_graph_mail.graph.retry import RetryBudget, RetryPolicy, never_sent, retry_after_seconds
+from airflow_graph_mail.redact import redact_url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,13 @@ class GraphTransport:
 
     def request(self, method: str, path: str, *, json_body=None, data: bytes | StreamingJson | None = None,
                 content_type: str | None = None, expect=(200,), idempotent: bool | None = None,
-                budget: RetryBudget | None = None):
+                budget: RetryBudget | None = None, what: str = "message"):
         """One authenticated call, retried within ``budget`` when that is safe.
 
         A 401 renews the token once. 429 waits for Retry-After. 5xx and network errors are retried for
         idempotent calls (GET, DELETE by default); for others they raise OutcomeUnknownError, unless the
-        connection was never made. Other errors become typed exceptions.
+        connection was never made. Other errors become typed exceptions. ``what`` names the field a request
+        body too large for Graph comes from.
         """
         if isinstance(data, StreamingJson):
             content_type = "application/json"
@@ -62,13 +65,8 @@ class GraphTransport:
         elif json_body is not None:
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             content_type = "application/json"
-        if data is not None and not self.fits_one_request(data):
-            raise MessageTooLargeError(
-                413, "RequestEntityTooLarge",
-                f"the request would be {len(data):,} bytes; Graph accepts at most 4 MB per request "
-                "(attachments count about 4/3 of their size once base64-encoded). MIME and Graph-shaped dicts "
-                "go in one request; give a Message with attachments to send large files",
-            )
+        if data is not None:
+            self.check_request_size(what, data)
         headers = {"client-request-id": str(uuid.uuid4()), "Prefer": PREFER_IMMUTABLE_IDS,
                    "Content-Length": "0" if data is None else str(len(data))}
         if content_type:
@@ -87,7 +85,7 @@ class GraphTransport:
             except requests.RequestException as err:
                 if not (idempotent or never_sent(err)):
                     raise OutcomeUnknownError(method, path, err) from err
-                failure, reason = err, f"{type(err).__name__}: {err}"
+                failure, reason = GraphConnectionError(method, url, err), f"{type(err).__name__}: {err}"
             else:
                 if response.status_code in expect:
                     pacer.succeeded()
@@ -113,10 +111,18 @@ class GraphTransport:
                 raise failure
             if isinstance(failure, GraphRequestError) and failure.status == 429:
                 pacer.throttled(delay)
-            log.warning("Graph %s %s: %s; retry %d in %.1fs", method, path.split("?")[0], reason,
+            log.warning("Graph %s %s: %s; retry %d in %.1fs", method, path.split("?")[0], redact_url_secrets(reason),
                         budget.retries + 1, delay)
             budget.wait(delay)
 
     @staticmethod
     def fits_one_request(body) -> bool:
         return len(body) <= MAX_REQUEST_BYTES - REQUEST_SAFETY_MARGIN
+
+    def check_request_size(self, what: str, body) -> None:
+        """Graph refuses a request body over 4 MB with 413; say so before sending, naming the field."""
+        if not self.fits_one_request(body):
+            raise MessageSizeError(
+                what, f"the request would be {len(body):,} bytes; Graph accepts at most 4 MB per request "
+                "(attachments count about 4/3 of their size once base64-encoded). MIME and Graph-shaped dicts "
+                "go in one request; give a Message with attachments to send large files")

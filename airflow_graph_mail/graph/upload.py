@@ -14,8 +14,10 @@ import time
 
 import requests
 
-from airflow_graph_mail.graph.errors import GraphMailError, error_from_response, redact_url_secrets
+from airflow_graph_mail.errors import AttachmentReadError, GraphConfigError, UnexpectedAnswerError, UploadFailedError
+from airflow_graph_mail.graph.errors import error_from_response
 from airflow_graph_mail.graph.retry import retry_after_seconds
+from airflow_graph_mail.redact import redact_url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +26,10 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024
 DEFAULT_CHUNK_BYTES = 12 * CHUNK_UNIT  # 3.75 MiB: the largest multiple of 320 KiB under 4 MB
 
 
-class UploadFailedError(GraphMailError):
-    """An attachment could not be uploaded; ``cause`` is the last error seen."""
-
-    def __init__(self, name: str, offset: int, size: int, attempts: int, cause: Exception):
-        self.name, self.offset, self.size, self.attempts, self.cause = name, offset, size, attempts, cause
-        super().__init__(f"attachment {name!r}: upload stopped at byte {offset:,} of {size:,} after "
-                         f"{attempts} attempt(s): {redact_url_secrets(str(cause))}")
-
-
 def check_chunk_size(chunk_size: int) -> int:
     if chunk_size <= 0 or chunk_size % CHUNK_UNIT or chunk_size > MAX_CHUNK_BYTES:
-        raise ValueError(f"upload chunk size {chunk_size}: must be a multiple of 320 KiB (327680) and at most 4 MB")
+        raise GraphConfigError(f"upload chunk size {chunk_size}: must be a multiple of 320 KiB (327680) and at most "
+                               "4 MB")
     return chunk_size
 
 
@@ -47,9 +41,18 @@ def next_expected_offset(ranges) -> int | None:
     for item in ranges:
         start = str(item).split("-", 1)[0].strip()
         if not start.isdigit():
-            raise ValueError(f"unreadable nextExpectedRanges entry {item!r}")
+            raise UnexpectedAnswerError(f"unreadable nextExpectedRanges entry {item!r}")
         starts.append(int(start))
     return min(starts)
+
+
+def expected_offset(response) -> int | None:
+    """An upload session's answer -> the next byte it wants (None: nothing more)."""
+    try:
+        ranges = response.json().get("nextExpectedRanges")
+    except (ValueError, AttributeError):
+        raise UnexpectedAnswerError("the upload session's answer is not the JSON Graph documents") from None
+    return next_expected_offset(ranges)
 
 
 class _Source:
@@ -71,7 +74,7 @@ class _Source:
             self.position = offset
         data = self.stream.read(length)
         if len(data) != length:
-            raise OSError(f"{self.attachment.name} changed while it was being sent: wanted bytes "
+            raise AttachmentReadError(f"{self.attachment.name} changed while it was being sent: wanted bytes "
                           f"{offset}-{offset + length - 1}, got {len(data)}")
         self.position += length
         return data
@@ -81,7 +84,7 @@ class _Source:
         while remaining:
             block = self.stream.read(min(remaining, MAX_CHUNK_BYTES))
             if not block:
-                raise OSError(f"{self.attachment.name} is shorter than {offset} bytes")
+                raise AttachmentReadError(f"{self.attachment.name} is shorter than {offset} bytes")
             remaining -= len(block)
 
     def close(self) -> None:
@@ -118,12 +121,17 @@ class AttachmentUpload:
                 if response is not None and response.status_code == 201:
                     return response.headers.get("Location", "")
                 if response is not None and response.status_code == 200:
-                    wanted = next_expected_offset(response.json().get("nextExpectedRanges"))
-                    wanted = offset + length if wanted is None else wanted
-                    if wanted > offset:
-                        offset, failures = wanted, 0
-                        continue
-                    error = OSError(f"the server asked for byte {wanted} again after a chunk at {offset}")
+                    try:
+                        wanted = expected_offset(response)
+                    except UnexpectedAnswerError as err:
+                        error = err
+                    else:
+                        wanted = offset + length if wanted is None else wanted
+                        if wanted > offset:
+                            offset, failures = wanted, 0
+                            continue
+                        error = UnexpectedAnswerError(f"the server asked for byte {wanted} again after a chunk at "
+                                                      f"{offset}")
                 elif response is not None:
                     error = error_from_response(response)
                     if not _retryable(response.status_code):
@@ -155,10 +163,10 @@ class AttachmentUpload:
         try:
             response = self.session.get(self.url, timeout=self.timeout)
             if response.status_code == 200:
-                offset = next_expected_offset(response.json().get("nextExpectedRanges"))
+                offset = expected_offset(response)
                 if offset is not None:
                     return offset
-        except (requests.RequestException, ValueError) as err:
+        except (requests.RequestException, UnexpectedAnswerError) as err:
             log.info("Upload of %s: no session status (%s); resending from byte %s", self.attachment.name,
                      redact_url_secrets(str(err)), fallback)
         return fallback

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_graph_mail.graph.errors import GraphMailError, redact_url_secrets
+from airflow_graph_mail.errors import GraphAuthError, GraphMailError
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -76,16 +76,17 @@ class GraphMailHook(BaseHook):
 
         Each message is sent at most once per key; a failure does not stop the others.
         :return: one outcome per message, in order: position, key, to, subject, status ("sent",
-            "already_sent" or "failed") and error.
+            "already_sent", "failed" or "unknown": the answer was lost, a retry with check_first looks it up),
+            error, and permanent (a retry cannot fix the failure).
         """
-        from airflow_graph_mail.graph.bulk import FAILED, send_many
+        from airflow_graph_mail.graph.bulk import FAILED, UNKNOWN, send_many
 
         outcomes = send_many(self.client, messages, keys=keys, sender=sender, save_to_sent_items=save_to_sent_items,
                              check_first=check_first, concurrency=concurrency)
         counts = {}
         for outcome in outcomes:
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        log = self.log.error if counts.get(FAILED) else self.log.info
+        log = self.log.error if counts.get(FAILED) or counts.get(UNKNOWN) else self.log.info
         log("%d message(s) from %s: %s", len(outcomes), sender or self.client.default_sender,
             ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none")
         return [o.as_dict() for o in outcomes]
@@ -133,10 +134,12 @@ class GraphMailHook(BaseHook):
         try:
             client = self.client
             token = client.credential.get_token()
+        except GraphAuthError as err:
+            if err.error in ("connection_error", "tls_error"):  # name the host problem, not a traceback
+                return False, f"cannot reach the sign-in endpoint: {err.description}"
+            return False, str(err)
         except GraphMailError as err:
             return False, str(err)
-        except OSError as err:  # requests' connection and TLS errors: name the host problem, not a traceback
-            return False, f"cannot reach the sign-in endpoint: {redact_url_secrets(str(err))}"
         delegated, granted = granted_permissions(token) or (False, [])
         kind = "delegated scopes" if delegated else "application permissions"
         who = f"Signed in with {client.credential.describe()}; {kind} granted: {', '.join(granted) or 'none'}."

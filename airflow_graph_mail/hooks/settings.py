@@ -9,12 +9,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from airflow_graph_mail.graph.errors import GraphConfigError
+from airflow_graph_mail.errors import GraphConfigError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ _CREDENTIAL_FIELDS = {
     "refresh_token": (REFRESH_TOKEN,),
 }
 _API_VERSIONS = ("v1.0", "beta")
+# Extras that must be text when set (paths, URLs, names, secrets): a number or a list there is a mistake.
+_TEXT_EXTRAS = ("tenant_id", "sender", "cloud", "graph_url", "authority_url", "api_version", "ca_bundle",
+                "credential", "certificate_path", "certificate_private_key", "certificate_passphrase",
+                "certificate_thumbprint", "federated_token_file", "refresh_token", "token_cache_path", "client_id")
 
 
 @dataclass
@@ -49,7 +54,9 @@ class ClientSettings:
     allowed_recipients: object = None
 
 
-def check_url(field: str, url: str) -> str:
+def check_url(field: str, url) -> str:
+    if not isinstance(url, str):
+        raise GraphConfigError(f"{field}: expected a URL such as https://host, got {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise GraphConfigError(f"{field}: {url!r} is not a URL; expected https://host")
@@ -64,20 +71,25 @@ def check_url(field: str, url: str) -> str:
 
 
 def number(value, default: float) -> float:
-    """A connection extra as a number: ``default`` when unset, NaN (failing every range check) when not one."""
-    if value in (None, ""):
+    """A connection extra as a finite number: ``default`` when unset, NaN (failing every range check) when
+    not one (text that is not a number, a bool, infinity)."""
+    if value is None or value == "":
         return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
+    if isinstance(value, bool):
         return float("nan")
+    try:
+        result = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+    return result if math.isfinite(result) else float("nan")
 
 
-def seconds(where: str, name: str, value, default: float) -> float:
-    """A number of seconds (0 or more) from a connection extra."""
+def seconds(where: str, name: str, value, default: float, *, positive: bool = False) -> float:
+    """A number of seconds from a connection extra: 0 or more, or more than 0 with ``positive``."""
     result = number(value, default)
-    if not result >= 0:
-        raise GraphConfigError(f"{where}: extra {name!r} is {value!r}; give a number of seconds (0 or more)")
+    if not (result > 0 if positive else result >= 0):
+        least = "more than 0" if positive else "0 or more"
+        raise GraphConfigError(f"{where}: extra {name!r} is {value!r}; give a number of seconds ({least})")
     return result
 
 
@@ -137,7 +149,12 @@ def _proxies(where: str, value) -> dict | None:
                                    '{"https": "http://proxy:3128"}') from None
     if not isinstance(value, dict):
         raise GraphConfigError(f"{where}: extra 'proxies' must map a scheme to a proxy URL")
-    return {str(k): str(v) for k, v in value.items()}
+    for scheme, url in value.items():
+        if not isinstance(url, str) or not urlsplit(url).scheme or not urlsplit(url).hostname:
+            shown = repr(url) if not isinstance(url, str) else "text that is not a URL"  # it may hold a password
+            raise GraphConfigError(f"{where}: extra 'proxies' maps {scheme!r} to {shown}; give a proxy URL such "
+                                   "as http://proxy.contoso.com:3128")
+    return {str(k): v for k, v in value.items()}
 
 
 def credential_type(where: str, password: str | None, extra: dict) -> str:
@@ -179,14 +196,19 @@ def _scopes(extra: dict, graph_url: str, kind: str) -> list[str]:
 
 def read_settings(conn, conn_id: str) -> ClientSettings:
     """Check every field and build the session and (process-wide, shared) credential."""
+    from airflow_graph_mail.errors import MessageValidationError
     from airflow_graph_mail.graph.clouds import cloud_for_graph_url, get_cloud
     from airflow_graph_mail.graph.retry import DEFAULT_BACKOFF, DEFAULT_MAX_WAIT
     from airflow_graph_mail.graph.session import build_session
+    from airflow_graph_mail.mail.recipients import check_sender
 
     where = f"connection {conn_id!r}"
     extra = dict(conn.extra_dejson)
     if conn.conn_type == "msgraph":
         extra = _from_msgraph(conn, extra)
+    for name in _TEXT_EXTRAS:
+        if extra.get(name) not in (None, "") and not isinstance(extra[name], str):
+            raise GraphConfigError(f"{where}: extra {name!r} is {type(extra[name]).__name__}; give text")
     kind = credential_type(where, conn.password, extra)
     try:
         cloud = get_cloud(extra.get("cloud")) if extra.get("cloud") else None
@@ -212,9 +234,14 @@ def read_settings(conn, conn_id: str) -> ClientSettings:
     credential = _credential(where, kind, conn, extra, authority_url, scopes, verify, proxies)
     credential.on_secret = _masker()
     default_sender = extra.get("sender") or ("me" if kind == REFRESH_TOKEN else None)
+    if default_sender is not None:
+        try:
+            default_sender = check_sender("sender", default_sender)
+        except MessageValidationError as err:
+            raise GraphConfigError(f"{where}: extra {err}") from None
     return ClientSettings(
         graph_url=graph_url, api_version=api_version, sender=default_sender,
-        timeout=seconds(where, "timeout", extra.get("timeout"), 60.0) or 60.0,
+        timeout=seconds(where, "timeout", extra.get("timeout"), 60.0, positive=True),
         max_message_bytes=message_size_limit(where, extra.get("max_message_size_mb")),
         retry_max_wait=seconds(where, "retry_max_wait", extra.get("retry_max_wait"), DEFAULT_MAX_WAIT),
         retry_backoff=seconds(where, "retry_backoff", extra.get("retry_backoff"), DEFAULT_BACKOFF),
@@ -244,7 +271,7 @@ def _tls_verify(where: str, value) -> bool:
 
 def _allowed_domains(where: str, value):
     from airflow_graph_mail.mail.allow_list import AllowedDomains
-    from airflow_graph_mail.mail.errors import MessageValidationError
+    from airflow_graph_mail.errors import MessageValidationError
 
     if value in (None, "", []):
         return None

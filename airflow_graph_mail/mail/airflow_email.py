@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from email import message_from_bytes
 from email.policy import SMTP
-from email.utils import parseaddr
 
-from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail.mail.headers import check_custom_mime_header, check_headers
 from airflow_graph_mail.mail.message import Message
+from airflow_graph_mail.mail.recipients import check_sender, parse_recipients
 
 # Airflow's fallback when [email] from_email is unset: not a mailbox, so the connection's sender is used.
 PLACEHOLDER_FROM = "airflow@airflow"
@@ -19,22 +20,29 @@ PLACEHOLDER_FROM = "airflow@airflow"
 
 def sending_mailbox(from_email: str | None) -> str | None:
     """The mailbox named by ``from_email`` ("Name <addr>" or "addr"); None means the connection's sender."""
-    address = parseaddr(from_email or "")[1]
-    return None if not address or address.lower() == PLACEHOLDER_FROM else address
+    if from_email in (None, ""):
+        return None
+    if not isinstance(from_email, str):
+        raise MessageValidationError("from_email", f"expected an address, got {type(from_email).__name__}")
+    if from_email.strip().lower().removesuffix(">").endswith(PLACEHOLDER_FROM):
+        return None
+    found = parse_recipients(from_email, field="from_email")
+    if len(found) != 1:
+        raise MessageValidationError("from_email", "give one mailbox to send from")
+    return check_sender("from_email", found[0].address)
 
 
 def build(to, subject: str, html_content: str, *, files=None, cc=None, bcc=None,
           custom_headers: dict | None = None) -> tuple[Message, dict[str, str]]:
     """The Message, and the headers Graph's JSON cannot carry (not ``x-``), which need MIME."""
-    headers = {str(k): str(v) for k, v in (custom_headers or {}).items()}
+    headers = check_headers("custom_headers", custom_headers)
     reply_to = next((v for k, v in headers.items() if k.lower() == "reply-to"), None)
     custom = {k: v for k, v in headers.items() if k.lower().startswith("x-")}
     other = {k: v for k, v in headers.items() if k not in custom and k.lower() != "reply-to"}
-    for name, value in other.items():
-        if "\r" in value or "\n" in value:
-            raise MessageValidationError(f"custom_headers[{name}]", "must not contain a line break (CR or LF)")
+    for name in other:
+        check_custom_mime_header("custom_headers", name)
     message = Message(to=to, cc=cc or [], bcc=bcc or [], reply_to=reply_to or [], subject=subject,
-                      body=html_content or "", body_type="html", attachments=list(files or []), headers=custom)
+                      body=html_content or "", body_type="html", attachments=files, headers=custom)
     return message, other
 
 

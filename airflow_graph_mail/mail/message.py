@@ -6,11 +6,15 @@ import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formataddr, formatdate, make_msgid
+from email.headerregistry import Address
+from email.utils import formatdate, make_msgid
 
-from airflow_graph_mail.mail.attachments import Attachment, expand_sources, inline_images
-from airflow_graph_mail.mail.errors import MessageValidationError
-from airflow_graph_mail.mail.recipients import Recipient, check_duplicates, check_recipient_count, parse_recipients
+from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail.mail.attachments import MAX_GLOB_MATCHES, Attachment, expand_sources, inline_images
+from airflow_graph_mail.mail.headers import check_headers, no_line_breaks, text
+from airflow_graph_mail.mail.recipients import (
+    Recipient, ascii_domain, check_duplicates, check_recipient_count, parse_recipients,
+)
 
 BODY_TYPES = ("html", "text")
 IMPORTANCES = ("low", "normal", "high")
@@ -18,16 +22,22 @@ _CID_REFERENCE = re.compile(r"""cid:([^\s"'()<>]+)""", re.IGNORECASE)
 _RECIPIENT_FIELDS = {"to": "toRecipients", "cc": "ccRecipients", "bcc": "bccRecipients", "reply_to": "replyTo"}
 
 
-def _no_line_breaks(field_name: str, value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise MessageValidationError(field_name, "must not contain a line break (CR or LF)")
-
-
-def _choice(field_name: str, value: str, allowed: tuple[str, ...]) -> str:
-    lowered = str(value).lower()
+def _choice(field_name: str, value, allowed: tuple[str, ...]) -> str:
+    lowered = text(field_name, value).lower()
     if lowered not in allowed:
         raise MessageValidationError(field_name, f"{value!r} is not one of {', '.join(allowed)}")
     return lowered
+
+
+def mime_address(field: str, recipient: Recipient) -> Address:
+    """A recipient as a MIME header carries it: an IDN domain as A-labels (RFC 5890), the display name
+    encoded by the email package. A non-ASCII local part needs SMTPUTF8, which MIME headers here cannot
+    carry, so it is refused rather than mangled."""
+    local, _, domain = recipient.address.rpartition("@")
+    if not local.isascii():
+        raise MessageValidationError(field, f"{recipient.address!r}: a non-ASCII local part cannot be written "
+                                     "in a MIME header; send without custom non-x- headers (Graph's JSON takes it)")
+    return Address(display_name=recipient.name, username=local, domain=ascii_domain(domain))
 
 
 @dataclass
@@ -45,27 +55,27 @@ class Message:
     importance: str = "normal"
     headers: dict[str, str] = field(default_factory=dict)
     inline_images: dict | list | None = None
+    max_glob_matches: int = field(default=MAX_GLOB_MATCHES, repr=False, compare=False)
 
     def __post_init__(self):
         for name in _RECIPIENT_FIELDS:
             setattr(self, name, parse_recipients(getattr(self, name), field=name))
         check_recipient_count(self.to, self.cc, self.bcc)
         check_duplicates({"to": self.to, "cc": self.cc, "bcc": self.bcc})
-        self.subject = "" if self.subject is None else str(self.subject)
-        _no_line_breaks("subject", self.subject)
-        self.body = "" if self.body is None else str(self.body)
+        self.subject = no_line_breaks("subject", text("subject", self.subject))
+        self.body = text("body", self.body)
         self.body_type = _choice("body_type", self.body_type, BODY_TYPES)
         self.importance = _choice("importance", self.importance, IMPORTANCES)
-        self.attachments = expand_sources(self.attachments) + inline_images(self.inline_images)
+        self.attachments = expand_sources(self.attachments, max_glob_matches=self.max_glob_matches) + \
+            inline_images(self.inline_images, max_glob_matches=self.max_glob_matches)
         self.inline_images = None  # now part of attachments
         self._check_inline_references()
-        self.headers = dict(self.headers or {})
-        for name, value in self.headers.items():
-            if not str(name).lower().startswith("x-"):
+        self.headers = check_headers("headers", self.headers)
+        for name in self.headers:
+            if not name.lower().startswith("x-"):
                 raise MessageValidationError(
                     "headers", f"{name!r}: Graph accepts only custom headers whose name starts with 'x-'"
                 )
-            _no_line_breaks(f"headers[{name}]", str(value))
 
     def _check_inline_references(self) -> None:
         """Every cid: in an HTML body must name an inline image, or the mail shows a broken image."""
@@ -84,10 +94,14 @@ class Message:
                     f"(inline images: {names}); add it to inline_images")
 
     @property
+    def text_size(self) -> int:
+        """Bytes of the subject and body."""
+        return len(self.subject.encode("utf-8")) + len(self.body.encode("utf-8"))
+
+    @property
     def size(self) -> int:
         """Bytes Exchange counts against the message size limit: body and attachments, before encoding."""
-        return len(self.subject.encode("utf-8")) + len(self.body.encode("utf-8")) + \
-            sum(a.size for a in self.attachments)
+        return self.text_size + sum(a.size for a in self.attachments)
 
     @property
     def recipient_count(self) -> int:
@@ -122,7 +136,7 @@ class Message:
         for name, header in (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"), ("reply_to", "Reply-To")):
             recipients = getattr(self, name)
             if recipients:
-                mime[header] = ", ".join(formataddr((r.name, r.address)) for r in recipients)
+                mime[header] = [mime_address(name, r) for r in recipients]
         mime["Subject"] = self.subject
         mime["Date"] = formatdate(localtime=False)
         mime["Message-ID"] = make_msgid()
@@ -143,35 +157,3 @@ class Message:
             )
         return mime.as_bytes()
 
-
-def graph_message(message: Message | dict, *, require_recipients: bool) -> dict:
-    """Either form -> Graph JSON. A dict is Graph's own shape (pasted from Microsoft's docs): checked, kept."""
-    if isinstance(message, Message):
-        if require_recipients:
-            message.require_recipients()
-        return message.to_graph()
-    if not isinstance(message, dict):
-        raise MessageValidationError("message", f"expected a Message or a Graph message dict, not {type(message).__name__}")
-    fields = {key.lower(): key for key in message}
-    counts = []
-    for name, graph_name in _RECIPIENT_FIELDS.items():
-        key = fields.get(graph_name.lower())
-        if key is None:
-            continue
-        entries = message[key]
-        if not isinstance(entries, list):
-            raise MessageValidationError(graph_name, "must be a list of {'emailAddress': {'address': ...}}")
-        for entry in entries:
-            address = (entry.get("emailAddress") or {}).get("address") if isinstance(entry, dict) else None
-            if not address:
-                raise MessageValidationError(graph_name, f"recipient {entry!r} has no emailAddress.address")
-        parsed = parse_recipients(entries, field=graph_name)
-        if name != "reply_to":
-            counts.append(parsed)
-    check_recipient_count(*counts)
-    if require_recipients and not sum(map(len, counts)):
-        raise MessageValidationError("toRecipients", "no recipients: give at least one address")
-    subject = message.get(fields.get("subject", "subject"))
-    if isinstance(subject, str):
-        _no_line_breaks("subject", subject)
-    return message

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail.mail.headers import CONTROL
 
 # Graph limits a message to 500 recipients over to, cc and bcc together.
 MAX_RECIPIENTS = 500
@@ -32,10 +34,37 @@ def is_valid_address(address: str) -> bool:
     if not _ADDRESS.match(address) or len(address) > 320:
         return False
     try:  # an internationalized domain must also encode (each label at most 63 characters as punycode)
-        address.rpartition("@")[2].encode("idna")
+        ascii_domain(address.rpartition("@")[2])
     except UnicodeError:
         return False
     return True
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain as DNS and MIME headers carry it: IDNA A-labels (bücher.example -> xn--bcher-kva.example)."""
+    return domain.encode("idna").decode("ascii").lower()
+
+
+def check_sender(field: str, sender) -> str:
+    """The mailbox a call acts on: 'me' (delegated), a user's object id (a GUID), or an address."""
+    if not isinstance(sender, str) or not sender.strip():
+        raise MessageValidationError(field, f"expected a mailbox address, 'me' or a user's object id, got "
+                                     f"{sender!r}")
+    if CONTROL.search(sender):
+        raise MessageValidationError(field, f"{sender!r} is not a mailbox: it holds a line break or control "
+                                     "character")
+    sender = sender.strip()
+    if sender.lower() == "me" or _is_object_id(sender) or is_valid_address(sender):
+        return sender
+    raise MessageValidationError(field, f"{sender!r} is not a mailbox: give its address (reports@contoso.com), "
+                                 "'me' with a refresh token, or the user's object id")
+
+
+def _is_object_id(text: str) -> bool:
+    try:
+        return len(text) == 36 and bool(uuid.UUID(text))
+    except ValueError:
+        return False
 
 
 def _split(text: str) -> list[str]:
@@ -76,19 +105,39 @@ def _parse_one(text: str) -> Recipient:
     return Recipient(address=found["address"].strip(), name=name.strip())
 
 
-def _entries(value: str | Recipient | Iterable) -> Iterable[str | Recipient]:
+def _entries(value, field: str) -> Iterable:
     if value is None:
         return []
-    if isinstance(value, (str, Recipient)):
+    if isinstance(value, (str, Recipient, Mapping)):
         return [value]
-    if isinstance(value, dict):
-        return [_from_graph(value)]
-    return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return value
+    raise MessageValidationError(field, f"expected addresses as a string or a list, got {type(value).__name__}")
 
 
-def _from_graph(value: dict) -> Recipient:
-    email = value.get("emailAddress", value)
-    return Recipient(address=str(email.get("address") or ""), name=str(email.get("name") or ""))
+def one_of(field: str, value: Mapping, name: str):
+    """The property ``name`` of a Graph-shaped dict, matched in any case as Graph does; given twice (in two
+    spellings) is refused rather than one of them silently dropped."""
+    found = [key for key in value if isinstance(key, str) and key.lower() == name.lower()]
+    if len(found) > 1:
+        raise MessageValidationError(field, f"{' and '.join(map(repr, found))} are the same property; keep one")
+    return value[found[0]] if found else None
+
+
+def _from_graph(value: Mapping, field: str) -> Recipient:
+    """{"emailAddress": {"address", "name"}} in any case (or the inner dict alone) -> a Recipient."""
+    email = one_of(field, value, "emailAddress")
+    email = value if email is None else email
+    if not isinstance(email, Mapping):
+        raise MessageValidationError(field, f"recipient {value!r}: emailAddress must be a dict with an address")
+    address, name = one_of(field, email, "address"), one_of(field, email, "name")
+    if not address:
+        raise MessageValidationError(field, f"recipient {value!r} has no emailAddress.address")
+    for part, given in (("address", address), ("name", name)):
+        if given is not None and not isinstance(given, str):
+            raise MessageValidationError(field, f"recipient {value!r}: emailAddress.{part} must be text, got "
+                                         f"{type(given).__name__}")
+    return Recipient(address=address.strip(), name=(name or "").strip())
 
 
 def parse_recipients(value, field: str = "to") -> list[Recipient]:
@@ -98,17 +147,19 @@ def parse_recipients(value, field: str = "to") -> list[Recipient]:
     is not what the author thinks.
     """
     found: list[Recipient] = []
-    listed = not isinstance(value, (str, Recipient, dict)) and value is not None
-    for position, entry in enumerate(_entries(value)):
-        if isinstance(entry, dict):
-            entry = _from_graph(entry)
+    listed = not isinstance(value, (str, Recipient, Mapping)) and value is not None
+    for position, entry in enumerate(_entries(value, field)):
+        if isinstance(entry, Mapping):
+            entry = _from_graph(entry, field)
         if isinstance(entry, Recipient):
+            if not isinstance(entry.address, str) or not isinstance(entry.name, str):
+                raise MessageValidationError(field, f"{entry!r}: address and name must be text")
+            _no_controls(field, entry.address + entry.name, repr(entry.address))
             found.append(entry)
             continue
         if not isinstance(entry, str):
             raise MessageValidationError(field, f"expected an e-mail address string, got {type(entry).__name__}")
-        if "\r" in entry or "\n" in entry:
-            raise MessageValidationError(field, f"line break in recipient {entry!r}")
+        _no_controls(field, entry, repr(entry))
         if listed and not entry.strip():
             raise MessageValidationError(f"{field}[{position}]", "empty address: remove the entry or fill it in")
         try:
@@ -124,6 +175,14 @@ def parse_recipients(value, field: str = "to") -> list[Recipient]:
             raise MessageValidationError(field, f"{recipient.address!r} is listed twice; remove one")
         seen[recipient.address.lower()] = recipient
     return found
+
+
+def _no_controls(field: str, text: str, shown: str) -> None:
+    """CR, LF, NUL and other controls would split or forge a header once the address is written to MIME."""
+    found = CONTROL.search(text)
+    if found:
+        kind = "line break" if found.group() in "\r\n\u2028\u2029" else "control character"
+        raise MessageValidationError(field, f"{kind} {found.group()!r} in recipient {shown}; remove it")
 
 
 def _comma_hint(address: str, value) -> str:

@@ -7,7 +7,7 @@ import io
 import json
 from collections.abc import Mapping
 
-from airflow_graph_mail.mail.errors import MessageValidationError
+from airflow_graph_mail.errors import MessageValidationError
 
 ROW_FILE_TYPES = (".csv", ".json", ".jsonl")
 
