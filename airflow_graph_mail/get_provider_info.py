@@ -1,4 +1,10 @@
-"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point, and the one
+definition of the connection form's fields.
+
+Airflow 3.2+ builds the form from ``conn-fields`` / ``ui-field-behaviour`` below; Airflow 2.11 to 3.1
+call the hook's ``get_connection_form_widgets()`` / ``get_ui_field_behaviour()``, which are built here
+from the same ``EXTRAS`` and ``PLACEHOLDERS``.
+"""
 
 
 def _field(label: str, description: str, enum: list[str] | None = None, default: str | None = None,
@@ -90,13 +96,43 @@ EXTRAS = {
 }
 
 
+HIDDEN_FIELDS = ["host", "schema", "port", "extra"]
+RELABELING = {"login": "Client ID", "password": "Client secret"}
+
+
+def ui_field_behaviour() -> dict:
+    return {"hidden-fields": HIDDEN_FIELDS, "relabeling": RELABELING, "placeholders": PLACEHOLDERS}
+
+
+def form_widgets() -> dict:
+    """wtforms fields for Airflow before 3.2 (its web server has flask-appbuilder; 3.0/3.1 stand it in)."""
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import PasswordField, StringField
+    from wtforms.validators import Optional, any_of
+
+    widgets = {}
+    for name, (label, description, *rest) in EXTRAS.items():
+        enum, default, secret = (rest + [None, None, False])[:3]
+        validators = [Optional()] + ([any_of(enum)] if enum else [])
+        if secret:
+            widgets[name] = PasswordField(lazy_gettext(label), widget=BS3PasswordFieldWidget(),
+                                          description=description, validators=validators)
+        else:
+            widgets[name] = StringField(lazy_gettext(label), widget=BS3TextFieldWidget(), description=description,
+                                        validators=validators, default=default)
+    return widgets
+
+
 def get_provider_info():
+    from airflow_graph_mail import __version__
+
     return {
         "package-name": "airflow-graph-mail",
         "name": "Microsoft Graph Mail",
         "description": "Send Outlook mail through Microsoft Graph: sendMail (JSON and MIME), drafts, send draft, "
                        "attachments up to 150 MB.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": "Microsoft Graph Mail",
@@ -126,11 +162,7 @@ def get_provider_info():
                 "hook-name": "Microsoft Graph Mail",
                 "connection-type": "graph_mail",
                 "conn-fields": {name: _field(*spec) for name, spec in EXTRAS.items()},
-                "ui-field-behaviour": {
-                    "hidden-fields": ["host", "schema", "port", "extra"],
-                    "relabeling": {"login": "Client ID", "password": "Client secret"},
-                    "placeholders": PLACEHOLDERS,
-                },
+                "ui-field-behaviour": ui_field_behaviour(),
             }
         ],
     }

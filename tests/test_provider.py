@@ -81,3 +81,33 @@ def test_notifier_and_email_backend_are_registered_and_cheap_to_import():
     for path in info["notifications"]:
         module, name = path.rsplit(".", 1)
         assert getattr(__import__(module, fromlist=[name]), name)
+
+
+def test_the_connection_form_shows_every_field():
+    """On this Airflow, as its UI builds the form: every extra labelled, secrets as password fields, the
+    login and password relabelled, host/schema/port hidden (3.2+ from provider info, older from the hook)."""
+    from connection_form import graph_mail_form
+
+    from airflow_graph_mail.get_provider_info import EXTRAS, PLACEHOLDERS
+
+    form = graph_mail_form()
+    assert {name: field["label"] for name, field in form["extra"].items()} == \
+        {name: spec[0] for name, spec in EXTRAS.items()}
+    assert {name for name, field in form["extra"].items() if field["secret"]} == \
+        {"certificate_private_key", "certificate_passphrase", "refresh_token"}
+    assert (form["login"], form["password"]) == ("Client ID", "Client secret")
+    assert set(form["hidden"]) == {"host", "url_schema", "port"}
+    assert form["placeholders"]["login"] == PLACEHOLDERS["login"]
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml holds it; the package and the provider metadata read it from what pip installed."""
+    import re
+    from importlib.metadata import version
+
+    import airflow_graph_mail
+
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    declared = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1)
+    assert airflow_graph_mail.__version__ == version("airflow-graph-mail") == declared
+    assert get_provider_info()["versions"] == [declared]

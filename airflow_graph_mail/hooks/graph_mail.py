@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
 
     from airflow_graph_mail.graph.client import GraphMailClient
     from airflow_graph_mail.mail.message import Message
+
+
+log = logging.getLogger(__name__)
 
 
 class GraphMailHook(BaseHook):
@@ -30,6 +34,22 @@ class GraphMailHook(BaseHook):
     default_conn_name = "graph_mail_default"
     conn_type = "graph_mail"
     hook_name = "Microsoft Graph Mail"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields on Airflow 2.11 to 3.1 (3.2+ reads them from provider info)."""
+        from airflow_graph_mail.get_provider_info import form_widgets
+
+        return form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden, relabelled and placeholder fields on Airflow 2.11 to 3.1, as provider info says for 3.2+."""
+        from airflow_graph_mail.get_provider_info import ui_field_behaviour
+
+        behaviour = ui_field_behaviour()
+        return {"hidden_fields": behaviour["hidden-fields"], "relabeling": behaviour["relabeling"],
+                "placeholders": behaviour["placeholders"]}
 
     def __init__(self, graph_mail_conn_id: str = default_conn_name, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -127,8 +147,15 @@ class GraphMailHook(BaseHook):
 
         Touches no mailbox. Succeeds when a token is obtained and lists what is missing: Exchange RBAC for
         Applications grants Mail.Send without putting it in the token, so a missing claim is reported,
-        not judged.
+        not judged. The report is also logged, since `airflow connections test` prints only
+        "Connection success!" for a success.
         """
+        status, report = self._permissions_report()
+        # A module logger, not the hook's: outside a task Airflow routes "airflow.task.*" nowhere visible.
+        log.info("Connection test of %s: %s", self.graph_mail_conn_id, report)
+        return status, report
+
+    def _permissions_report(self) -> tuple[bool, str]:
         from airflow_graph_mail.graph.auth import granted_permissions
 
         try:

@@ -1,0 +1,48 @@
+"""The graph_mail connection form as the installed Airflow's UI builds it: `python scripts/connection_form.py`
+prints it as one line of JSON ({"extra": {name: {"label", "secret"}}, "login": label, "password": label, "hidden": [...]}).
+
+Airflow 3.x serves the form from its API (HookMetaService: conn-fields on 3.2+, the hook's
+get_connection_form_widgets on 3.0/3.1, which it calls with wtforms stood in); Airflow 2.x renders the
+hook's wtforms widgets itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def graph_mail_form() -> dict:
+    try:
+        from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    except ImportError:  # Airflow 2
+        return _airflow2_form()
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "graph_mail"]
+    extra = {}
+    for name, param in (meta.extra_fields or {}).items():
+        schema = param["schema"] if isinstance(param, dict) else param.schema
+        extra[name] = {"label": schema.get("title"), "secret": schema.get("format") == "password"}
+    standard = meta.standard_fields
+    hidden = [name for name in ("host", "url_schema", "port") if getattr(getattr(standard, name), "hidden", False)]
+    return {"extra": extra, "login": standard.login.title, "password": standard.password.title, "hidden": hidden,
+            "placeholders": {"login": standard.login.placeholder}}
+
+
+def _airflow2_form() -> dict:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    prefix = "extra__graph_mail__"
+    extra = {key[len(prefix):]: {"label": str(widget.field.args[0]),
+                                 "secret": widget.field.field_class.__name__ == "PasswordField"}
+             for key, widget in manager.connection_form_widgets.items() if key.startswith(prefix)}
+    behaviour = manager.field_behaviours["graph_mail"]
+    return {"extra": extra, "login": behaviour["relabeling"]["login"], "password": behaviour["relabeling"]["password"],
+            "hidden": [n if n != "schema" else "url_schema" for n in behaviour["hidden_fields"] if n != "extra"],
+            "placeholders": {"login": behaviour["placeholders"]["login"]}}
+
+
+MARKER = "CONNECTION-FORM "  # Airflow may log lines of its own before; the form is the line that starts so
+
+
+if __name__ == "__main__":
+    print(MARKER + json.dumps(graph_mail_form(), sort_keys=True))
