@@ -12,9 +12,10 @@ from pathlib import Path
 from airflow_env import ROOT, airflow_env, dags_test, migrate
 
 from airflow_graph_mail.emulator import GraphEmulator
+from airflow_graph_mail.emulator.server import DEFAULT_PORT
 
 STATE = ROOT / ".demo"
-PORT = 8443  # a stable viewer address from one run to the next; any free port when it is taken
+PORT = DEFAULT_PORT  # a stable viewer address from one run to the next; any free port when it is taken
 
 
 def start_emulator(state: Path, port: int) -> GraphEmulator:

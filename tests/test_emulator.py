@@ -274,3 +274,27 @@ def test_listening_beyond_loopback_warns(tmp_path):
         process.terminate()
         process.wait(timeout=30)
     assert warning.startswith("WARNING: listening on 0.0.0.0") and "no sign-in" in warning
+
+
+def test_the_command_has_a_fixed_port_and_imports_nothing_of_airflow(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = Path(sys.executable).parent / "graph-mail-emulator"  # the console script the package installs
+    usage = subprocess.run([str(command), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "default 8443" in usage and "0 picks a free port" in usage
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = subprocess.run([str(command), "--port", str(port), "--state-dir", str(tmp_path)],
+                                 capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in refused.stderr
+    assert "--port 0 for a free one" in refused.stderr
+    imported = subprocess.run([sys.executable, "-c", "import sys, airflow_graph_mail.emulator.__main__, "
+                               "airflow_graph_mail.emulator.pytest_plugin; print(sorted({m.split('.')[0] for m in "
+                               "sys.modules} & {'airflow', 'msal', 'requests'}))"],
+                              capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"  # any project's tests can use it, Airflow or not

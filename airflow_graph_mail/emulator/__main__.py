@@ -1,4 +1,5 @@
-"""`python -m airflow_graph_mail.emulator`: serve until interrupted, or export a mailbox as .eml files."""
+"""`graph-mail-emulator` (or `python -m airflow_graph_mail.emulator`): serve until interrupted, or export a
+mailbox as .eml files."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ import argparse
 import json
 import sys
 
-from airflow_graph_mail.emulator.server import CONNECTION_FILE, GraphEmulator
+from airflow_graph_mail.emulator.server import CONNECTION_FILE, DEFAULT_PORT, GraphEmulator
 from airflow_graph_mail.emulator.uploads import MB
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_graph_mail.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="graph-mail-emulator", description=__doc__)
     parser.add_argument("--state-dir", help="keep mailboxes, CA and credentials here (default: in memory)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="another host name to answer to (others are refused, against DNS rebinding)")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"default {DEFAULT_PORT}, so that a connection added once keeps working after a "
+                        "restart; 0 picks a free port")
     parser.add_argument("--sender", action="append", default=[], help="another mailbox allowed to send")
     parser.add_argument("--token-lifetime", type=int, default=3600, help="seconds")
     parser.add_argument("--message-size-limit-mb", type=float, default=35,
@@ -44,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             for path in emulator.export_eml(mailbox.address, f"{args.export_eml}/{mailbox.address}"):
                 print(path)
         return 0
-    emulator.start()
+    try:
+        emulator.start()
+    except OSError as err:
+        print(f"cannot listen on {args.host}:{args.port} ({err.strerror}); pass another --port, or --port 0 for "
+              "a free one", file=sys.stderr)
+        return 2
     if not emulator.is_loopback:
         print(f"WARNING: listening on {args.host}, beyond this machine: the inspection API (/_emulator/) and the "
               "mailbox viewer have no sign-in, so anyone who can reach this port can read and clear every "

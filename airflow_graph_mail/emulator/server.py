@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "emulator.json"
 CONNECTION_FILE = "airflow-connection.json"
 DEFAULT_SENDER = "airflow@contoso.com"
+# The command line's port: fixed, so a connection added once keeps working after a restart.
+DEFAULT_PORT = 8443
 _DRAIN_CHUNK = 1024 * 1024
 # Upload URLs carry their token in the query; request lines in the emulator's own log hide it.
 _QUERY_SECRET = re.compile(r"(?i)\b(authtoken|access_token|client_secret|code)=[^&\s\"]+")
