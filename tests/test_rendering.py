@@ -95,3 +95,11 @@ def test_an_outer_alarm_is_kept_and_wins_when_due_first():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_attachment_content_keeps_its_last_newline(tmp_path):
+    """Airflow's environment drops a template's trailing newline; a CSV's last line break must stay."""
+    send = operator(tmp_path, body="<p>{{ params.team }}</p>\n",
+                    attachments=[("totals-{{ params.team }}.csv", "team,total\n{{ params.team }},3\n")])
+    send.render_template_fields({"params": {"team": "R&D"}})
+    assert send.attachments == [("totals-R&D.csv", "team,total\nR&D,3\n")]

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_graph_mail.errors import RenderTimeoutError
 from airflow_graph_mail.operators.graph_mail import _GraphMessageOperator
-from airflow_graph_mail.operators.rendering import is_template_file, render_seconds, template_source, time_limit
+from airflow_graph_mail.operators.rendering import (
+    content_env, is_template_file, render_seconds, template_source, time_limit,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -125,7 +127,7 @@ class GraphMailMergeOperator(_GraphMessageOperator):
             try:
                 if name == "body" and is_template_file(value):
                     value = template_source(env, value)
-                templates[name] = _compiled(value, self.body_env(env) if name == "body" else env)
+                templates[name] = _compiled(value, self.body_env(env) if name == "body" else content_env(name, env))
             except TemplateError as err:
                 raise MessageValidationError(name, f"{type(err).__name__}: {err}") from None
         return templates

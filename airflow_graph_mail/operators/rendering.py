@@ -31,6 +31,8 @@ from contextlib import contextmanager
 log = logging.getLogger(__name__)
 
 BODY_TEMPLATE_EXT = (".html", ".htm", ".txt", ".j2")
+# Fields that carry file content (``("report.csv", "a,b\n{{ ... }}\n")``).
+CONTENT_FIELDS = ("attachments", "inline_images")
 # Seconds a field may take to render when the task sets no shorter execution_timeout.
 DEFAULT_RENDER_TIMEOUT = 60.0
 
@@ -83,6 +85,16 @@ def raise_permanent(field: str, err: Exception) -> None:
 
         raise AirflowFailException(f"{field}: {type(err).__name__}: {err} (not retried: a retry cannot fix "
                                    "this)") from err
+
+
+def content_env(field: str, jinja_env):
+    """Attachment content keeps its last newline (Airflow's environment drops it: a CSV's final line
+    break would be lost)."""
+    if field not in CONTENT_FIELDS:
+        return jinja_env
+    env = jinja_env.overlay()  # overlay(keep_trailing_newline=...) needs Jinja 3.1.3; the attribute works on all
+    env.keep_trailing_newline = True
+    return env
 
 
 def template_source(jinja_env, name: str) -> str:
@@ -155,4 +167,4 @@ class FieldRendering:
             if is_template_file(value):
                 value = template_source(jinja_env, value)
             return self.render_template(value, context, env, seen_oids)
-        return self.render_template(value, context, jinja_env, seen_oids)
+        return self.render_template(value, context, content_env(name, jinja_env), seen_oids)
