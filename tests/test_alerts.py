@@ -118,6 +118,11 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
     assert notified["from"]["emailAddress"]["address"] == notifier_from
     assert {"name": "X-Alert-Source", "value": "airflow"} in notified["internetMessageHeaders"]
 
+    # The DAG's on_failure_callback: `airflow dags test` runs it too, on Airflow 2.11 and 3.x (on 3.x it gets a
+    # serialized DAG, which has no template environment of its own).
+    (dag_alert,) = [m for s, m in mails.items() if s.startswith("[Airflow] DAG failure_alerts failed: ")]
+    assert "<tr><th align=\"left\">Reason</th><td>task_failure</td></tr>" in dag_alert["body"]["content"]
+    assert [r["emailAddress"]["address"] for r in dag_alert["ccRecipients"]] == ["data-owners@example.com"]
     (alert,) = [m for s, m in mails.items() if s.startswith("Airflow alert:")]  # Airflow's own alert e-mail
     assert "check_freshness" in alert["subject"]
     assert re.search(r"Try 1 out of 1", alert["body"]["content"]) and "26 hours old" in alert["body"]["content"]
@@ -133,7 +138,7 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
 
 
 def test_dag_failure_callback_as_the_dag_processor_runs_it(graph_emulator, default_connection):
-    """`airflow dags test` does not run DAG-level callbacks; the DAG processor does, with this code path."""
+    """In a deployment the DAG processor runs DAG-level callbacks, with this code path."""
     pytest.importorskip("airflow.sdk", reason="Airflow 2 runs DAG callbacks in the scheduler, not in-process here")
     import structlog
     from airflow.callbacks.callback_requests import DagCallbackRequest

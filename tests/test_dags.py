@@ -34,7 +34,7 @@ def test_draft_review_send_example(run_dag, graph_emulator):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (mail,) = graph_emulator.messages("board@example.com")
     assert mail["importance"] == "high"
-    assert graph_emulator.attachment_bytes(mail["id"]) == {"summary.txt": b"Quarter: 2026-11-20\nRevenue: 1.2M"}
+    assert graph_emulator.attachment_bytes(mail["id"]) == {"summary.txt": b"Quarter: 2026-11-20\nRevenue: 1.2M\n"}
     assert graph_emulator.messages(graph_emulator.default_sender, "drafts") == []
     assert len(graph_emulator.messages(graph_emulator.default_sender, "sentitems")) == 1
 
@@ -155,4 +155,4 @@ def test_mail_merge_retried_sends_only_the_missing(run_dag, graph_emulator):
     assert len(deliveries) == 8 and set(deliveries.values()) == {1}
     statement = graph_emulator.messages("customer3@example.com")[0]
     assert statement["subject"] == "Statement for Customer 3 (2026-11-20)"
-    assert graph_emulator.attachment_bytes(statement["id"]) == {"statement-103.csv": b"name,amount\nCustomer 3,103"}
+    assert graph_emulator.attachment_bytes(statement["id"]) == {"statement-103.csv": b"name,amount\nCustomer 3,103\n"}
