@@ -30,7 +30,7 @@ def send_email(to: str | Iterable[str], subject: str, html_content: str, files: 
     ``mime_subtype`` and ``mime_charset`` do not apply: Graph builds the MIME, always in UTF-8.
     """
     from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-    from airflow_graph_mail.mail import airflow_email
+    from airflow_graph_mail.notifications import airflow_email
 
     hook = GraphMailHook(graph_mail_conn_id=DEFAULT_CONN_ID if conn_id in (None, "", _SMTP_DEFAULT) else conn_id)
     airflow_email.send(hook, to, subject, html_content, files=files, cc=cc, bcc=bcc, custom_headers=custom_headers,

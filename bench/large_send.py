@@ -50,8 +50,8 @@ def main(mode: str, path: str) -> None:
             hook.send_mail(Message(to="ann@example.com", subject="hook", body="x", attachments=[path]))
         hook.send_mail(Message(to="ann@example.com", subject="warm-up", body="x"))
     else:
-        token = client.credential.get_token()
-        session = client.session  # same TLS settings and connection pool as the hook
+        token = client.transport.credential.get_token()
+        session = client.transport.session  # same TLS settings and connection pool as the hook
 
         def send():
             plain_send(session, base, token, path)

@@ -44,7 +44,7 @@ def small_messages(hook, url: str) -> dict:
     from airflow_graph_mail.mail.message import Message
 
     client = hook.client
-    session, token = client.session, client.credential.get_token()
+    session, token = client.transport.session, client.transport.credential.get_token()
 
     def through_hook():
         for i in range(MESSAGES):
@@ -125,7 +125,7 @@ def bulk(directory: Path) -> dict:
     try:
         os.environ["AIRFLOW_CONN_GRAPH_MAIL_BULK"] = json.dumps(connection)
         hook = GraphMailHook("graph_mail_bulk")
-        session, token = hook.client.session, hook.client.credential.get_token()
+        session, token = hook.client.transport.session, hook.client.transport.credential.get_token()
         messages = [Message(to=f"customer{i}@example.com", subject=f"Statement {i}", body=f"<p>Dear {i}</p>")
                     for i in range(BULK_MESSAGES)]
         start = time.perf_counter()

@@ -198,7 +198,7 @@ def draft_edited_to_outsider(ctx):
     from graph_http import get_token
 
     draft = ctx.hook().create_draft(Message(to="ann@contoso.com", subject="review me"))
-    http = ctx.hook().client.session
+    http = ctx.hook().client.transport.session
     token = get_token(http, ctx.emulator).json()["access_token"]
     edited = http.patch(f"{ctx.emulator.base_url}/v1.0/users/{ctx.emulator.default_sender}/messages/{draft['id']}",
                         headers={"Authorization": f"Bearer {token}"},

@@ -25,7 +25,7 @@ def send(hook, subject: str, **kwargs) -> None:
 def test_client_secret(connect, graph_emulator):
     hook = connect()
     send(hook, "with a secret")
-    assert hook.client.credential.kind == "client secret"
+    assert hook.client.transport.credential.kind == "client secret"
     assert sent_by(graph_emulator, graph_emulator.default_sender) == ["with a secret"]
 
 
@@ -38,9 +38,9 @@ def test_certificate_encrypted_with_thumbprint_computed(connect, graph_emulator,
     source = {"certificate_private_key": bundle.decode()} if inline else {"certificate_path": str(path)}
     hook = connect(login=app.client_id, password=None, extra={**source, "certificate_passphrase": "s3cret-pass"})
     send(hook, "with a certificate")
-    description = hook.client.credential.describe()
+    description = hook.client.transport.credential.describe()
     assert description.startswith("certificate, client id") and "thumbprint" in description
-    assert "s3cret-pass" not in repr(hook.client.credential)
+    assert "s3cret-pass" not in repr(hook.client.transport.credential)
     assert sent_by(graph_emulator, graph_emulator.default_sender) == ["with a certificate"]
 
 
@@ -65,7 +65,7 @@ def test_certificate_trusted_by_subject_name_needs_x5c(connect, graph_emulator, 
     forget_shared()
     hook = connect(login=app.client_id, password=None, extra={**extra, "certificate_send_x5c": "true"})
     send(hook, "x5c sent")
-    assert "x5c sent" in hook.client.credential.describe()
+    assert "x5c sent" in hook.client.transport.credential.describe()
     assert sent_by(graph_emulator, graph_emulator.default_sender) == ["x5c sent"]
 
 
@@ -76,12 +76,12 @@ def test_workload_identity_reads_the_token_file_each_time(connect, graph_emulato
     token_file.write_text(graph_emulator.issue_federated_token("system:serviceaccount:airflow:worker"))
     hook = connect(login=app.client_id, password=None, extra={"federated_token_file": str(token_file)})
     send(hook, "as a workload")
-    assert hook.client.credential.kind == "workload identity"
+    assert hook.client.transport.credential.kind == "workload identity"
     # The webhook rotates the file; the next token request must present what is there now.
     token_file.write_text(graph_emulator.issue_federated_token("system:serviceaccount:other:pod"))
-    hook.client.credential.invalidate()
+    hook.client.transport.credential.invalidate()
     with pytest.raises(GraphAuthError, match="AADSTS70021") as err:
-        hook.client.credential.get_token()
+        hook.client.transport.credential.get_token()
     assert "federated credential" in str(err.value)
     token_file.write_text(graph_emulator.issue_federated_token("system:serviceaccount:airflow:worker"))
     send(hook, "after rotation")
@@ -120,7 +120,7 @@ def test_managed_identity_system_assigned(connect, graph_emulator, monkeypatch, 
         monkeypatch.setenv(name, value)
     hook = connect(login=None, password=None, extra={"credential": "managed_identity", "tenant_id": None})
     send(hook, f"managed identity via {form}")
-    assert hook.client.credential.kind == "managed identity (system-assigned)"
+    assert hook.client.transport.credential.kind == "managed identity (system-assigned)"
     path = "/metadata/identity/oauth2/token" if form == "imds" else "/msi/token"
     assert [r["status"] for r in graph_emulator.request_log if r["path"] == path] == [200]
     assert sent_by(graph_emulator, graph_emulator.default_sender) == [f"managed identity via {form}"]
@@ -132,7 +132,7 @@ def test_managed_identity_user_assigned(connect, graph_emulator, monkeypatch):
     identity = graph_emulator.add_managed_identity()
     hook = connect(login=identity.client_id, password=None, extra={"credential": "managed_identity"})
     send(hook, "user-assigned")
-    assert hook.client.credential.describe() == f"managed identity (user-assigned), client id {identity.client_id}"
+    assert hook.client.transport.credential.describe() == f"managed identity (user-assigned), client id {identity.client_id}"
     forget_shared()
     unknown = connect(login="00000000-0000-0000-0000-000000000000", password=None,
                       extra={"credential": "managed_identity"})
@@ -216,7 +216,7 @@ def test_one_token_cache_per_credential_in_the_process(connect, graph_emulator):
     first, second = connect("graph_mail_a"), connect("graph_mail_b")
     send(first, "one")
     send(second, "two")
-    assert first.client.credential is second.client.credential
+    assert first.client.transport.credential is second.client.transport.credential
     assert token_requests(graph_emulator) == 1
     other = graph_emulator.add_app(secret="other")
     send(connect("graph_mail_c", login=other.client_id, password="other"), "three")
@@ -259,7 +259,7 @@ def test_msgraph_connection_works_as_it_is(graph_emulator, monkeypatch, tmp_path
     hook = GraphMailHook(graph_mail_conn_id="msgraph_default")
     hook.send_mail(Message(to="ann@example.com", subject="from an msgraph connection"),
                    sender=graph_emulator.default_sender)
-    assert hook.client.base_url == f"{graph_emulator.base_url}/v1.0"
+    assert hook.client.transport.base_url == f"{graph_emulator.base_url}/v1.0"
 
     forget_shared()
     bundle, cert = make_certificate()
@@ -270,7 +270,7 @@ def test_msgraph_connection_works_as_it_is(graph_emulator, monkeypatch, tmp_path
     hook = GraphMailHook(graph_mail_conn_id="msgraph_cert")
     hook.send_mail(Message(to="ann@example.com", subject="msgraph with certificate_data"),
                    sender=graph_emulator.default_sender)
-    assert hook.client.base_url == f"{graph_emulator.base_url}/beta"
+    assert hook.client.transport.base_url == f"{graph_emulator.base_url}/beta"
     assert sent_by(graph_emulator, graph_emulator.default_sender) == ["msgraph with certificate_data",
                                                                       "from an msgraph connection"]
 
@@ -288,24 +288,24 @@ def test_each_cloud_picks_its_graph_host_authority_and_scope(connect, graph_emul
     graph, login = CLOUD_HOSTS[cloud]
     tenant = graph_emulator.tenant_id
     client = connect(extra={"cloud": cloud, "graph_url": None, "authority_url": None}).get_conn()
-    assert client.base_url == f"{graph}/v1.0"
-    assert client.credential.scope == f"{graph}/.default" and client.credential.authority == f"{login}/{tenant}"
+    assert client.transport.base_url == f"{graph}/v1.0"
+    assert client.transport.credential.scope == f"{graph}/.default" and client.transport.credential.authority == f"{login}/{tenant}"
     forget_shared()
     delegated = connect(password=None, extra={"cloud": cloud, "graph_url": None, "authority_url": None,
                                               "refresh_token": "0.Ax"}).get_conn()
-    assert delegated.credential.scopes == [f"{graph}/Mail.Send", f"{graph}/Mail.ReadWrite"]
+    assert delegated.transport.credential.scopes == [f"{graph}/Mail.Send", f"{graph}/Mail.ReadWrite"]
     # On the wire: the emulator, standing in for this cloud's authority, is asked for this cloud's scope.
     forget_shared()
     on_wire = connect(extra={"cloud": cloud, "graph_url": None}).get_conn()
     with pytest.raises(GraphAuthError, match=f"AADSTS500011: The resource principal named {graph} was not found"):
-        on_wire.credential.get_token()
+        on_wire.transport.credential.get_token()
 
 
 def test_explicit_urls_win_over_the_cloud(connect, graph_emulator):
     client = connect(extra={"cloud": "china"}).get_conn()  # graph_url and authority_url: the emulator's
-    assert client.base_url == f"{graph_emulator.base_url}/v1.0"
-    assert client.credential.scope == f"{graph_emulator.base_url}/.default"
-    client.credential.get_token()
+    assert client.transport.base_url == f"{graph_emulator.base_url}/v1.0"
+    assert client.transport.credential.scope == f"{graph_emulator.base_url}/.default"
+    client.transport.credential.get_token()
 
 
 def test_msgraph_host_of_a_national_cloud_picks_its_authority(monkeypatch, graph_emulator):
@@ -315,9 +315,9 @@ def test_msgraph_host_of_a_national_cloud_picks_its_authority(monkeypatch, graph
             "schema": "https", "extra": {"tenant_id": "contoso.onmicrosoft.us"}}
     monkeypatch.setenv("AIRFLOW_CONN_MSGRAPH_GOV", json.dumps(conn))
     client = GraphMailHook(graph_mail_conn_id="msgraph_gov").get_conn()
-    assert client.base_url == "https://graph.microsoft.us/v1.0"
-    assert client.credential.authority == "https://login.microsoftonline.us/contoso.onmicrosoft.us"
-    assert client.credential.scope == "https://graph.microsoft.us/.default"
+    assert client.transport.base_url == "https://graph.microsoft.us/v1.0"
+    assert client.transport.credential.authority == "https://login.microsoftonline.us/contoso.onmicrosoft.us"
+    assert client.transport.credential.scope == "https://graph.microsoft.us/.default"
 
 
 def test_emulator_identity_endpoints_check_their_headers(http, graph_emulator):

@@ -84,15 +84,16 @@ def test_send_mime(versioned_hook, graph_emulator):
 
 def test_malformed_mime_gets_documented_error(versioned_hook, graph_emulator):
     client = versioned_hook.client
+    call = client.call(None)
     with pytest.raises(InvalidMimeError) as err:
-        client.request("POST", f"/users/{graph_emulator.default_sender}/sendMail", data=b"not*base64!",
-                       content_type="text/plain", expect=(202,))
+        client.transport.request(call, "POST", f"/users/{graph_emulator.default_sender}/sendMail", data=b"not*base64!",
+                                 content_type="text/plain", expect=(202,))
     assert (err.value.status, err.value.code, err.value.message) == (
         400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
     assert err.value.request_id
     with pytest.raises(InvalidMimeError):
-        client.request("POST", f"/users/{graph_emulator.default_sender}/messages", data=b"not*base64!",
-                       content_type="text/plain", expect=(201,))
+        client.transport.request(call, "POST", f"/users/{graph_emulator.default_sender}/messages",
+                                 data=b"not*base64!", content_type="text/plain", expect=(201,))
 
 
 def test_send_flagged_message(versioned_hook, graph_emulator):

@@ -145,7 +145,7 @@ def test_missing_permission_is_explained(connect, graph_emulator):
 
 def test_test_connection_has_no_side_effect(hook, graph_emulator):
     ok, text = hook.test_connection()
-    assert ok and text == (f"Signed in with client secret, client id {hook.client.credential.client_id}; application "
+    assert ok and text == (f"Signed in with client secret, client id {hook.client.transport.credential.client_id}; application "
                            "permissions granted: Mail.ReadWrite, Mail.Send. Sending, drafts and large attachments "
                            "will work.")
     assert graph_emulator.side_effect_requests == []
@@ -199,7 +199,7 @@ def test_oversized_mime_refused_before_sending(hook, graph_emulator):
 def test_repr_hides_secret(hook, graph_emulator):
     secret = next(iter(graph_emulator.default_app.secrets))
     assert secret in hook.get_connection("graph_mail_default").password
-    assert secret not in repr(hook.client.credential) and secret not in repr(hook.client)
+    assert secret not in repr(hook.client.transport.credential) and secret not in repr(hook.client)
 
 
 def test_test_connection_reports_unreachable_authority(connect):

@@ -25,6 +25,7 @@ ROUTES = [
     ("DELETE", _USER + r"/messages/(?P<id>[^/]+)", "delete_message"),
     ("PATCH", _USER + r"/messages/(?P<id>[^/]+)", "update_message"),
     ("POST", _USER + r"/messages/(?P<id>[^/]+)/attachments", "create_attachment"),
+    ("GET", _USER + r"/messages/(?P<id>[^/]+)/attachments", "list_attachments"),
     ("POST", _USER + r"/messages/(?P<id>[^/]+)/attachments/(?:microsoft\.graph\.)?createUploadSession",
      "create_upload_session"),
     ("PUT", _UPLOAD, "upload_chunk"),

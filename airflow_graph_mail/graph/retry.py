@@ -1,56 +1,57 @@
-"""When and how long to wait before trying a Graph request again.
+"""When and how long to wait before trying a Graph request again: one policy for every request the client
+makes (reads, submissions, upload chunks).
 
-429 is retried after Graph's Retry-After (seconds or an HTTP date); 5xx and network errors after an
-exponential backoff with jitter. Every operation gets a ``RetryBudget``: a bounded number of retries and
-a bounded total wait, shared by all the requests the operation makes.
+429 is retried after Graph's Retry-After (seconds or an HTTP date, read by urllib3); 5xx and network
+errors after an exponential backoff with jitter. Each operation gets a ``RetryBudget``: a bounded number
+of retries and a bounded total wait, shared by all the requests it makes.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import random
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
+from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_WAIT = 300.0
 DEFAULT_BACKOFF = 1.0
+_RETRY_AFTER = Retry(0)  # urllib3's Retry-After parser (numbers and HTTP dates)
 
 
-def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Retry-After as seconds, from its number form ("7") or its HTTP-date form."""
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds from now (0 for a date in the past), or None when absent or unreadable.
+
+    Seconds may have a fraction (a test service's); the HTTP-date form is urllib3's to read."""
     if not value:
         return None
-    value = value.strip()
     try:
         return max(0.0, float(value))
     except ValueError:
         pass
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return max(0.0, float(_RETRY_AFTER.parse_retry_after(value.strip())))
+    except (InvalidHeader, ValueError, TypeError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds())
 
 
 def never_sent(error: requests.RequestException) -> bool:
     """True when the request cannot have reached Graph (no connection was made), so a resend is safe."""
     if isinstance(error, requests.ConnectTimeout):
         return True
-    cause, depth = error, 0
-    while cause is not None and depth < 8:
+    cause: BaseException | None = error
+    for _ in range(8):
+        if cause is None:
+            break
         if isinstance(cause, (NewConnectionError, ConnectTimeoutError)):
             return True
         first = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
-        cause, depth = getattr(cause, "reason", None) or first or cause.__cause__, depth + 1
+        cause = getattr(cause, "reason", None) or first or cause.__cause__
     return False
 
 
@@ -69,7 +70,7 @@ class RetryPolicy:
 
 
 class RetryBudget:
-    """The retries and waiting left to one operation (a send, with its lookups and resends)."""
+    """The retries and waiting left to one operation (a send, with its lookups, resends and uploads)."""
 
     def __init__(self, policy: RetryPolicy):
         self.policy = policy
@@ -91,4 +92,4 @@ class RetryBudget:
     def wait(self, delay: float) -> None:
         self.retries += 1
         self.waited += delay
-        self.policy.sleep(delay)
+        self.policy.sleep(delay)  # type: ignore[operator]

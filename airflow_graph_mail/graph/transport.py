@@ -9,13 +9,14 @@ import uuid
 
 import requests
 
-from airflow_graph_mail.graph.body import StreamingJson
 from airflow_graph_mail.errors import (
     GraphConnectionError, GraphRequestError, MessageSizeError, OutcomeUnknownError, ThrottledError,
 )
+from airflow_graph_mail.graph.body import StreamingJson
+from airflow_graph_mail.graph.call import Call
 from airflow_graph_mail.graph.errors import error_from_response
 from airflow_graph_mail.graph.pacing import DEFAULT_CONCURRENCY, MailboxPacer
-from airflow_graph_mail.graph.retry import RetryBudget, RetryPolicy, never_sent, retry_after_seconds
+from airflow_graph_mail.graph.retry import RetryPolicy, never_sent, retry_after_seconds
 from airflow_graph_mail.redact import redact_url_secrets
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,19 @@ REQUEST_SAFETY_MARGIN = 64 * 1024
 SMALL_BODY_BYTES = 512 * 1024
 # Message ids that stay the same when a draft moves to Sent Items.
 PREFER_IMMUTABLE_IDS = 'IdType="ImmutableId"'
+
+
+def fits_one_request(body) -> bool:
+    return len(body) <= MAX_REQUEST_BYTES - REQUEST_SAFETY_MARGIN
+
+
+def check_request_size(what: str, body) -> None:
+    """Graph refuses a request body over 4 MB with 413; say so before sending, naming the field."""
+    if not fits_one_request(body):
+        raise MessageSizeError(
+            what, f"the request would be {len(body):,} bytes; Graph accepts at most 4 MB per request "
+            "(attachments count about 4/3 of their size once base64-encoded). MIME and Graph-shaped dicts "
+            "go in one request; give a Message with attachments to send large files")
 
 
 class GraphTransport:
@@ -43,20 +57,23 @@ class GraphTransport:
         self._pacers: dict[str, MailboxPacer] = {}
         self._pacers_lock = threading.Lock()
 
-    def _pacer(self, path: str) -> MailboxPacer:
-        mailbox = path.split("?")[0].split("/")[2].lower() if path.startswith("/users/") else "me"
-        with self._pacers_lock:
-            return self._pacers.setdefault(mailbox, MailboxPacer(self.concurrency))
+    def call(self, mailbox: str) -> Call:
+        """A new operation on ``mailbox``, with a fresh retry budget."""
+        return Call(mailbox, self.retry.budget())
 
-    def request(self, method: str, path: str, *, json_body=None, data: bytes | StreamingJson | None = None,
-                content_type: str | None = None, expect=(200,), idempotent: bool | None = None,
-                budget: RetryBudget | None = None, what: str = "message"):
-        """One authenticated call, retried within ``budget`` when that is safe.
+    def pacer(self, call: Call) -> MailboxPacer:
+        with self._pacers_lock:
+            return self._pacers.setdefault(call.pacer_key, MailboxPacer(self.concurrency))
+
+    def request(self, call: Call, method: str, path: str, *, json_body=None,
+                data: bytes | StreamingJson | None = None, content_type: str | None = None, expect=(200,),
+                idempotent: bool | None = None, what: str = "message") -> requests.Response:
+        """One authenticated call, retried within the call's budget when that is safe.
 
         A 401 renews the token once. 429 waits for Retry-After. 5xx and network errors are retried for
         idempotent calls (GET, DELETE by default); for others they raise OutcomeUnknownError, unless the
-        connection was never made. Other errors become typed exceptions. ``what`` names the field a request
-        body too large for Graph comes from.
+        connection was never made. Other errors become typed exceptions. ``what`` names the field a
+        request body too large for Graph comes from.
         """
         if isinstance(data, StreamingJson):
             content_type = "application/json"
@@ -66,19 +83,19 @@ class GraphTransport:
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             content_type = "application/json"
         if data is not None:
-            self.check_request_size(what, data)
+            check_request_size(what, data)
         headers = {"client-request-id": str(uuid.uuid4()), "Prefer": PREFER_IMMUTABLE_IDS,
                    "Content-Length": "0" if data is None else str(len(data))}
         if content_type:
             headers["Content-Type"] = content_type
         idempotent = method in ("GET", "DELETE") if idempotent is None else idempotent
-        budget = budget or self.retry.budget()
-        pacer = self._pacer(path)
+        pacer = self.pacer(call)
         url = self.base_url + path
         renewed = False
         while True:
             headers["Authorization"] = "Bearer " + self.credential.get_token()
             retry_after = None
+            failure: Exception
             try:
                 with pacer.slot():
                     response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout)
@@ -96,33 +113,22 @@ class GraphTransport:
                     self.credential.invalidate()
                     renewed = True
                     continue
-                failure = error_from_response(response)
-                if isinstance(failure, ThrottledError) or response.status_code == 429:
+                error = error_from_response(response)
+                if isinstance(error, ThrottledError) or response.status_code == 429:
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 elif response.status_code >= 500:
                     if not idempotent:
-                        raise OutcomeUnknownError(method, path, failure) from failure
+                        raise OutcomeUnknownError(method, path, error) from error
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 else:
-                    raise failure
-                reason = f"{failure.status} {failure.code} (request-id {failure.request_id or 'none'})"
-            delay = budget.delay(retry_after)
+                    raise error
+                failure = error
+                reason = f"{error.status} {error.code} (request-id {error.request_id or 'none'})"
+            delay = call.budget.delay(retry_after)
             if delay is None:
                 raise failure
             if isinstance(failure, GraphRequestError) and failure.status == 429:
                 pacer.throttled(delay)
             log.warning("Graph %s %s: %s; retry %d in %.1fs", method, path.split("?")[0], redact_url_secrets(reason),
-                        budget.retries + 1, delay)
-            budget.wait(delay)
-
-    @staticmethod
-    def fits_one_request(body) -> bool:
-        return len(body) <= MAX_REQUEST_BYTES - REQUEST_SAFETY_MARGIN
-
-    def check_request_size(self, what: str, body) -> None:
-        """Graph refuses a request body over 4 MB with 413; say so before sending, naming the field."""
-        if not self.fits_one_request(body):
-            raise MessageSizeError(
-                what, f"the request would be {len(body):,} bytes; Graph accepts at most 4 MB per request "
-                "(attachments count about 4/3 of their size once base64-encoded). MIME and Graph-shaped dicts "
-                "go in one request; give a Message with attachments to send large files")
+                        call.budget.retries + 1, delay)
+            call.budget.wait(delay)

@@ -1,20 +1,23 @@
 """Outlook upload sessions: one attachment sent in ordered chunks to a pre-authenticated URL.
 
-The upload URL carries its own token, so no Authorization header goes with it. Chunks are at
-most 4 MB and multiples of 320 KiB (except the last). After a failed or interrupted chunk the
-upload resumes where the server says it should ("nextExpectedRanges": ["2097152"] in Outlook's
-form, or "a-b" / "a-" ranges), and on giving up the session is deleted.
+The upload URL carries its own token, so no Authorization header goes with it. Chunks are at most 4 MB
+and multiples of 320 KiB (except the last). After a failed or interrupted chunk the upload resumes where
+the server says it should ("nextExpectedRanges": ["2097152"] in Outlook's form, or "a-b" / "a-" ranges),
+waiting as the connection's retry policy says; on giving up the session is deleted. A session that is
+gone (401/404) or a last chunk whose answer was lost leaves the outcome unknown: the caller counts the
+draft's attachments to settle it (``submit_once``).
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
 
 import requests
 
-from airflow_graph_mail.errors import AttachmentReadError, GraphConfigError, UnexpectedAnswerError, UploadFailedError
+from airflow_graph_mail.errors import (
+    AttachmentReadError, GraphConfigError, OutcomeUnknownError, UnexpectedAnswerError, UploadFailedError,
+)
+from airflow_graph_mail.graph.call import Call
 from airflow_graph_mail.graph.errors import error_from_response
 from airflow_graph_mail.graph.retry import retry_after_seconds
 from airflow_graph_mail.redact import redact_url_secrets
@@ -75,7 +78,7 @@ class _Source:
         data = self.stream.read(length)
         if len(data) != length:
             raise AttachmentReadError(f"{self.attachment.name} changed while it was being sent: wanted bytes "
-                          f"{offset}-{offset + length - 1}, got {len(data)}")
+                                      f"{offset}-{offset + length - 1}, got {len(data)}")
         self.position += length
         return data
 
@@ -94,22 +97,20 @@ class _Source:
 class AttachmentUpload:
     """PUT the chunks of one attachment to ``upload_url``; ``run()`` returns the attachment's URL."""
 
-    def __init__(self, session, upload_url: str, attachment, *, chunk_size: int = DEFAULT_CHUNK_BYTES,
-                 timeout: float = 60.0, max_attempts: int = 5, max_wait: float = 120.0, sleep=time.sleep):
-        self.session = session
+    def __init__(self, transport, call: Call, upload_url: str, attachment, *,
+                 chunk_size: int = DEFAULT_CHUNK_BYTES):
+        self.session = transport.session
+        self.timeout = transport.timeout
+        self.call = call
         self.url = upload_url
         self.attachment = attachment
         self.chunk_size = check_chunk_size(chunk_size)
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.max_wait = max_wait
-        self.sleep = sleep
         self.requests = 0
 
     def run(self) -> str:
         size = self.attachment.size
         source = _Source(self.attachment)
-        offset, failures, waited = 0, 0, 0.0
+        offset, attempts, unheard = 0, 0, False
         try:
             while True:
                 length = min(self.chunk_size, size - offset)
@@ -117,7 +118,7 @@ class AttachmentUpload:
                 try:
                     response = self._put(offset, source.read_at(offset, length), size)
                 except requests.RequestException as err:  # dropped connection, timeout: state unknown
-                    error = err
+                    error, unheard = err, True
                 if response is not None and response.status_code == 201:
                     return response.headers.get("Location", "")
                 if response is not None and response.status_code == 200:
@@ -128,23 +129,28 @@ class AttachmentUpload:
                     else:
                         wanted = offset + length if wanted is None else wanted
                         if wanted > offset:
-                            offset, failures = wanted, 0
+                            offset, attempts, unheard = wanted, 0, False
                             continue
-                        error = UnexpectedAnswerError(f"the server asked for byte {wanted} again after a chunk at "
-                                                      f"{offset}")
+                        error = UnexpectedAnswerError(f"the server asked for byte {wanted} again after a chunk "
+                                                      f"at {offset}")
                 elif response is not None:
                     error = error_from_response(response)
+                    if response.status_code in (401, 404):  # the session is gone: finished, or expired?
+                        raise OutcomeUnknownError("PUT", "upload session", error)
                     if not _retryable(response.status_code):
-                        raise UploadFailedError(self.attachment.name, offset, size, failures + 1, error)
-                failures += 1
-                delay = _delay(response, failures)
-                if failures >= self.max_attempts or waited + delay > self.max_wait:
-                    raise UploadFailedError(self.attachment.name, offset, size, failures, error)
+                        raise UploadFailedError(self.attachment.name, offset, size, attempts + 1, error)
+                attempts += 1
+                retry_after = retry_after_seconds(response.headers.get("Retry-After")) if response is not None \
+                    else None
+                delay = self.call.budget.delay(retry_after)
+                if delay is None:
+                    if unheard and offset + length >= size:  # the last chunk may have completed it
+                        raise OutcomeUnknownError("PUT", "upload session", error or OSError("no answer"))
+                    raise UploadFailedError(self.attachment.name, offset, size, attempts, error)
                 log.warning("Upload of %s: chunk at byte %s failed (%s); retrying in %.1fs from where the "
                             "server says to resume", self.attachment.name, offset, redact_url_secrets(str(error)),
                             delay)
-                self.sleep(delay)
-                waited += delay
+                self.call.budget.wait(delay)
                 offset = self._resume_offset(offset)
         except BaseException:
             self.cancel()
@@ -159,16 +165,23 @@ class AttachmentUpload:
         return self.session.put(self.url, data=data, headers=headers, timeout=self.timeout)
 
     def _resume_offset(self, fallback: int) -> int:
-        """Ask the session where to continue; when it cannot say, resend the chunk that failed."""
+        """Ask the session where to continue; when it cannot say, resend the chunk that failed. A session
+        that is gone (the last chunk completed it, or it expired) leaves the outcome to the caller."""
         try:
             response = self.session.get(self.url, timeout=self.timeout)
-            if response.status_code == 200:
-                offset = expected_offset(response)
-                if offset is not None:
-                    return offset
-        except (requests.RequestException, UnexpectedAnswerError) as err:
+        except requests.RequestException as err:
             log.info("Upload of %s: no session status (%s); resending from byte %s", self.attachment.name,
                      redact_url_secrets(str(err)), fallback)
+            return fallback
+        if response.status_code in (401, 404):
+            raise OutcomeUnknownError("GET", "upload session", error_from_response(response))
+        if response.status_code == 200:
+            try:
+                offset = expected_offset(response)
+            except UnexpectedAnswerError:
+                return fallback
+            if offset is not None:
+                return offset
         return fallback
 
     def cancel(self) -> None:
@@ -182,12 +195,3 @@ class AttachmentUpload:
 
 def _retryable(status: int) -> bool:
     return status in (408, 416, 429) or status >= 500
-
-
-def _delay(response, failures: int) -> float:
-    """Retry-After when the server gives one, else exponential backoff with jitter."""
-    retry_after = retry_after_seconds(response.headers.get("Retry-After")) if response is not None else None
-    if retry_after is not None:
-        return retry_after
-    return min(30.0, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
-

@@ -62,16 +62,16 @@ class GraphMailHook(BaseHook):
     def get_conn(self) -> GraphMailClient:
         """Build the client from the connection; every field is checked before any request."""
         from airflow_graph_mail.graph.client import GraphMailClient
-        from airflow_graph_mail.graph.retry import RetryPolicy
-        from airflow_graph_mail.hooks.settings import read_settings
+        from airflow_graph_mail.graph.config import ConnectionFields, read_config
 
-        settings = read_settings(self.get_connection(self.graph_mail_conn_id), self.graph_mail_conn_id)
-        self.log.info("Graph %s, signing in with %s", settings.graph_url, settings.credential.describe())
-        return GraphMailClient(settings.session, settings.credential, settings.graph_url,
-                               api_version=settings.api_version, default_sender=settings.sender,
-                               timeout=settings.timeout, max_message_bytes=settings.max_message_bytes,
-                               retry=RetryPolicy(max_wait=settings.retry_max_wait, backoff=settings.retry_backoff),
-                               allowed_recipients=settings.allowed_recipients)
+        conn = self.get_connection(self.graph_mail_conn_id)
+        config = read_config(ConnectionFields(
+            conn_id=self.graph_mail_conn_id, conn_type=conn.conn_type, login=conn.login, password=conn.password,
+            host=conn.host, schema=conn.schema, extra=dict(conn.extra_dejson)))
+        client = GraphMailClient.from_config(config)
+        client.transport.credential.on_secret = _masker()
+        self.log.info("Graph %s, signing in with %s", config.graph_url, client.transport.credential.describe())
+        return client
 
     # -- mail ----------------------------------------------------------------------------------------
 
@@ -83,32 +83,37 @@ class GraphMailHook(BaseHook):
         :param check_first: look for the key in Sent Items before sending (a retried task).
         :return: "sent", or "already_sent" when ``check_first`` found it.
         """
-        outcome = self.client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items,
+        from airflow_graph_mail.outcomes import Status
+
+        prepared = self.client.prepare(message)
+        outcome = self.client.send_mail(prepared, sender=sender, save_to_sent_items=save_to_sent_items,
                                         idempotency_key=idempotency_key, check_first=check_first)
-        verb = "Sent" if outcome == "sent" else "Already sent (not again):"
-        self.log.info("%s %s from %s", verb, _describe(message), sender or self.client.default_sender)
+        verb = "Sent" if outcome is Status.SENT else "Already sent (not again):"
+        self.log.info("%s %s from %s", verb, prepared.describe(), sender or self.client.default_sender)
         return outcome
 
     def send_many(self, messages: list[Message | dict], *, keys: list[str | None] | None = None,
                   sender: str | None = None, save_to_sent_items: bool = True, check_first: bool = False,
-                  concurrency: int | None = None) -> list[dict]:
+                  concurrency: int | None = None, label: str = "message {position}: {field}") -> list[dict]:
         """Send many messages concurrently within the mailbox's limits (4 requests at once by default).
 
-        Each message is sent at most once per key; a failure does not stop the others.
+        Each message is sent at most once per key; a failure does not stop the others. Every message is
+        checked first; ``label`` names a bad one's field in the error (e.g. "rows[{position}].{field}").
         :return: one outcome per message, in order: position, key, to, subject, status ("sent",
             "already_sent", "failed" or "unknown": the answer was lost, a retry with check_first looks it up),
             error, and permanent (a retry cannot fix the failure).
         """
-        from airflow_graph_mail.graph.bulk import FAILED, UNKNOWN, send_many
+        from collections import Counter
+
+        from airflow_graph_mail.graph.bulk import send_many
+        from airflow_graph_mail.outcomes import Status
 
         outcomes = send_many(self.client, messages, keys=keys, sender=sender, save_to_sent_items=save_to_sent_items,
-                             check_first=check_first, concurrency=concurrency)
-        counts = {}
-        for outcome in outcomes:
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        log = self.log.error if counts.get(FAILED) or counts.get(UNKNOWN) else self.log.info
-        log("%d message(s) from %s: %s", len(outcomes), sender or self.client.default_sender,
-            ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none")
+                             check_first=check_first, concurrency=concurrency, label=label)
+        counts = Counter(outcome.status.value for outcome in outcomes)
+        report = self.log.error if counts[Status.FAILED.value] or counts[Status.UNKNOWN.value] else self.log.info
+        report("%d message(s) from %s: %s", len(outcomes), sender or self.client.default_sender,
+               ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none")
         return [o.as_dict() for o in outcomes]
 
     def send_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None) -> None:
@@ -135,8 +140,10 @@ class GraphMailHook(BaseHook):
 
     def send_draft(self, message_id: str, *, sender: str | None = None, check_first: bool = False) -> str:
         """Send a draft once; ``check_first`` (a retried task) skips a draft that was already sent."""
+        from airflow_graph_mail.outcomes import Status
+
         outcome = self.client.send_draft(message_id, sender=sender, check_first=check_first)
-        self.log.info("%s draft %s", "Sent" if outcome == "sent" else "Already sent (not again):", message_id)
+        self.log.info("%s draft %s", "Sent" if outcome is Status.SENT else "Already sent (not again):", message_id)
         return outcome
 
     def get_message(self, message_id: str, *, sender: str | None = None) -> dict[str, Any]:
@@ -160,7 +167,7 @@ class GraphMailHook(BaseHook):
 
         try:
             client = self.client
-            token = client.credential.get_token()
+            token = client.transport.credential.get_token()
         except GraphAuthError as err:
             if err.error in ("connection_error", "tls_error"):  # name the host problem, not a traceback
                 return False, f"cannot reach the sign-in endpoint: {err.description}"
@@ -169,7 +176,8 @@ class GraphMailHook(BaseHook):
             return False, str(err)
         delegated, granted = granted_permissions(token) or (False, [])
         kind = "delegated scopes" if delegated else "application permissions"
-        who = f"Signed in with {client.credential.describe()}; {kind} granted: {', '.join(granted) or 'none'}."
+        who = (f"Signed in with {client.transport.credential.describe()}; {kind} granted: "
+               f"{', '.join(granted) or 'none'}.")
         consent = ("ask the user to consent to it" if delegated else
                    "add it under API permissions > Microsoft Graph > Application permissions and grant admin "
                    "consent")
@@ -190,8 +198,10 @@ _PERMISSION_EFFECTS = (
 )
 
 
-def _describe(message) -> str:
-    if isinstance(message, dict):
-        subject = next((v for k, v in message.items() if k.lower() == "subject"), "")
-        return f"message {subject!r}"
-    return f"{message.subject!r} to {message.recipient_count} recipient(s)"
+
+def _masker():
+    """Airflow's log masker: every token we obtain is hidden in task logs and rendered views like a
+    connection's secrets are (common-compat 1.22+ has it for every supported Airflow)."""
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    return mask_secret

@@ -101,7 +101,7 @@ class GraphMailNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-        from airflow_graph_mail.mail import airflow_email
+        from airflow_graph_mail.notifications import airflow_email
 
         fields = self.rendered(context)
         airflow_email.send(GraphMailHook(graph_mail_conn_id=fields["graph_mail_conn_id"]), fields["to"],

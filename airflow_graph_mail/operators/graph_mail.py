@@ -133,7 +133,7 @@ class _GraphMessageOperator(FieldRendering, BaseOperator):
         By default the key names the task instance (dag_id/task_id/run_id/map_index/position) and is looked
         up only on a retry; a key of the user's own is always looked up; ``False`` turns keys off.
         """
-        from airflow_graph_mail.graph.idempotency import make_key
+        from airflow_graph_mail.mail.keys import make_key
 
         if self.idempotency_key is False:
             return None, False
@@ -191,11 +191,9 @@ class GraphSendMailOperator(_GraphMessageOperator):
     def execute(self, context: Context) -> str:
         with retries_only_when_useful():
             message = self.build_message()
-            message.require_recipients()
             key, check_first = self.idempotency(context)
-            return self.get_hook().send_mail(message, sender=self.sender,
-                                             save_to_sent_items=self.save_to_sent_items,
-                                             idempotency_key=key, check_first=check_first)
+            return self.get_hook().send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
+                                             idempotency_key=key, check_first=check_first).value
 
 
 class GraphDraftOperator(_GraphMessageOperator):
@@ -253,4 +251,4 @@ class GraphSendDraftOperator(BaseOperator):
         retried = (context["ti"].try_number or 1) > 1  # an earlier try may have sent it
         with retries_only_when_useful():
             return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id).send_draft(
-                self.message_id, sender=self.sender, check_first=retried)
+                self.message_id, sender=self.sender, check_first=retried).value

@@ -76,7 +76,7 @@ class GraphMailMergeOperator(_GraphMessageOperator):
 
     def _merge(self, context: Context) -> dict[str, int]:
         from airflow_graph_mail.errors import BatchFailedError, MessageValidationError
-        from airflow_graph_mail.graph.bulk import FAILED, UNKNOWN
+        from airflow_graph_mail.outcomes import Status
         from airflow_graph_mail.mail.attachments import cid
         from airflow_graph_mail.mail.rows import load_rows
 
@@ -105,12 +105,12 @@ class GraphMailMergeOperator(_GraphMessageOperator):
             return {}
         outcomes = self.get_hook().send_many(messages, keys=keys, sender=self.sender, check_first=check_first,
                                              save_to_sent_items=self.save_to_sent_items,
-                                             concurrency=self.concurrency)
+                                             concurrency=self.concurrency, label="rows[{position}].{field}")
         context["ti"].xcom_push(key=OUTCOMES_KEY, value=outcomes)
         counts: dict[str, int] = {}
         for outcome in outcomes:
             counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
-        failed = [o for o in outcomes if o["status"] in (FAILED, UNKNOWN)]
+        failed = [o for o in outcomes if o["status"] in (Status.FAILED, Status.UNKNOWN)]
         if failed:
             raise BatchFailedError(failed, len(outcomes))
         return counts
@@ -146,9 +146,7 @@ class GraphMailMergeOperator(_GraphMessageOperator):
                     fields[name] = _rendered(template, row_context)
             except TemplateError as err:
                 raise MessageValidationError(name, f"{type(err).__name__}: {err}") from None
-        message = Message(body_type=self.body_type, max_glob_matches=self.max_glob_matches, **fields)
-        message.require_recipients()
-        return message
+        return Message(body_type=self.body_type, max_glob_matches=self.max_glob_matches, **fields)
 
 
 def _compiled(value, env):

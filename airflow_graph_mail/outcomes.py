@@ -1,0 +1,38 @@
+"""What happened to a mail: one vocabulary for the client, the hook, the operators and XCom.
+
+No Airflow and no HTTP here, like ``errors``: every layer may use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+class Status(str, Enum):
+    """A send's outcome. A ``str``, so that it compares, serialises and prints as its value."""
+
+    SENT = "sent"  # went out now
+    ALREADY_SENT = "already_sent"  # an earlier attempt had sent it (found by its idempotency key)
+    FAILED = "failed"  # not sent; ``error`` says why
+    UNKNOWN = "unknown"  # the answer was lost and the lookup failed too: it may have gone
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Outcome:
+    """One message of a batch: ``permanent`` says that a retry cannot fix its failure."""
+
+    position: int
+    key: str | None
+    to: list[str]
+    subject: str
+    status: Status
+    error: str = ""
+    permanent: bool = False
+
+    def as_dict(self) -> dict:
+        """Plain JSON types only (XCom stores it)."""
+        return {**asdict(self), "status": self.status.value}
