@@ -512,7 +512,7 @@ def test_the_table_is_large_enough():
 
 
 def stored_messages(emulator) -> int:
-    return sum(sum(folders.values()) for folders in emulator.store.folder_counts().values())
+    return sum(sum(folders.values()) for folders in emulator.folder_counts().values())
 
 
 @pytest.mark.parametrize(("case", "action", "error", "field", "text"), ROWS, ids=[row[0] for row in ROWS])

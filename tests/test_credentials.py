@@ -330,7 +330,7 @@ def test_emulator_identity_endpoints_check_their_headers(http, graph_emulator):
     assert refused.json()["error_description"] == "Required metadata header not specified"
     answered = http.get(imds, params=resource, headers={"Metadata": "true"}).json()
     assert answered["client_id"] == graph_emulator.directory.system_identity.client_id
-    assert int(answered["expires_in"]) == graph_emulator.token_lifetime
+    assert int(answered["expires_in"]) == graph_emulator.entra.token_lifetime
     app_service = f"{graph_emulator.base_url}/msi/token"
     assert http.get(app_service, params=resource, headers={"X-IDENTITY-HEADER": "guess"}).status_code == 401
     wrong = http.get(imds, params={**resource, "resource": "https://graph.microsoft.com"}, headers={"Metadata": "true"})

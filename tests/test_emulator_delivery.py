@@ -29,7 +29,7 @@ def test_concurrency_limit_per_mailbox(graph, graph_emulator):
     assert statuses.count(202) >= 2 and 429 in statuses
     assert len(graph_emulator.messages("ann@example.com")) == statuses.count(202)
     graph_emulator.reset()
-    assert graph_emulator.latency == 0 and graph_emulator.throttle.concurrency == 4
+    assert graph_emulator.backend.limits.latency == 0 and graph_emulator.backend.throttle.concurrency == 4
 
 
 KEY = "String {8ECCC264-6880-4EBE-992F-8888D2EEAA1D} Name test-key"

@@ -115,7 +115,7 @@ def test_message_size_limit_is_configurable(graph, draft, graph_emulator):
     graph_emulator.set_limits(message_size_limit=150 * MB)
     assert open_session(graph, draft, 100 * MB).status_code == 201
     graph_emulator.reset()  # back to 35 MB
-    assert graph_emulator.message_size_limit == 35 * MB
+    assert graph_emulator.backend.limits.message_size_limit == 35 * MB
 
 
 def test_upload_budget_answers_429_with_retry_after(graph, http, draft, graph_emulator):

@@ -156,7 +156,7 @@ def test_upload_that_fails_for_good_leaves_nothing(big_hook, graph_emulator, tmp
     assert any(r["method"] == "DELETE" and "AttachmentSessions" in r["path"] for r in log)
     for folder in ("drafts", "sentitems"):
         assert graph_emulator.messages(graph_emulator.default_sender, folder) == []
-    assert graph_emulator.messages("ann@example.com") == [] and not list(graph_emulator.uploads.directory.iterdir())
+    assert graph_emulator.messages("ann@example.com") == [] and not list(graph_emulator.backend.uploads.directory.iterdir())
 
 
 def test_upload_budget_is_waited_out(connect, graph_emulator, tmp_path):

@@ -38,7 +38,7 @@ def test_a_debug_level_run_leaks_no_secret(run_dag, graph_emulator, tmp_path):
                      AIRFLOW_CONN_GRAPH_MAIL_DELEGATED=json.dumps(delegated))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert len(graph_emulator.messages("ann@example.com")) == 1 and graph_emulator.uploads.issued_tokens
+    assert len(graph_emulator.messages("ann@example.com")) == 1 and graph_emulator.backend.uploads.issued_tokens
 
     home = tmp_path / "airflow"
     every_line = (output + "".join(p.read_text(errors="replace") for p in home.rglob("*.log"))).splitlines()
@@ -52,7 +52,7 @@ def test_a_debug_level_run_leaks_no_secret(run_dag, graph_emulator, tmp_path):
                "passphrase": "pem-pass-D3bug", "refresh token": refresh_token,
                **{f"rotated refresh token {i}": t for i, t in enumerate(rotated)},
                **{f"access token {i}": t for i, t in enumerate(graph_emulator.issuer.issued)},
-               **{f"upload URL token {i}": t for i, t in enumerate(graph_emulator.uploads.issued_tokens)}}
+               **{f"upload URL token {i}": t for i, t in enumerate(graph_emulator.backend.uploads.issued_tokens)}}
     assert len(secrets) >= 8
     assert [name for name, value in secrets.items() if value in logs] == []
     assert [name for name, value in secrets.items() if value.encode() in database] == []

@@ -8,7 +8,7 @@ import json
 import sys
 
 from airflow_graph_mail.emulator.server import CONNECTION_FILE, DEFAULT_PORT, GraphEmulator
-from airflow_graph_mail.emulator.uploads import MB
+from airflow_graph_mail.emulator.mail.uploads import MB
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,8 +7,41 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from airflow_graph_mail.emulator.models import now_iso
-from airflow_graph_mail.emulator.rules import GraphError, bad_request
+import datetime as dt
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class GraphError(Exception):
+    """An error answer: HTTP status, Graph code and message, optional extra headers."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def bad_request(code: str, message: str) -> GraphError:
+    return GraphError(400, code, message)
+
+
+@dataclass
+class Site:
+    """Where the emulator answers; the port is known once it listens."""
+
+    host: str
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def upload_host(self) -> str:
+        """Outlook's upload host is not Graph's: a client scoping its token to the Graph host sends none."""
+        return "127.0.0.1" if self.host == "localhost" else "localhost"
 
 
 @dataclass

@@ -12,10 +12,13 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 
-from airflow_graph_mail.emulator.models import FOLDERS, Mailbox, message_size
-from airflow_graph_mail.emulator.rules import GraphError
+from collections.abc import Callable
+
+from airflow_graph_mail.emulator.mail.backend import MailBackend
+from airflow_graph_mail.emulator.mail.queries import attachment_content, browse, folder_counts
+from airflow_graph_mail.emulator.mail.store import FOLDERS, Mailbox, message_size
 from airflow_graph_mail.emulator.viewer.body import framed_document, remote_references, text_body
-from airflow_graph_mail.emulator.wire import Request, Response
+from airflow_graph_mail.emulator.wire import GraphError, Request, Response
 
 HERE = Path(__file__).parent
 FOLDER_LABELS = {"inbox": "Inbox", "drafts": "Drafts", "sentitems": "Sent Items", "deleteditems": "Deleted Items",
@@ -62,23 +65,6 @@ def time_text(stamp: str) -> str:
         return stamp
 
 
-def matcher(query: str):
-    """Search: the words of a subject, any recipient or the sender (name or address), any extended property
-    value (the idempotency key is one), case-insensitive."""
-    needle = query.casefold()
-
-    def keep(message: dict) -> bool:
-        people = [message.get("from"), message.get("sender")]
-        for field in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
-            people += message.get(field) or []
-        texts = [message.get("subject") or ""]
-        texts += [address_label(p) for p in people if p]
-        texts += [str(p.get("value", "")) for p in message.get("singleValueExtendedProperties") or []]
-        return any(needle in text.casefold() for text in texts)
-
-    return keep
-
-
 def _html(status: int, body: str, headers: dict | None = None) -> Response:
     # same-origin, not no-referrer: with no referrer a browser sends "Origin: null" with the page's own forms.
     return Response(status, body.encode("utf-8"), {"Content-Type": "text/html; charset=utf-8",
@@ -93,8 +79,12 @@ def _download_name(name: str) -> str:
 
 
 class Viewer:
-    def __init__(self, emulator):
-        self.emu = emulator
+    """``eml(message_id)`` gives a message's MIME source (the inspection API's)."""
+
+    def __init__(self, backend: MailBackend, tenant_domain: str, eml: Callable[[str], bytes | None]):
+        self.backend = backend
+        self.tenant_domain = tenant_domain
+        self.eml = eml
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                       trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
         self.env.filters["size"] = human_size
@@ -102,19 +92,19 @@ class Viewer:
 
     @property
     def store(self):
-        return self.emu.store
+        return self.backend.store
 
     def _page(self, template: str, status: int = 200, **values) -> Response:
         values.setdefault("q", "")
         values.setdefault("selected", {"mailbox": None, "folder": None})
-        values.update(tenant=self.emu.tenant_domain, sidebar=self._sidebar(values["selected"]))
+        values.update(tenant=self.tenant_domain, sidebar=self._sidebar(values["selected"]))
         return _html(status, self.env.get_template(template).render(**values))
 
     def _missing(self, what: str) -> Response:
         return self._page("missing.html", 404, what=what)
 
     def _sidebar(self, selected: dict) -> dict:
-        boxes, total, all_counts = [], 0, self.store.folder_counts()
+        boxes, total, all_counts = [], 0, folder_counts(self.store)
         for mailbox in self.store.mailboxes():
             counts = all_counts.get(mailbox.id, {})
             shown = [f for f in FOLDERS if counts.get(f) or (mailbox.is_user and f in USER_FOLDERS)] or ["inbox"]
@@ -146,7 +136,7 @@ class Viewer:
             except GraphError:
                 notice, folder = f"There is no folder {folder!r}: showing every folder of {mailbox.address}.", None
         folder = folder if mailbox is not None else None
-        rows, total = self.store.browse(mailbox, folder, matcher(query) if query else None, PAGE_LIMIT)
+        rows, total = browse(self.store, mailbox, folder, query, PAGE_LIMIT)
         selected = {"mailbox": mailbox.address if mailbox else None, "folder": folder}
         heading = "All mailboxes" if mailbox is None else mailbox.address
         if folder:
@@ -182,7 +172,7 @@ class Viewer:
         text, text_source = text_body(body, self.store.raw_mime(message["id"]))
         raw = ""
         if attached_bytes + len(body.get("content") or "") <= RAW_PREVIEW_BYTES:
-            raw = self.emu.eml(message["id"]).decode("utf-8", "replace")
+            raw = self.eml(message["id"]).decode("utf-8", "replace")
         recipients = [(label, ", ".join(address_label(r) for r in message.get(field) or []))
                       for label, field in (("To", "toRecipients"), ("Cc", "ccRecipients"), ("Bcc", "bccRecipients"),
                                            ("Reply-To", "replyTo"))]
@@ -229,8 +219,8 @@ class Viewer:
         cid = request.params["cid"]
         part = None
         if found is not None:
-            part = (self.store.attachment_content(found[1]["id"], content_id=cid)
-                    or self.store.attachment_content(found[1]["id"], content_id=cid.strip("<>")))
+            part = (attachment_content(self.store, found[1]["id"], content_id=cid)
+                    or attachment_content(self.store, found[1]["id"], content_id=cid.strip("<>")))
         if part is None:
             return Response(404, b"", {"Content-Type": "text/plain", **_NO_STORE})
         meta, content = part
@@ -241,7 +231,7 @@ class Viewer:
     def viewer_attachment(self, request: Request) -> Response:
         """An attachment exactly as stored, always as a download."""
         found = self.store.find_message(request.params["id"])
-        part = self.store.attachment_content(found[1]["id"], request.params["attachment"]) if found else None
+        part = attachment_content(self.store, found[1]["id"], request.params["attachment"]) if found else None
         if part is None:
             return self._missing("attachment")
         meta, content = part
@@ -251,7 +241,7 @@ class Viewer:
 
     def viewer_source(self, request: Request) -> Response:
         """The message's .eml as text in the browser (the download is /_emulator/messages/{id}.eml)."""
-        eml = self.emu.eml(request.params["id"])
+        eml = self.eml(request.params["id"])
         if eml is None:
             return self._missing("message")
         return Response(200, eml, {"Content-Type": "text/plain; charset=utf-8",

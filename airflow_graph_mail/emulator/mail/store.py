@@ -1,21 +1,26 @@
-"""State of the emulated tenant: mailboxes, folders and messages, kept in SQLite."""
+"""The emulated tenant's mail: mailboxes, folders, messages and attachments, kept in SQLite.
+
+One lock around one connection; every change that touches several rows runs in ``transaction()``.
+"""
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import json
 import os
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from airflow_graph_mail.emulator.rules import GraphError, check_sendable
+from airflow_graph_mail.emulator.mail.queries import search_text
+from airflow_graph_mail.emulator.mail.rules import check_sendable
+from airflow_graph_mail.emulator.mail.schema import connect
+from airflow_graph_mail.emulator.wire import GraphError, now_iso
 
 # Attachment rows are copied inside SQLite (a 100 MB file never passes through Python to be delivered).
 _COPY_ATTACHMENTS = """
@@ -25,27 +30,6 @@ SELECT 'AAMkAGAtt' || lower(hex(randomblob(18))), ?, position, name, content_typ
 _BLOB_STEP = 4 * 1024 * 1024
 IMMUTABLE_ID = "_immutableId"  # kept in the stored message; shown as "id" when a request prefers it
 FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "outbox", "archive", "junkemail")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS mailboxes (
-    id TEXT PRIMARY KEY, address TEXT UNIQUE COLLATE NOCASE, display_name TEXT,
-    is_user INTEGER, rest_enabled INTEGER);
-CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY, mailbox_id TEXT, folder TEXT, created REAL, data TEXT, mime BLOB, immutable_id TEXT);
-CREATE INDEX IF NOT EXISTS messages_by_folder ON messages (mailbox_id, folder, created);
-CREATE TABLE IF NOT EXISTS attachments (
-    id TEXT PRIMARY KEY, message_id TEXT, position INTEGER, name TEXT, content_type TEXT, size INTEGER,
-    is_inline INTEGER, content_id TEXT, content BLOB, sha256 TEXT);
-CREATE INDEX IF NOT EXISTS attachments_by_message ON attachments (message_id, position);
-CREATE TABLE IF NOT EXISTS extended_properties (message_id TEXT, property_id TEXT, value TEXT);
-CREATE INDEX IF NOT EXISTS extended_properties_by_value ON extended_properties (property_id, value);
-CREATE TABLE IF NOT EXISTS submissions (mailbox_id TEXT, time REAL, property_id TEXT, value TEXT);
-"""
-# Added after the first release; a state directory from then lacks them.
-_MIGRATIONS = {"attachments": {"sha256": "TEXT"}, "messages": {"immutable_id": "TEXT"}}
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_id(prefix: str = "AAMkAG") -> str:
@@ -70,20 +54,38 @@ class MailStore:
 
     def __init__(self, db_path: str = ":memory:", domain: str = "contoso.com"):
         self.domain = domain
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        for table, added in _MIGRATIONS.items():
-            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            for column, kind in added.items():
-                if column not in columns:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self._db.execute("CREATE INDEX IF NOT EXISTS messages_by_immutable_id ON messages (immutable_id)")
+        self._db = connect(db_path, lambda data: search_text(json.loads(data)))
         self._lock = threading.RLock()
+        self._in_transaction = False
         self.version = 0  # goes up with every change, so a viewer knows when to refresh
 
     def _changed(self) -> None:
         self.version += 1
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing, under the store's lock; a transaction inside another joins it."""
+        with self._lock:
+            if self._in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN")
+            self._in_transaction = True
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._in_transaction = False
+
+    @contextmanager
+    def reading(self):
+        """The connection, under the store's lock, for queries (``queries.py``)."""
+        with self._lock:
+            yield self._db
 
     # -- mailboxes -----------------------------------------------------------------------------------
 
@@ -148,9 +150,9 @@ class MailStore:
                    IMMUTABLE_ID: message.get(IMMUTABLE_ID) or new_id("AAkALg")}
         if copy_attachments_of is None:
             message["hasAttachments"] = any(not a["isInline"] for a in attachments)
-        self._db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?)",
+        self._db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)",
                          (message_id, mailbox.id, folder, time.time(), json.dumps(message), mime,
-                          message[IMMUTABLE_ID]))
+                          message[IMMUTABLE_ID], search_text(message)))
         self._db.executemany("INSERT INTO extended_properties VALUES (?,?,?)",
                              [(message_id, key, value) for key, value in extended_properties(message)])
         if copy_attachments_of is not None:
@@ -181,30 +183,23 @@ class MailStore:
 
     def add_attachment(self, mailbox: Mailbox, message_id: str, att: dict, file=None, sha256: str = "") -> str:
         """Attach to a draft, from bytes (``att["content"]``) or streamed from a file (an upload session)."""
-        with self._lock:
+        with self.transaction():
             message = self.load_draft(mailbox, message_id)
             message_id = message["id"]
             position = self._db.execute("SELECT COUNT(*) FROM attachments WHERE message_id = ?",
                                         (message_id,)).fetchone()[0]
-            self._db.execute("BEGIN")
-            try:
-                if file is None:
-                    attachment_id, _ = self._insert_attachment(message_id, position, att, att["content"])
-                else:
-                    attachment_id, rowid = self._insert_attachment(message_id, position, att, None, att["size"],
-                                                                   sha256)
-                    if att["size"]:
-                        with self._db.blobopen("attachments", "content", rowid) as blob:
-                            while block := file.read(_BLOB_STEP):
-                                blob.write(block)
-                message["hasAttachments"] = message.get("hasAttachments") or not att["isInline"]
-                message["lastModifiedDateTime"] = now_iso()
-                self._db.execute("UPDATE messages SET data = ? WHERE id = ?", (json.dumps(message), message_id))
-                self._db.execute("COMMIT")
-                self._changed()
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            if file is None:
+                attachment_id, _ = self._insert_attachment(message_id, position, att, att["content"])
+            else:
+                attachment_id, rowid = self._insert_attachment(message_id, position, att, None, att["size"], sha256)
+                if att["size"]:
+                    with self._db.blobopen("attachments", "content", rowid) as blob:
+                        while block := file.read(_BLOB_STEP):
+                            blob.write(block)
+            message["hasAttachments"] = message.get("hasAttachments") or not att["isInline"]
+            message["lastModifiedDateTime"] = now_iso()
+            self._db.execute("UPDATE messages SET data = ? WHERE id = ?", (json.dumps(message), message_id))
+            self._changed()
             return attachment_id
 
     def message_size(self, message_id: str, message: dict) -> int:
@@ -235,29 +230,17 @@ class MailStore:
                  mime: bytes | None = None) -> None:
         """sendMail: checked as a whole first, then saved and delivered atomically."""
         check_sendable(message)
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                draft_id = self.create_draft(mailbox, "drafts", message, attachments, mime)
-                self._submit(mailbox, draft_id, save_to_sent_items)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.transaction():
+            draft_id = self.create_draft(mailbox, "drafts", message, attachments, mime)
+            self._submit(mailbox, draft_id, save_to_sent_items)
 
     def send_draft(self, mailbox: Mailbox, message_id: str) -> None:
-        with self._lock:
-            message, folder = self.load(mailbox, message_id)
+        with self.transaction():
+            message, _ = self.load(mailbox, message_id)
             if not message.get("isDraft"):
                 raise GraphError(400, "ErrorInvalidOperation", "Only a draft message can be sent.")
             check_sendable(message)
-            self._db.execute("BEGIN")
-            try:
-                self._submit(mailbox, message["id"], save_to_sent_items=True)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._submit(mailbox, message["id"], save_to_sent_items=True)
 
     def _submit(self, mailbox: Mailbox, draft_id: str, save_to_sent_items: bool) -> None:
         """The draft leaves Drafts for Sent Items (or vanishes); each recipient's Inbox gets a copy."""
@@ -292,11 +275,13 @@ class MailStore:
         self._changed()
 
     def update(self, mailbox: Mailbox, message_id: str, changes: dict) -> None:
-        """PATCH: new values for some properties of a stored message (its id stays)."""
-        message, _ = self.load(mailbox, message_id)
-        message.update(changes, lastModifiedDateTime=now_iso())
-        with self._lock:
-            self._db.execute("UPDATE messages SET data = ? WHERE id = ?", (json.dumps(message), message["id"]))
+        """PATCH: new values for some properties of a stored message (its id stays). Read and written in one
+        transaction, so two updates at once cannot lose one."""
+        with self.transaction():
+            message, _ = self.load(mailbox, message_id)
+            message.update(changes, lastModifiedDateTime=now_iso())
+            self._db.execute("UPDATE messages SET data = ?, search_text = ? WHERE id = ?",
+                             (json.dumps(message), search_text(message), message["id"]))
             self._changed()
 
     def load(self, mailbox: Mailbox, message_id: str) -> tuple[dict, str]:
@@ -347,15 +332,6 @@ class MailStore:
                                     (property_key(property_id),)).fetchall()
         return dict(rows)
 
-    def folder_counts(self) -> dict[str, dict[str, int]]:
-        """{mailbox id: {folder: messages}} for every mailbox, in one query (a merge can make thousands)."""
-        counts: dict[str, dict[str, int]] = {}
-        with self._lock:
-            rows = self._db.execute("SELECT mailbox_id, folder, COUNT(*) FROM messages GROUP BY mailbox_id, folder")
-            for mailbox_id, folder, count in rows:
-                counts.setdefault(mailbox_id, {})[folder] = count
-        return counts
-
     def find_message(self, message_id: str) -> tuple[Mailbox, dict, str] | None:
         """For the inspection API: a message by id (or immutable id) in any mailbox."""
         with self._lock:
@@ -379,66 +355,14 @@ class MailStore:
 
     def clear_mailbox(self, mailbox: Mailbox) -> int:
         """Empty every folder of one mailbox and forget what it submitted; a recipient-only mailbox goes."""
-        with self._lock:
+        with self.transaction():
             ids = [r[0] for r in self._db.execute("SELECT id FROM messages WHERE mailbox_id = ?", (mailbox.id,))]
-            self._db.execute("BEGIN")
-            try:
-                for message_id in ids:
-                    self._delete(message_id)
-                self._db.execute("DELETE FROM submissions WHERE mailbox_id = ?", (mailbox.id,))
-                self._db.execute("DELETE FROM mailboxes WHERE id = ? AND is_user = 0", (mailbox.id,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            for message_id in ids:
+                self._delete(message_id)
+            self._db.execute("DELETE FROM submissions WHERE mailbox_id = ?", (mailbox.id,))
+            self._db.execute("DELETE FROM mailboxes WHERE id = ? AND is_user = 0", (mailbox.id,))
             self._changed()
             return len(ids)
-
-    def browse(self, mailbox: Mailbox | None = None, folder: str | None = None,
-               keep: Callable[[dict], bool] | None = None, limit: int = 200) -> tuple[list[dict], int]:
-        """(newest ``limit`` messages that ``keep`` accepts, how many it accepts in all), for a viewer.
-
-        Each message comes with "_mailbox", "_folder", "_attached" (files), "_inline" and "_attachedBytes"."""
-        where, args = [], []
-        if mailbox is not None:
-            where.append("m.mailbox_id = ?")
-            args.append(mailbox.id)
-        if folder is not None:
-            where.append("m.folder = ?")
-            args.append(folder)
-        sql = ("SELECT b.address, m.folder, m.data FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
-               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY m.created DESC, m.rowid DESC")
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        found = []
-        for address, folder_name, data in rows:
-            message = json.loads(data)
-            if keep is None or keep(message):
-                found.append({**message, "_mailbox": address, "_folder": folder_name})
-        page = found[:limit]
-        marks = ",".join("?" * len(page))
-        with self._lock:
-            counts = {r[0]: r[1:] for r in self._db.execute(
-                "SELECT message_id, SUM(1 - is_inline), SUM(is_inline), SUM(size) FROM attachments "
-                f"WHERE message_id IN ({marks}) GROUP BY message_id", [m["id"] for m in page])}
-        for message in page:
-            attached, inline, size = counts.get(message["id"], (0, 0, 0))
-            message.update(_attached=attached, _inline=inline, _attachedBytes=size)
-        return page, len(found)
-
-    def attachment_content(self, message_id: str, attachment_id: str | None = None,
-                           content_id: str | None = None) -> tuple[dict, bytes] | None:
-        """One attachment of a message with its bytes, by id or by Content-ID (a ``cid:`` reference)."""
-        column, value = ("id", attachment_id) if attachment_id is not None else ("content_id", content_id)
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT id, name, content_type, size, is_inline, content_id, content FROM attachments "
-                f"WHERE message_id = ? AND {column} = ? ORDER BY position LIMIT 1", (message_id, value)).fetchone()
-        if row is None:
-            return None
-        meta = {"id": row[0], "name": row[1], "contentType": row[2], "size": row[3], "isInline": bool(row[4]),
-                "contentId": row[5]}
-        return meta, bytes(row[6] or b"")
 
     def web_link(self, base_url: str, message_id: str) -> str:
         return f"{base_url}/owa/?ItemID={quote(message_id, safe='')}&exvsurl=1&viewmodel=ReadMessageItem"

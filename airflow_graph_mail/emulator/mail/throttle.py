@@ -12,7 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from airflow_graph_mail.emulator.rules import GraphError
+from airflow_graph_mail.emulator.wire import GraphError
 
 
 class MailboxThrottle:

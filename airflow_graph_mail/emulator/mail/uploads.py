@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_graph_mail.emulator.rules import GraphError
+from airflow_graph_mail.emulator.wire import GraphError
 
 MB = 1024 * 1024
 MAX_CHUNK_BYTES = 4 * MB

@@ -1,21 +1,16 @@
-"""Request handlers: parse what arrives, apply the tenant's rules, render what Graph and Entra answer."""
+"""Graph's message endpoints: sendMail, create (draft), update, send, get and list, as Microsoft documents them."""
 
 from __future__ import annotations
 
-import base64
 import re
-from urllib.parse import quote
 
-from airflow_graph_mail.emulator import mime as mime_io
-from airflow_graph_mail.emulator.attachment_handlers import AttachmentHandlers
-from airflow_graph_mail.emulator.identity import IdentityHandlers
-from airflow_graph_mail.emulator.managed_identity import ManagedIdentityHandlers
-from airflow_graph_mail.emulator.models import IMMUTABLE_ID, MailStore, Mailbox, message_size
-from airflow_graph_mail.emulator.rules import GraphError, bad_request, boolean, canonical_keys, message_from_json
-from airflow_graph_mail.emulator.tokens import TokenInvalid
-from airflow_graph_mail.emulator.wire import Request, Response
+from airflow_graph_mail.emulator.mail import mime as mime_io
+from airflow_graph_mail.emulator.mail.access import Access
+from airflow_graph_mail.emulator.mail.backend import MAX_REQUEST_BYTES, MailBackend
+from airflow_graph_mail.emulator.mail.rules import boolean, canonical_keys, message_from_json
+from airflow_graph_mail.emulator.mail.store import IMMUTABLE_ID, Mailbox, message_size
+from airflow_graph_mail.emulator.wire import GraphError, Request, Response, Site, bad_request
 
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # The message properties Graph returns by default (internetMessageHeaders only on $select).
 DEFAULT_PROPERTIES = [
     "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories", "receivedDateTime",
@@ -32,37 +27,12 @@ def body_preview(body: dict) -> str:
     return " ".join(text.split())[:255]
 
 
-class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
-    """Entra-like token service, Graph mail endpoints and the inspection API, over one MailStore."""
-
-    def __init__(self, emulator):
-        self.emu = emulator
-        self.store: MailStore = emulator.store
-
-    # -- Graph ---------------------------------------------------------------------------------------
-
-    def _authorize(self, request: Request, role: str | tuple[str, ...]) -> Mailbox:
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer ") or not header[7:].strip():
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
-        try:
-            claims = self.emu.issuer.verify(header[7:].strip(), self.emu.base_url)
-        except TokenInvalid as err:
-            raise GraphError(401, "InvalidAuthenticationToken", str(err)) from None
-        roles = (role,) if isinstance(role, str) else role
-        delegated = claims.get("idtyp") == "user"
-        granted = (claims.get("scp") or "").split() if delegated else claims.get("roles", [])
-        if not set(roles) & set(granted):
-            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
-        user = request.params["user"]
-        if not delegated:
-            if user is None:
-                raise bad_request("BadRequest", "/me request is only valid with delegated authentication flow.")
-            return self.store.user(user)
-        me = self.store.user(claims["upn"])
-        if user is not None and self.store.user(user).id != me.id:  # delegated: only the signed-in user's mailbox
-            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
-        return me
+class MessageResponses:
+    def __init__(self, backend: MailBackend, access: Access, site: Site):
+        self.backend = backend
+        self.store = backend.store
+        self.access = access
+        self.site = site
 
     def _check_size(self, request: Request) -> None:
         if request.oversize or len(request.body) > MAX_REQUEST_BYTES:
@@ -82,12 +52,12 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
         return message, attachments, raw
 
     def _check_new_message_size(self, message: dict, attachments: list[dict]) -> None:
-        if message_size(message, sum(len(a["content"]) for a in attachments)) > self.emu.message_size_limit:
+        if message_size(message, sum(len(a["content"]) for a in attachments)) > self.backend.limits.message_size_limit:
             raise GraphError(400, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
 
     def send_mail(self, request: Request) -> Response:
         self._check_size(request)
-        mailbox = self._authorize(request, "Mail.Send")
+        mailbox = self.access.mailbox(request, "Mail.Send")
         save = True
         if request.is_mime:
             message, attachments, raw = self._incoming(request)
@@ -105,12 +75,12 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
             message, attachments, raw = self._incoming(request, target)
         self._check_new_message_size(message, attachments)
         self.store.send_new(mailbox, message, attachments, save, raw)
-        self.emu.count_send()
-        return Response(self.emu.sendmail_status)
+        self.backend.count_send()
+        return Response(self.backend.limits.sendmail_status)
 
     def create_message(self, request: Request) -> Response:
         self._check_size(request)
-        mailbox = self._authorize(request, "Mail.ReadWrite")
+        mailbox = self.access.mailbox(request, "Mail.ReadWrite")
         folder = self.store.resolve_folder(mailbox, request.params.get("folder") or "drafts")
         message, attachments, raw = self._incoming(request)
         self._check_new_message_size(message, attachments)
@@ -120,7 +90,7 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
     def update_message(self, request: Request) -> Response:
         """Update message: a draft takes new recipients, subject, body or importance (as a person editing
         it in Outlook would); a sent message keeps them."""
-        mailbox = self._authorize(request, "Mail.ReadWrite")
+        mailbox = self.access.mailbox(request, "Mail.ReadWrite")
         message, _ = self.store.load(mailbox, request.params["id"])
         changes, attachments = message_from_json(request.json(), request.params["version"])
         if attachments:
@@ -132,18 +102,18 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
         return Response.json(200, self._render(request, mailbox, message["id"]))
 
     def send_draft(self, request: Request) -> Response:
-        mailbox = self._authorize(request, "Mail.Send")
+        mailbox = self.access.mailbox(request, "Mail.Send")
         if request.body:
             raise bad_request("ErrorInvalidParameter", "The send action takes no request body.")
         self.store.send_draft(mailbox, request.params["id"])
         return Response(202)
 
     def get_message(self, request: Request) -> Response:
-        mailbox = self._authorize(request, ("Mail.ReadWrite", "Mail.Read"))
+        mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))
         return Response.json(200, self._render(request, mailbox, request.params["id"]))
 
     def list_messages(self, request: Request) -> Response:
-        mailbox = self._authorize(request, ("Mail.ReadWrite", "Mail.Read"))
+        mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))
         folder = request.params.get("folder")
         folders = [self.store.resolve_folder(mailbox, folder)] if folder else ["inbox", "drafts", "sentitems"]
         top = int(request.query.get("$top", 10))
@@ -160,7 +130,7 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
         return self._project(request, message)
 
     def _project(self, request: Request, message: dict) -> dict:
-        message = {**message, "webLink": self.store.web_link(self.emu.base_url, message["id"]),
+        message = {**message, "webLink": self.store.web_link(self.site.base_url, message["id"]),
                    "changeKey": message["lastModifiedDateTime"], "categories": message.get("categories", [])}
         for name in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
             message.setdefault(name, [])
@@ -171,51 +141,6 @@ class Handlers(IdentityHandlers, ManagedIdentityHandlers, AttachmentHandlers):
         if request.immutable_ids and IMMUTABLE_ID in message:
             out["id"] = message[IMMUTABLE_ID]
         return out
-
-    # -- inspection ----------------------------------------------------------------------------------
-
-    def inspect_mailboxes(self, request: Request) -> Response:
-        counts = self.store.folder_counts()
-        return Response.json(200, {"value": [
-            {"id": m.id, "address": m.address, "displayName": m.display_name, "isUser": m.is_user,
-             "folders": counts.get(m.id, {})} for m in self.store.mailboxes()]})
-
-    def inspect_folder(self, request: Request) -> Response:
-        mailbox = self.store.find_mailbox(request.params["mailbox"])
-        if mailbox is None:
-            raise GraphError(404, "ErrorItemNotFound", "No such mailbox.")
-        folder = self.store.resolve_folder(mailbox, request.params["folder"])
-        return Response.json(200, {"value": self.emu.messages(mailbox.address, folder,
-                                                              request.query.get("content") == "true")})
-
-    def inspect_message(self, request: Request) -> Response:
-        found = self.emu.full_message(request.params["id"], request.query.get("content") == "true")
-        if found is None:
-            raise GraphError(404, "ErrorItemNotFound", "No such message.")
-        return Response.json(200, found)
-
-    def inspect_eml(self, request: Request) -> Response:
-        eml = self.emu.eml(request.params["id"])
-        if eml is None:
-            raise GraphError(404, "ErrorItemNotFound", "No such message.")
-        return Response(200, eml, {"Content-Type": "message/rfc822",
-                                   "Content-Disposition": f'attachment; filename="{request.params["id"]}.eml"'})
-
-    def inspect_deliveries(self, request: Request) -> Response:
-        if not request.query.get("property"):
-            raise bad_request("BadRequest", "Give ?property=<extended property id>.")
-        return Response.json(200, {"value": self.emu.deliveries(request.query["property"])})
-
-    def inspect_requests(self, request: Request) -> Response:
-        return Response.json(200, {"value": list(self.emu.request_log)})
-
-    def reset(self, request: Request) -> Response:
-        self.emu.reset()
-        return Response(204)
-
-    def web_link(self, request: Request) -> Response:
-        item = request.query.get("ItemID", "")
-        return Response(302, b"", {"Location": f"/_viewer/messages/{quote(item, safe='')}"})
 
 
 # Microsoft's documented form: singleValueExtendedProperties/Any(ep: ep/id eq '<id>' and ep/value eq '<value>')
@@ -232,10 +157,3 @@ def property_filter(expression: str) -> tuple[str, str]:
         raise bad_request("BadRequest", "Invalid filter clause: the emulator supports only "
                           "singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...').")
     return found.group(2).replace("''", "'"), found.group(3).replace("''", "'")
-
-
-def attachment_json(att: dict, with_content: bool) -> dict:
-    out = {k: v for k, v in att.items() if k != "content"}
-    if with_content:
-        out["contentBytes"] = base64.b64encode(att["content"]).decode("ascii")
-    return out

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from airflow_graph_mail.emulator.pki import CertificateAuthority
 
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
 MAIL_ROLES = ("Mail.Send", "Mail.ReadWrite")
@@ -56,42 +52,6 @@ class RefreshGrant:
     revoked: bool = False
 
 
-class ClientCertificateAuthority:
-    """A CA the tenant trusts for subject-name/issuer sign-in: certificates it issues need no upload."""
-
-    name = "airflow-graph-mail emulator client CA"
-
-    def __init__(self):
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.certificate = self._build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)]),
-                                       self._key.public_key(), ca=True)
-
-    def _build(self, subject: x509.Name, public_key, ca: bool) -> x509.Certificate:
-        now = dt.datetime.now(dt.timezone.utc)
-        return (x509.CertificateBuilder().subject_name(subject)
-                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)]))
-                .public_key(public_key).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-                .sign(self._key, hashes.SHA256()))
-
-    def issue(self, common_name: str) -> bytes:
-        """PEM with a new private key and its certificate, as an app's certificate_path would hold."""
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        certificate = self._build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
-                                  key.public_key(), ca=False)
-        return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
-                + certificate.public_bytes(serialization.Encoding.PEM))
-
-    def issued(self, certificate: x509.Certificate) -> bool:
-        try:
-            certificate.verify_directly_issued_by(self.certificate)
-        except Exception:  # InvalidSignature, or a certificate of another key type: not ours either way
-            return False
-        return True
-
-
 class Directory:
     """The tenant's identities; thread-safe for the few writes (new refresh tokens)."""
 
@@ -100,7 +60,8 @@ class Directory:
         self.apps: dict[str, App] = {}
         self.identities: list[ManagedIdentity] = []
         self.refresh_tokens: dict[str, RefreshGrant] = {}
-        self.client_ca = ClientCertificateAuthority()
+        # The CA the tenant trusts for subject-name/issuer sign-in: certificates it issues need no upload.
+        self.client_ca = CertificateAuthority("airflow-graph-mail emulator client CA", rsa_keys=True, days=30)
         self._lock = threading.Lock()
         self.system_identity = self.add_managed_identity(system_assigned=True)
 

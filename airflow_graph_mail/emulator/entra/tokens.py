@@ -1,18 +1,21 @@
-"""JSON Web Tokens as Entra issues them (RS256 access tokens) and as apps sign them (client assertions)."""
+"""JSON Web Tokens as Entra issues them (RS256 access tokens) and as apps sign them (client assertions),
+signed and checked with PyJWT: signature, expiry, not-before, audience and issuer."""
 
 from __future__ import annotations
 
 import base64
 import collections
 import hashlib
-import json
 import time
 import uuid
 
+import jwt
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+_ALGORITHMS = ["RS256", "PS256"]
+_LEEWAY = 5  # seconds of clock skew allowed to a client's own clock (assertions); our tokens use ours
 
 
 class TokenInvalid(Exception):
@@ -23,58 +26,49 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def split_jwt(token: str) -> tuple[dict, dict, bytes, bytes]:
+def unverified(token: str) -> tuple[dict, dict]:
+    """(header, claims) of a token, read without checking it (to find the key that should)."""
     try:
-        head, body, signature = token.split(".")
-        return (json.loads(b64url_decode(head)), json.loads(b64url_decode(body)),
-                f"{head}.{body}".encode("ascii"), b64url_decode(signature))
-    except (ValueError, UnicodeDecodeError) as err:
+        return jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as err:
         raise TokenInvalid("IDX14100: JWT is not well formed.") from err
 
 
-def _verify_rsa(public_key, alg: str, signed: bytes, signature: bytes) -> None:
-    pad = {"RS256": padding.PKCS1v15(),
-           "PS256": padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)}
-    if alg not in pad:
-        raise TokenInvalid(f"unsupported signing algorithm {alg!r}")
-    try:
-        public_key.verify(signature, signed, pad[alg], hashes.SHA256())
-    except InvalidSignature as err:
-        raise TokenInvalid("signature validation failed") from err
-
-
 class TokenIssuer:
-    """Signs access tokens with a key made at start; only this emulator instance accepts them."""
+    """Signs tokens with a key made at start; only this emulator instance accepts them."""
 
-    def __init__(self):
+    def __init__(self, issuer: str | None = None):
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = uuid.uuid4().hex
+        self.issuer = issuer  # checked on verify when set
         self.issued: collections.deque[str] = collections.deque(maxlen=1000)  # for "never logged" checks
 
     def issue(self, claims: dict, lifetime: int) -> str:
         now = int(time.time())
         payload = {"iat": now, "nbf": now, "exp": now + lifetime, "uti": uuid.uuid4().hex, **claims}
-        header = {"typ": "JWT", "alg": "RS256", "kid": self.kid}
-        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
-        signature = self._key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        token = f"{signing_input}.{b64url(signature)}"
+        token = jwt.encode(payload, self._key, algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})
         self.issued.append(token)
         return token
 
-    def verify(self, token: str, audience: str) -> dict:
-        header, claims, signed, signature = split_jwt(token)
+    def verify(self, token: str, audiences, issuer: str | None = None) -> dict:
+        """The claims of a token this issuer signed, for one of ``audiences``, still valid."""
+        header, _ = unverified(token)
         if header.get("kid") != self.kid:
             raise TokenInvalid("Access token validation failure. Invalid signing key.")
-        _verify_rsa(self._key.public_key(), header.get("alg", ""), signed, signature)
-        if claims.get("exp", 0) < time.time():
-            raise TokenInvalid("Lifetime validation failed, the token is expired.")
-        if claims.get("aud") != audience:
-            raise TokenInvalid("Access token validation failure. Invalid audience.")
-        return claims
+        audiences = [audiences] if isinstance(audiences, str) else list(audiences)
+        try:
+            return jwt.decode(token, self._key.public_key(), algorithms=["RS256"], audience=audiences,
+                              issuer=issuer, options={"require": ["exp", "nbf", "aud", "iss"]})
+        except jwt.ExpiredSignatureError:
+            raise TokenInvalid("Lifetime validation failed, the token is expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenInvalid("Lifetime validation failed, the token is not yet valid.") from None
+        except jwt.InvalidAudienceError:
+            raise TokenInvalid("Access token validation failure. Invalid audience.") from None
+        except jwt.InvalidIssuerError:
+            raise TokenInvalid("Access token validation failure. Invalid issuer.") from None
+        except jwt.PyJWTError as err:
+            raise TokenInvalid(f"Access token validation failure. {err}") from None
 
 
 def certificate_thumbprints(pem: bytes) -> tuple[x509.Certificate, str, str]:
@@ -106,9 +100,9 @@ def _registered_certificate(header: dict, app, client_ca) -> x509.Certificate | 
 
 
 def verify_client_assertion(assertion: str, app, audience: str, client_ca) -> None:
-    """An app's signed JWT: its certificate is registered (x5t) or trusted (x5c); iss=sub=client id;
-    aud=token URL."""
-    header, claims, signed, signature = split_jwt(assertion)
+    """An app's signed JWT: its certificate is registered (x5t) or trusted (x5c); iss = sub = client id;
+    aud = the token URL; within its lifetime."""
+    header, _ = unverified(assertion)
     certificate = _registered_certificate(header, app, client_ca)
     if certificate is None:
         thumbprint = header.get("x5t#S256") or header.get("x5t") or ""
@@ -118,21 +112,24 @@ def verify_client_assertion(assertion: str, app, audience: str, client_ca) -> No
             f"'{thumbprint}']"
         )
     try:
-        _verify_rsa(certificate.public_key(), header.get("alg", ""), signed, signature)
-    except TokenInvalid as err:
-        raise TokenInvalid(f"AADSTS700027: Client assertion failed signature validation. {err}") from err
+        claims = jwt.decode(assertion, certificate.public_key(), algorithms=_ALGORITHMS, audience=audience,
+                            leeway=_LEEWAY, options={"require": ["exp", "aud", "iss", "sub"]})
+    except jwt.ExpiredSignatureError:
+        raise TokenInvalid("AADSTS700024: Client assertion is not within its valid time range.") from None
+    except jwt.InvalidAudienceError:
+        raise TokenInvalid(f"AADSTS700016: The client assertion audience must be {audience}.") from None
+    except jwt.InvalidSignatureError as err:
+        raise TokenInvalid(f"AADSTS700027: Client assertion failed signature validation. {err}") from None
+    except jwt.PyJWTError as err:
+        raise TokenInvalid(f"AADSTS700027: Client assertion is not valid. {err}") from None
     if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
         raise TokenInvalid("AADSTS700023: Client assertion audience claim does not match Realm issuer.")
-    if claims.get("aud") != audience:
-        raise TokenInvalid(f"AADSTS700016: The client assertion audience must be {audience}.")
-    if claims.get("exp", 0) < time.time():
-        raise TokenInvalid("AADSTS700024: Client assertion is not within its valid time range.")
 
 
 def verify_federated_assertion(assertion: str, app, issuer: TokenIssuer) -> None:
     """Workload identity federation: a token from an external issuer (here, the emulator's own), matched
     against the app's federated identity credentials by issuer, subject and audience."""
-    _, claims, _, _ = split_jwt(assertion)
+    _, claims = unverified(assertion)
     iss, sub, aud = claims.get("iss"), claims.get("sub"), claims.get("aud")
     records = [r for r in app.federated if r["issuer"] == iss and r["subject"] == sub]
     if not records:
@@ -142,7 +139,7 @@ def verify_federated_assertion(assertion: str, app, issuer: TokenIssuer) -> None
         raise TokenInvalid(f"AADSTS700212: No matching federated identity record found for presented assertion "
                            f"audience '{aud}'.")
     try:
-        issuer.verify(assertion, aud)
+        issuer.verify(assertion, aud, issuer=iss)
     except TokenInvalid as err:
         code = "AADSTS700024" if "expired" in str(err) else "AADSTS700213"
         raise TokenInvalid(f"{code}: The federated assertion was refused: {err}") from err

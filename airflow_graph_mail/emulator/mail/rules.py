@@ -10,6 +10,8 @@ import base64
 import binascii
 import re
 
+from airflow_graph_mail.emulator.wire import GraphError, bad_request
+
 MAX_RECIPIENTS = 500
 
 # Writable message properties (canonical spelling); mentions exist only on beta.
@@ -34,18 +36,6 @@ _ENUMS = {
     "inferenceClassificationType": ("focused", "other"),
 }
 _ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\".]+$")
-
-
-class GraphError(Exception):
-    """An error answer: HTTP status, Graph code and message, optional extra headers."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def bad_request(code: str, message: str) -> GraphError:
-    return GraphError(400, code, message)
 
 
 def unknown_property(name: str, type_name: str) -> GraphError:

@@ -1,5 +1,11 @@
-"""The Entra side: OpenID discovery and the token endpoint (client credentials, refresh tokens), with AADSTS
-errors."""
+"""The Entra side's HTTP face: OpenID discovery, the token endpoint (client credentials, refresh tokens) with
+AADSTS errors, and the managed identity endpoints in the two forms msal calls.
+
+- Azure VM / AKS (IMDS): ``GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=...``
+  with ``Metadata: true``; msal finds it at ``AZURE_POD_IDENTITY_AUTHORITY_HOST``.
+- App Service / Functions: ``GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=...`` with
+  ``X-IDENTITY-HEADER: {IDENTITY_HEADER}``.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +16,35 @@ import time
 import uuid
 from urllib.parse import parse_qs
 
-from airflow_graph_mail.emulator.tokens import (TokenInvalid, split_jwt, verify_client_assertion,
-                                                verify_federated_assertion)
+from collections.abc import Callable
+
+from airflow_graph_mail.emulator.entra import Entra
+from airflow_graph_mail.emulator.entra.directory import App
+from airflow_graph_mail.emulator.entra.tokens import (
+    TokenInvalid, unverified, verify_client_assertion, verify_federated_assertion,
+)
 from airflow_graph_mail.emulator.wire import Request, Response
 
+APP_SERVICE_PATH = "/msi/token"
 
-class IdentityHandlers:
-    """Mixed into Handlers; ``self.emu`` is the emulator (tenant, apps, token issuer)."""
+
+class EntraResponses:
+    """``user_id(address)`` gives a user's object id (the mailbox's), for delegated tokens' ``oid``."""
+
+    def __init__(self, entra: Entra, user_id: Callable[[str], str | None]):
+        self.entra = entra
+        self.user_id = user_id
 
     def _tenant(self, name: str) -> str | None:
-        return self.emu.tenant_id if name.lower() in self.emu.tenant_names else None
+        return self.entra.tenant_id if name.lower() in self.entra.tenant_names else None
 
     def openid_configuration(self, request: Request) -> Response:
         tenant = request.params["tenant"]
         if self._tenant(tenant) is None:
             return self._oauth_error(400, "invalid_tenant", f"AADSTS90002: Tenant '{tenant}' not found.", 90002)
-        base = f"{self.emu.base_url}/{tenant}"
+        base = f"{self.entra.site.base_url}/{tenant}"
         return Response.json(200, {
-            "issuer": f"{self.emu.base_url}/{self.emu.tenant_id}/v2.0",
+            "issuer": f"{self.entra.site.base_url}/{self.entra.tenant_id}/v2.0",
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
@@ -57,11 +74,11 @@ class IdentityHandlers:
             return self._oauth_error(400, "unsupported_grant_type",
                                      "AADSTS70003: The app requested an unsupported grant type.", 70003)
         client_id = form.get("client_id", "")
-        app = self.emu.directory.apps.get(client_id)
+        app = self.entra.directory.apps.get(client_id)
         if app is None or app.tenant_id != tenant_id:
             return self._oauth_error(400, "unauthorized_client", f"AADSTS700016: Application with identifier "
                                      f"'{client_id}' was not found in the directory '{tenant}'.", 700016)
-        token_url = f"{self.emu.base_url}/{tenant}/oauth2/v2.0/token"
+        token_url = f"{self.entra.site.base_url}/{tenant}/oauth2/v2.0/token"
         if grant_type == "refresh_token":
             return self._refresh_token_grant(app, form, token_url)
         refusal = self._check_credential(app, form, token_url)
@@ -76,21 +93,21 @@ class IdentityHandlers:
         refusal = self._check_resource(resource)
         if refusal:
             return refusal
-        lifetime = self.emu.token_lifetime
-        token = self.emu.issue_app_token(client_id, app.roles)
+        lifetime = self.entra.token_lifetime
+        token = self.entra.issue_app_token(client_id, app.roles)
         return Response.json(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                                    "access_token": token})
 
     def _check_resource(self, resource: str) -> Response | None:
-        if resource.rstrip("/") != self.emu.base_url:
+        if resource.rstrip("/") != self.entra.graph_audience:
             return self._oauth_error(400, "invalid_resource", f"AADSTS500011: The resource principal named "
                                      f"{resource} was not found in the tenant.", 500011)
         return None
 
-    def _refresh_token_grant(self, app, form: dict, token_url: str) -> Response:
+    def _refresh_token_grant(self, app: App, form: dict, token_url: str) -> Response:
         """A user's refresh token -> a delegated access token for Graph, and a new refresh token."""
         presented = form.get("refresh_token", "")
-        grant = self.emu.directory.refresh_tokens.get(presented)
+        grant = self.entra.directory.refresh_tokens.get(presented)
         if grant is None or grant.client_id != app.client_id:
             return self._oauth_error(400, "invalid_grant", "AADSTS9002313: Invalid request. Request is malformed "
                                      "or invalid.", 9002313)
@@ -120,33 +137,29 @@ class IdentityHandlers:
                                      f"consented to use the application with ID '{app.client_id}'. Send an "
                                      f"interactive authorization request for this user and resource. Missing: "
                                      f"{' '.join(missing)}", 65001)
-        mailbox = self.store.find_mailbox(grant.user)
-        user_id = mailbox.id if mailbox else str(uuid.uuid5(uuid.NAMESPACE_URL, grant.user))
-        lifetime = self.emu.token_lifetime
-        tenant_id = self.emu.tenant_id
-        access = self.emu.issuer.issue({
-            "aud": self.emu.base_url, "iss": f"{self.emu.base_url}/{tenant_id}/", "tid": tenant_id,
-            "appid": app.client_id, "oid": user_id, "sub": user_id, "upn": grant.user, "idtyp": "user",
-            "scp": " ".join(granted), "ver": "1.0"}, lifetime)
-        id_token = self.emu.issuer.issue({
-            "aud": app.client_id, "iss": f"{self.emu.base_url}/{tenant_id}/v2.0", "tid": tenant_id, "oid": user_id,
+        user_id = self.user_id(grant.user) or str(uuid.uuid5(uuid.NAMESPACE_URL, grant.user))
+        lifetime = self.entra.token_lifetime
+        tenant_id = self.entra.tenant_id
+        access = self.entra.issue_user_token(app.client_id, grant.user, user_id, granted)
+        id_token = self.entra.issuer.issue({
+            "aud": app.client_id, "iss": f"{self.entra.site.base_url}/{tenant_id}/v2.0", "tid": tenant_id, "oid": user_id,
             "sub": user_id, "preferred_username": grant.user, "ver": "2.0"}, lifetime)
         client_info = base64.urlsafe_b64encode(json.dumps({"uid": user_id, "utid": tenant_id}).encode()).decode()
         return Response.json(200, {
             "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-            "scope": " ".join(f"{self.emu.base_url}/{name}" for name in granted) + " openid profile offline_access",
+            "scope": " ".join(f"{self.entra.site.base_url}/{name}" for name in granted) + " openid profile offline_access",
             "access_token": access, "id_token": id_token, "client_info": client_info.rstrip("="),
-            "refresh_token": self.emu.directory.issue_refresh_token(grant.user, app.client_id, grant.scopes),
+            "refresh_token": self.entra.directory.issue_refresh_token(grant.user, app.client_id, grant.scopes),
         })
 
-    def _check_credential(self, app, form: dict, token_url: str) -> Response | None:
+    def _check_credential(self, app: App, form: dict, token_url: str) -> Response | None:
         if "client_assertion" in form:
             assertion = form["client_assertion"]
             try:
-                if split_jwt(assertion)[1].get("iss") == app.client_id:  # signed with the app's own certificate
-                    verify_client_assertion(assertion, app, token_url, self.emu.directory.client_ca)
+                if unverified(assertion)[1].get("iss") == app.client_id:  # signed with the app's own certificate
+                    verify_client_assertion(assertion, app, token_url, self.entra.directory.client_ca)
                 else:  # a token from another identity provider (workload identity federation)
-                    verify_federated_assertion(assertion, app, self.emu.federation)
+                    verify_federated_assertion(assertion, app, self.entra.federation)
             except TokenInvalid as err:
                 code = int(str(err)[6:].split(":")[0]) if str(err).startswith("AADSTS") else 700027
                 return self._oauth_error(401 if code == 700027 else 400, "invalid_client", str(err), code)
@@ -165,3 +178,40 @@ class IdentityHandlers:
             return self._oauth_error(401, "invalid_client", "AADSTS7000222: The provided client secret keys for "
                                      f"app '{app.client_id}' are expired.", 7000222)
         return None
+
+    # -- managed identity ------------------------------------------------------------------------------
+
+    def _identity_token(self, request: Request, app_service: bool) -> Response:
+        resource = request.query.get("resource", "")
+        client_id = request.query.get("client_id")
+        object_id = request.query.get("object_id") or request.query.get("principal_id")
+        identity = self.entra.directory.find_identity(client_id, object_id)
+        if identity is None:
+            return Response.json(400, {"error": "invalid_request", "error_description":
+                                       "Identity not found" if client_id or object_id else
+                                       "No system-assigned identity on this host"})
+        if resource.rstrip("/") != self.entra.graph_audience:
+            return Response.json(400, {"error": "invalid_resource", "error_description":
+                                       f"AADSTS500011: The resource principal named {resource} was not found in "
+                                       "the tenant."})
+        lifetime = self.entra.token_lifetime
+        token = self.entra.issue_app_token(identity.client_id, identity.roles, object_id=identity.object_id)
+        expires_on = int(time.time()) + lifetime
+        body = {"access_token": token, "client_id": identity.client_id, "expires_on": str(expires_on),
+                "resource": resource, "token_type": "Bearer"}
+        if not app_service:  # IMDS also says how long, as strings
+            body.update({"expires_in": str(lifetime), "ext_expires_in": str(lifetime),
+                         "not_before": str(expires_on - lifetime)})
+        return Response.json(200, body)
+
+    def imds_token(self, request: Request) -> Response:
+        if request.headers.get("metadata", "").lower() != "true":
+            return Response.json(400, {"error": "invalid_request",
+                                       "error_description": "Required metadata header not specified"})
+        return self._identity_token(request, app_service=False)
+
+    def app_service_token(self, request: Request) -> Response:
+        if request.headers.get("x-identity-header") != self.entra.identity_header:
+            return Response.json(401, {"statusCode": 401, "message": "Unauthorized: X-IDENTITY-HEADER is missing "
+                                       "or does not match IDENTITY_HEADER."})
+        return self._identity_token(request, app_service=True)

@@ -4,32 +4,40 @@ from __future__ import annotations
 
 import re
 
-from airflow_graph_mail.emulator.models import now_iso
-from airflow_graph_mail.emulator.rules import GraphError, bad_request, boolean, canonical_keys, file_attachment
-from airflow_graph_mail.emulator.uploads import MAX_CHUNK_BYTES, MB
-from airflow_graph_mail.emulator.wire import Request, Response
+from airflow_graph_mail.emulator.mail.access import Access
+from airflow_graph_mail.emulator.mail.backend import MAX_REQUEST_BYTES, MailBackend
+from airflow_graph_mail.emulator.mail.rules import boolean, canonical_keys, file_attachment
+from airflow_graph_mail.emulator.mail.uploads import MAX_CHUNK_BYTES, MB
+from airflow_graph_mail.emulator.wire import GraphError, Request, Response, Site, bad_request, now_iso
 
 UPLOAD_SESSION_MIN_BYTES = 3_000_000  # "3 MB" in Microsoft's docs
 MAX_ATTACHMENT_BYTES = 150 * MB
 _ATTACHMENT_ITEM = ["attachmentType", "name", "size", "contentType", "isInline", "contentId"]
 
 
-class AttachmentHandlers:
-    """Mixed into Handlers: uses ``self.emu``, ``self.store``, ``self._authorize`` and ``self._check_size``."""
+class AttachmentResponses:
+    def __init__(self, backend: MailBackend, access: Access, site: Site, tenant_id: str):
+        self.backend = backend
+        self.store = backend.store
+        self.uploads = backend.uploads
+        self.access = access
+        self.site = site
+        self.tenant_id = tenant_id
 
     def _check_message_size(self, message_id: str, message: dict, adding: int) -> None:
-        total = self.store.message_size(message_id, message) + self.emu.uploads.pending_bytes(message_id) + adding
-        if total > self.emu.message_size_limit:
+        total = self.store.message_size(message_id, message) + self.uploads.pending_bytes(message_id) + adding
+        if total > self.backend.limits.message_size_limit:
             raise GraphError(400, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
 
     def _draft(self, request: Request):
-        mailbox = self._authorize(request, "Mail.ReadWrite")
+        mailbox = self.access.mailbox(request, "Mail.ReadWrite")
         message = self.store.load_draft(mailbox, request.params["id"])
         request.params["id"] = message["id"]  # the current id, when the request named the immutable one
         return mailbox, message
 
     def create_attachment(self, request: Request) -> Response:
-        self._check_size(request)
+        if request.oversize or len(request.body) > MAX_REQUEST_BYTES:
+            raise GraphError(413, "RequestEntityTooLarge", "The maximum request length supported is 4MB.")
         mailbox, message = self._draft(request)
         attachment = file_attachment(request.json())
         self._check_message_size(request.params["id"], message, len(attachment["content"]))
@@ -43,13 +51,13 @@ class AttachmentHandlers:
 
     def list_attachments(self, request: Request) -> Response:
         """GET .../messages/{id}/attachments: the attachments' properties (contentBytes not included)."""
-        mailbox = self._authorize(request, ("Mail.ReadWrite", "Mail.Read"))
+        mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))
         message, _ = self.store.load(mailbox, request.params["id"])
         value = [{"@odata.type": "#microsoft.graph.fileAttachment", "id": a["id"], "name": a["name"],
                   "contentType": a["contentType"], "size": a["size"], "isInline": a["isInline"],
                   "contentId": a.get("contentId")} for a in self.store.attachments(message["id"])]
         version = request.params["version"]
-        return Response.json(200, {"@odata.context": f"{self.emu.base_url}/{version}/$metadata#attachments",
+        return Response.json(200, {"@odata.context": f"{self.site.base_url}/{version}/$metadata#attachments",
                                    "value": value})
 
     def create_upload_session(self, request: Request) -> Response:
@@ -76,11 +84,11 @@ class AttachmentHandlers:
         attachment = {"name": str(item["name"]), "size": size,
                       "contentType": str(item.get("contentType") or "application/octet-stream"),
                       "isInline": boolean(item.get("isInline", False), "isInline"), "contentId": item.get("contentId")}
-        session = self.emu.uploads.open(mailbox.id, request.params["id"], attachment,
-                                        self.emu.upload_session_lifetime)
+        session = self.uploads.open(mailbox.id, request.params["id"], attachment,
+                                        self.backend.limits.upload_session_lifetime)
         version = request.params["version"]
         return Response.json(201, {
-            "@odata.context": f"{self.emu.base_url}/{version}/$metadata#microsoft.graph.uploadSession",
+            "@odata.context": f"{self.site.base_url}/{version}/$metadata#microsoft.graph.uploadSession",
             "uploadUrl": self._upload_url(mailbox.id, request.params["id"], session),
             "expirationDateTime": session.expiration, "nextExpectedRanges": ["0-"],
         })
@@ -88,16 +96,15 @@ class AttachmentHandlers:
     def _upload_url(self, mailbox_id: str, message_id: str, session) -> str:
         """On another host name than Graph's, as Outlook's upload host is not graph.microsoft.com: a client
         that scopes its bearer token to the Graph host does not send it here."""
-        host = "127.0.0.1" if self.emu.host == "localhost" else "localhost"
-        return (f"https://{host}:{self.emu.port}/api/v2.0/Users('{mailbox_id}@{self.emu.tenant_id}')/Messages('{message_id}')"
-                f"/AttachmentSessions('{session.id}')?authtoken={session.token}")
+        return (f"https://{self.site.upload_host}:{self.site.port}/api/v2.0/Users('{mailbox_id}@{self.tenant_id}')"
+                f"/Messages('{message_id}')/AttachmentSessions('{session.id}')?authtoken={session.token}")
 
     def _session(self, request: Request):
         """The upload URL is pre-authenticated: a bearer token sent with it is refused, as Outlook does."""
         if "authorization" in request.headers:
             raise GraphError(401, "InvalidAuthenticationToken", "An upload URL carries its own authtoken; send "
                              "no Authorization header with it.")
-        session = self.emu.uploads.get(request.params["session"], request.query.get("authtoken"))
+        session = self.uploads.get(request.params["session"], request.query.get("authtoken"))
         user = re.sub(r"@[^@]*$", "", request.params["upload_user"])
         if user != session.mailbox_id or request.params["message"] != session.message_id:
             raise GraphError(404, "ErrorItemNotFound", "The upload session was not found.")
@@ -107,10 +114,10 @@ class AttachmentHandlers:
         session = self._session(request)
         if request.oversize or len(request.body) > MAX_CHUNK_BYTES:
             raise GraphError(413, "RequestEntityTooLarge", "A byte range can be at most 4 MB.")
-        self.emu.upload_budget.spend(session.mailbox_id, len(request.body))
-        if not self.emu.uploads.write(session, request.headers.get("content-range"), request.body):
+        self.backend.upload_budget.spend(session.mailbox_id, len(request.body))
+        if not self.uploads.write(session, request.headers.get("content-range"), request.body):
             return Response.json(200, {
-                "@odata.context": f"{self.emu.base_url}/api/v2.0/$metadata#AttachmentSessions/$entity",
+                "@odata.context": f"{self.site.base_url}/api/v2.0/$metadata#AttachmentSessions/$entity",
                 **session.status()})
         mailbox = self.store.find_mailbox(session.mailbox_id)
         try:
@@ -118,8 +125,8 @@ class AttachmentHandlers:
                 attachment_id = self.store.add_attachment(mailbox, session.message_id, session.item, file=file,
                                                           sha256=session.digest.hexdigest())
         finally:
-            self.emu.uploads.close(session)
-        location = (f"{self.emu.base_url}/api/v2.0/Users('{request.params['upload_user']}')"
+            self.uploads.close(session)
+        location = (f"{self.site.base_url}/api/v2.0/Users('{request.params['upload_user']}')"
                     f"/Messages('{session.message_id}')/Attachments('{attachment_id}')")
         return Response(201, b"", {"Location": location})
 
@@ -127,12 +134,12 @@ class AttachmentHandlers:
         return Response.json(200, self._session(request).status())
 
     def cancel_upload(self, request: Request) -> Response:
-        self.emu.uploads.close(self._session(request))
+        self.uploads.close(self._session(request))
         return Response(204)
 
     def delete_message(self, request: Request) -> Response:
-        mailbox = self._authorize(request, "Mail.ReadWrite")
+        mailbox = self.access.mailbox(request, "Mail.ReadWrite")
         self.store.delete(mailbox, request.params["id"])
-        for session in self.emu.uploads.for_message(request.params["id"]):
-            self.emu.uploads.close(session)
+        for session in self.uploads.for_message(request.params["id"]):
+            self.uploads.close(session)
         return Response(204)

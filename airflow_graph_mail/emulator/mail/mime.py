@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, getaddresses
 
-from airflow_graph_mail.emulator.rules import bad_request
+from airflow_graph_mail.emulator.wire import bad_request
 
 INVALID_MIME = ("ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
 _IMPORTANCE = {"1": "high", "2": "high", "3": "normal", "4": "low", "5": "low"}

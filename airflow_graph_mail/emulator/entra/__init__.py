@@ -1,0 +1,69 @@
+"""The Entra side of the emulated tenant: who may sign in, the tokens it issues, and the check Graph makes
+on them. Reached by the HTTP face through ``EntraResponses``; knows nothing of mailboxes."""
+
+from __future__ import annotations
+
+import secrets
+
+from airflow_graph_mail.emulator.entra.directory import FEDERATION_AUDIENCE, MAIL_ROLES, App, Directory
+from airflow_graph_mail.emulator.entra.tokens import TokenIssuer
+from airflow_graph_mail.emulator.wire import Site
+
+__all__ = ["FEDERATION_AUDIENCE", "MAIL_ROLES", "App", "Entra"]
+
+
+class Entra:
+    def __init__(self, site: Site, tenant_id: str, tenant_domain: str, token_lifetime: int = 3600):
+        self.site = site
+        self.tenant_id = tenant_id
+        self.tenant_domain = tenant_domain
+        self.tenant_names = {tenant_id.lower(), tenant_domain.lower(), "organizations"}
+        self.token_lifetime = token_lifetime
+        self.directory = Directory(tenant_id)
+        self.issuer = TokenIssuer()  # access and id tokens
+        self.federation = TokenIssuer()  # workload identity tokens, as a Kubernetes OIDC issuer would sign them
+        self.identity_header = secrets.token_urlsafe(24)  # App Service's X-IDENTITY-HEADER secret
+
+    # -- tokens --------------------------------------------------------------------------------------
+
+    @property
+    def graph_audience(self) -> str:
+        """The ``aud`` of the Graph tokens this tenant issues."""
+        return self.site.base_url
+
+    @property
+    def token_issuer(self) -> str:
+        return f"{self.site.base_url}/{self.tenant_id}/"
+
+    def issue_app_token(self, client_id: str, roles, object_id: str | None = None) -> str:
+        """An app-only Graph access token carrying the application roles granted, as Entra issues them."""
+        return self.issuer.issue({
+            "aud": self.graph_audience, "iss": self.token_issuer, "tid": self.tenant_id, "appid": client_id,
+            "azp": client_id, "oid": object_id or client_id, "sub": object_id or client_id, "idtyp": "app",
+            "roles": sorted(roles), "ver": "1.0"}, self.token_lifetime)
+
+    def issue_user_token(self, client_id: str, user: str, user_id: str, scopes) -> str:
+        """A delegated Graph access token for ``user`` with the consented ``scopes`` (``scp``)."""
+        return self.issuer.issue({
+            "aud": self.graph_audience, "iss": self.token_issuer, "tid": self.tenant_id, "appid": client_id,
+            "oid": user_id, "sub": user_id, "upn": user, "idtyp": "user", "scp": " ".join(scopes), "ver": "1.0"},
+            self.token_lifetime)
+
+    def verify_access_token(self, token: str) -> dict:
+        """Graph's check: signed by this tenant, for Graph, issued by this tenant, within its lifetime."""
+        return self.issuer.verify(token, self.graph_audience, issuer=self.token_issuer)
+
+    # -- workload identity ---------------------------------------------------------------------------
+
+    @property
+    def federation_issuer(self) -> str:
+        return f"{self.site.base_url}/_federation"
+
+    def add_federated_credential(self, app: App, subject: str, audiences=(FEDERATION_AUDIENCE,)) -> None:
+        """Trust tokens from the emulator's federation issuer for ``subject`` (e.g. a Kubernetes service
+        account, ``system:serviceaccount:airflow:worker``) as this app."""
+        app.federated.append({"issuer": self.federation_issuer, "subject": subject, "audiences": list(audiences)})
+
+    def issue_federated_token(self, subject: str, audience: str = FEDERATION_AUDIENCE, lifetime: int = 3600) -> str:
+        """The token a workload identity webhook projects into AZURE_FEDERATED_TOKEN_FILE."""
+        return self.federation.issue({"iss": self.federation_issuer, "sub": subject, "aud": audience}, lifetime)

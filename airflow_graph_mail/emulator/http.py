@@ -1,0 +1,108 @@
+"""HTTPS on the wire: a threading server whose handler reads a request (Content-Length or chunked), hands
+it to the dispatcher, and writes the response."""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from airflow_graph_mail.emulator.dispatch import Dispatcher
+from airflow_graph_mail.emulator.faults import DropConnection
+from airflow_graph_mail.emulator.mail.backend import MAX_REQUEST_BYTES
+from airflow_graph_mail.emulator.wire import Request, Site
+
+log = logging.getLogger(__name__)
+_DRAIN_CHUNK = 1024 * 1024
+# Upload URLs carry their token in the query; request lines in the emulator's own log hide it.
+_QUERY_SECRET = re.compile(r"(?i)\b(authtoken|access_token|client_secret|code)=[^&\s\"]+")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "GraphMailEmulator/1.0"
+
+    def _handle(self) -> None:
+        body, oversize = self._read_body()
+        request = Request.build(self.command, self.path, self.headers, body)
+        request.oversize = oversize
+        try:
+            response = self.server.dispatcher.dispatch(request)  # type: ignore[attr-defined]
+        except DropConnection:  # a scripted fault: the client sees the connection close, no answer
+            self.close_connection = True
+            return
+        self.send_response(response.status)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if response.body:
+            self.wfile.write(response.body)
+
+    def _read_body(self) -> tuple[bytes, bool]:
+        """The request body, or (b"", True) past the 4 MB limit (read to its end, so the connection stays
+        usable for the 413 answer)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= MAX_REQUEST_BYTES:
+            return (self.rfile.read(length) if length else b""), False
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(_DRAIN_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+        return b"", True
+
+    def _read_chunked(self) -> tuple[bytes, bool]:
+        parts, size = [], 0
+        while True:
+            line = self.rfile.readline(65537)
+            chunk_size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if chunk_size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                break
+            data = self.rfile.read(chunk_size)
+            self.rfile.readline(65537)  # the CRLF after the chunk
+            size += len(data)
+            if size <= MAX_REQUEST_BYTES:
+                parts.append(data)
+        return (b"", True) if size > MAX_REQUEST_BYTES else (b"".join(parts), False)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+        log.debug("%s - %s", self.address_string(), _QUERY_SECRET.sub(r"\1=***", format % args))
+
+
+class HttpsServer:
+    """Serves ``dispatcher`` on ``site`` over TLS, in a daemon thread."""
+
+    def __init__(self, site: Site, dispatcher: Dispatcher, cert_path: Path, key_path: Path):
+        self.site = site
+        self.dispatcher = dispatcher
+        self.cert_path, self.key_path = cert_path, key_path
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_path, self.key_path)
+        server = ThreadingHTTPServer((self.site.host, self.site.port), _Handler)
+        server.daemon_threads = True
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.dispatcher = self.dispatcher  # type: ignore[attr-defined]
+        self._server = server
+        self.site.port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, name="graph-emulator", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,128 @@
+"""The inspection API (``/_emulator/``): what arrived where, as JSON or .eml, the request log, and reset.
+
+Not part of Graph: it lets tests and people look at the mailboxes without a token. The same reads back
+the emulator's Python API (``GraphEmulator.messages`` and friends).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+from airflow_graph_mail.emulator.mail import mime as mime_io
+from airflow_graph_mail.emulator.mail.backend import MailBackend
+from airflow_graph_mail.emulator.mail.queries import folder_counts
+from airflow_graph_mail.emulator.wire import GraphError, Request, Response, Site, bad_request
+
+
+def attachment_json(att: dict, with_content: bool) -> dict:
+    out = {k: v for k, v in att.items() if k != "content"}
+    if with_content:
+        out["contentBytes"] = base64.b64encode(att["content"]).decode("ascii")
+    return out
+
+
+class Inspection:
+    """``request_log`` is the dispatcher's; ``reset`` empties the whole emulator (mailboxes, uploads, log)."""
+
+    def __init__(self, backend: MailBackend, site: Site, request_log, reset: Callable[[], None]):
+        self.backend = backend
+        self.store = backend.store
+        self.site = site
+        self.request_log = request_log
+        self._reset = reset
+
+    # -- reads (also the Python API) -----------------------------------------------------------------
+
+    def full_message(self, message_id: str, with_content: bool = False) -> dict | None:
+        found = self.store.find_message(message_id)
+        if found is None:
+            return None
+        mailbox, message, folder = found
+        return self._inspected(mailbox.address, folder, message, with_content)
+
+    def _inspected(self, address: str, folder: str, message: dict, with_content: bool) -> dict:
+        """A stored message as the inspection API shows it: where it is, its link, its attachments."""
+        attachments = self.store.attachments(message["id"], with_content=with_content)
+        return {**message, "mailbox": address, "folder": folder,
+                "webLink": self.store.web_link(self.site.base_url, message["id"]),
+                "attachments": [attachment_json(a, with_content) for a in attachments]}
+
+    def messages(self, address: str, folder: str = "inbox", with_content: bool = True) -> list[dict]:
+        mailbox = self.store.find_mailbox(address)
+        if mailbox is None:
+            return []
+        return [self._inspected(mailbox.address, folder, m, with_content)
+                for m in self.store.list_folder(mailbox, folder)]
+
+    def attachment_bytes(self, message_id: str) -> dict[str, bytes]:
+        found = self.store.find_message(message_id)
+        attachments = self.store.attachments(found[1]["id"], with_content=True) if found else []
+        return {a["name"]: a["content"] for a in attachments}
+
+    def eml(self, message_id: str) -> bytes | None:
+        """The original MIME when the message arrived as MIME, else one built from what was stored."""
+        found = self.store.find_message(message_id)
+        if found is None:
+            return None
+        message_id = found[1]["id"]
+        raw = self.store.raw_mime(message_id)
+        return raw or mime_io.build_eml(found[1], self.store.attachments(message_id, with_content=True))
+
+    def export_eml(self, address: str, directory: str | Path, folder: str = "inbox") -> list[Path]:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, message in enumerate(reversed(self.messages(address, folder, with_content=False)), 1):
+            path = directory / f"{index:04d}-{message['id'][-12:]}.eml"
+            path.write_bytes(self.eml(message["id"]) or b"")
+            paths.append(path)
+        return paths
+
+    # -- the HTTP face -------------------------------------------------------------------------------
+
+    def inspect_mailboxes(self, request: Request) -> Response:
+        counts = folder_counts(self.store)
+        return Response.json(200, {"value": [
+            {"id": m.id, "address": m.address, "displayName": m.display_name, "isUser": m.is_user,
+             "folders": counts.get(m.id, {})} for m in self.store.mailboxes()]})
+
+    def inspect_folder(self, request: Request) -> Response:
+        mailbox = self.store.find_mailbox(request.params["mailbox"])
+        if mailbox is None:
+            raise GraphError(404, "ErrorItemNotFound", "No such mailbox.")
+        folder = self.store.resolve_folder(mailbox, request.params["folder"])
+        return Response.json(200, {"value": self.messages(mailbox.address, folder,
+                                                          request.query.get("content") == "true")})
+
+    def inspect_message(self, request: Request) -> Response:
+        found = self.full_message(request.params["id"], request.query.get("content") == "true")
+        if found is None:
+            raise GraphError(404, "ErrorItemNotFound", "No such message.")
+        return Response.json(200, found)
+
+    def inspect_eml(self, request: Request) -> Response:
+        eml = self.eml(request.params["id"])
+        if eml is None:
+            raise GraphError(404, "ErrorItemNotFound", "No such message.")
+        return Response(200, eml, {"Content-Type": "message/rfc822",
+                                   "Content-Disposition": f'attachment; filename="{request.params["id"]}.eml"'})
+
+    def inspect_deliveries(self, request: Request) -> Response:
+        if not request.query.get("property"):
+            raise bad_request("BadRequest", "Give ?property=<extended property id>.")
+        return Response.json(200, {"value": self.store.submissions(request.query["property"])})
+
+    def inspect_requests(self, request: Request) -> Response:
+        return Response.json(200, {"value": list(self.request_log)})
+
+    def reset(self, request: Request) -> Response:
+        self._reset()
+        return Response(204)
+
+    def web_link(self, request: Request) -> Response:
+        """A draft's webLink (Outlook on the web's form) opens it in the viewer."""
+        item = request.query.get("ItemID", "")
+        return Response(302, b"", {"Location": f"/_viewer/messages/{quote(item, safe='')}"})
