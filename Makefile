@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo demo-serve test test-airflow2 test-floors test-package bench bench-peers clean
+.PHONY: install lint demo demo-serve test test-airflow2 test-floors test-package bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,lint]"
 	touch $(STAMP)
 
 # The same suite on Airflow 2.11, in a second virtualenv with its own Airflow home.
@@ -56,6 +56,11 @@ demo: $(STAMP)
 # The same, then the emulator and its mailbox viewer stay up until Ctrl-C.
 demo-serve: $(STAMP)
 	$(BIN)/python scripts/demo.py --serve
+
+# ruff and mypy on the package: seconds, so CI runs them before the long suite.
+lint: $(STAMP)
+	$(BIN)/ruff check airflow_graph_mail
+	$(BIN)/mypy
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -3,11 +3,9 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from airflow_graph_mail.errors import *  # noqa: F403 - the error tree, catchable from the package
-from airflow_graph_mail.errors import __all__ as _errors
 
 try:  # the version lives in pyproject.toml only; the installed metadata carries it here
     __version__ = version("airflow-graph-mail")
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = [*_errors, "__version__"]

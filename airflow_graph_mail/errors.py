@@ -9,7 +9,12 @@ No Airflow and no HTTP library here: ``mail/`` and ``graph/`` raise these from p
 
 from __future__ import annotations
 
-__all__ = ["GraphMailError", "GraphConfigError", "MessageValidationError", "MessageSizeError", "RenderTimeoutError", "GraphAuthError", "GraphConnectionError", "OutcomeUnknownError", "GraphRequestError", "InvalidAuthenticationTokenError", "AccessDeniedError", "MailboxNotEnabledError", "InvalidRecipientsError", "ItemNotFoundError", "MessageTooLargeError", "InvalidMimeError", "ThrottledError", "ServiceUnavailableError", "AttachmentReadError", "UnexpectedAnswerError", "UploadFailedError", "BatchFailedError"]
+__all__ = ["AccessDeniedError", "AttachmentReadError", "BatchFailedError", "GraphAuthError", "GraphConfigError",
+           "GraphConnectionError", "GraphMailError", "GraphRequestError", "InvalidAuthenticationTokenError",
+           "InvalidMimeError", "InvalidRecipientsError", "ItemNotFoundError", "MailboxNotEnabledError",
+           "MessageSizeError", "MessageTooLargeError", "MessageValidationError", "OutcomeUnknownError",
+           "RenderTimeoutError", "ServiceUnavailableError", "ThrottledError", "UnexpectedAnswerError",
+           "UploadFailedError"]
 
 
 class GraphMailError(Exception):

@@ -6,17 +6,30 @@ call the hook's ``get_connection_form_widgets()`` / ``get_ui_field_behaviour()``
 from the same ``EXTRAS`` and ``PLACEHOLDERS``.
 """
 
+from __future__ import annotations
 
-def _field(label: str, description: str, enum: list[str] | None = None, default: str | None = None,
-           secret: bool = False) -> dict:
+from typing import NamedTuple
+
+
+class Extra(NamedTuple):
+    """One extra field of the connection form: masked when ``secret``."""
+
+    label: str
+    description: str
+    enum: list[str] | None = None
+    default: str | None = None
+    secret: bool = False
+
+
+def _field(extra: Extra) -> dict:
     schema: dict = {"type": ["string", "null"]}
-    if enum:
-        schema["enum"] = [*enum, None]
-    if default is not None:
-        schema["default"] = default
-    if secret:
+    if extra.enum:
+        schema["enum"] = [*extra.enum, None]
+    if extra.default is not None:
+        schema["default"] = extra.default
+    if extra.secret:
         schema["format"] = "password"
-    return {"label": label, "schema": schema, "description": description}
+    return {"label": extra.label, "schema": schema, "description": extra.description}
 
 
 PLACEHOLDERS = {
@@ -47,51 +60,51 @@ PLACEHOLDERS = {
     "retry_max_wait": "300",
     "retry_backoff": "1",
 }
-# Each extra: (label, description, enum, default, secret). Names with "token", "private_key", "passphrase"
-# are masked by Airflow in logs and the UI.
+# Names with "token", "private_key", "passphrase" are masked by Airflow in logs and the UI too.
 EXTRAS = {
-    "credential": ("Credential", "How to sign in: secret, certificate, workload_identity, managed_identity or "
+    "credential": Extra("Credential", "How to sign in: secret, certificate, workload_identity, managed_identity or "
                    "refresh_token. Empty: the one credential field that is set.",
                    ["secret", "certificate", "workload_identity", "managed_identity", "refresh_token"]),
-    "tenant_id": ("Tenant ID", "Directory (tenant) id or domain of the app registration."),
-    "sender": ("Sender mailbox", "Default mailbox to send from (user principal name or id); 'me' with a "
+    "tenant_id": Extra("Tenant ID", "Directory (tenant) id or domain of the app registration."),
+    "sender": Extra("Sender mailbox", "Default mailbox to send from (user principal name or id); 'me' with a "
                "refresh token."),
-    "cloud": ("Cloud", "National cloud: picks the Graph host, the sign-in authority and the scope.",
+    "cloud": Extra("Cloud", "National cloud: picks the Graph host, the sign-in authority and the scope.",
               ["global", "usgov", "usgov-dod", "china"], "global"),
-    "graph_url": ("Graph URL", "Overrides the cloud's Graph host (e.g. the local emulator)."),
-    "authority_url": ("Authority URL", "Overrides the cloud's Entra sign-in host."),
-    "api_version": ("API version", "Graph API version: v1.0, or beta for preview features.", ["v1.0", "beta"], "v1.0"),
-    "scopes": ("Scopes", "Overrides the scopes asked for (comma-separated); default: the Graph host's "
+    "graph_url": Extra("Graph URL", "Overrides the cloud's Graph host (e.g. the local emulator)."),
+    "authority_url": Extra("Authority URL", "Overrides the cloud's Entra sign-in host."),
+    "api_version": Extra("API version", "Graph API version: v1.0, or beta for preview features.", ["v1.0", "beta"],
+                         "v1.0"),
+    "scopes": Extra("Scopes", "Overrides the scopes asked for (comma-separated); default: the Graph host's "
                ".default, or Mail.Send and Mail.ReadWrite with a refresh token."),
-    "ca_bundle": ("CA bundle", "PEM file of CAs to trust instead of the system's."),
-    "tls_verify": ("Verify TLS", "Leave empty: certificates are always verified. false turns checks off "
+    "ca_bundle": Extra("CA bundle", "PEM file of CAs to trust instead of the system's."),
+    "tls_verify": Extra("Verify TLS", "Leave empty: certificates are always verified. false turns checks off "
                    "(unsafe; logged as a warning on every use).", ["true", "false"]),
-    "allowed_recipient_domains": ("Allowed recipient domains", "Off when empty. Comma-separated domains; a "
+    "allowed_recipient_domains": Extra("Allowed recipient domains", "Off when empty. Comma-separated domains; a "
                                   "mail to any other address fails before sending. *.contoso.com allows "
                                   "subdomains."),
-    "proxies": ("Proxies", "JSON map of scheme to proxy URL, for Graph and sign-in."),
-    "certificate_path": ("Certificate file", "PEM with the private key and certificate, instead of a secret."),
-    "certificate_private_key": ("Certificate (inline PEM)", "The same PEM pasted inline; masked.", None, None,
+    "proxies": Extra("Proxies", "JSON map of scheme to proxy URL, for Graph and sign-in."),
+    "certificate_path": Extra("Certificate file", "PEM with the private key and certificate, instead of a secret."),
+    "certificate_private_key": Extra("Certificate (inline PEM)", "The same PEM pasted inline; masked.", None, None,
                                 True),
-    "certificate_passphrase": ("Certificate passphrase", "Passphrase of an encrypted private key; masked.", None,
+    "certificate_passphrase": Extra("Certificate passphrase", "Passphrase of an encrypted private key; masked.", None,
                                None, True),
-    "certificate_thumbprint": ("Certificate thumbprint", "SHA-1 thumbprint as Entra shows it; checked against "
+    "certificate_thumbprint": Extra("Certificate thumbprint", "SHA-1 thumbprint as Entra shows it; checked against "
                                "the certificate, computed when empty."),
-    "certificate_send_x5c": ("Send certificate chain (x5c)", "true for subject-name/issuer sign-in, where the "
+    "certificate_send_x5c": Extra("Send certificate chain (x5c)", "true for subject-name/issuer sign-in, where the "
                              "certificate is trusted by name instead of uploaded.", ["true", "false"], "false"),
-    "federated_token_file": ("Federated token file", "Workload identity: file with the token from your "
+    "federated_token_file": Extra("Federated token file", "Workload identity: file with the token from your "
                              "Kubernetes or CI identity provider, read at every sign-in. Default: "
                              "AZURE_FEDERATED_TOKEN_FILE."),
-    "refresh_token": ("Refresh token", "Delegated access as one user (/me); masked, never logged.", None, None,
+    "refresh_token": Extra("Refresh token", "Delegated access as one user (/me); masked, never logged.", None, None,
                       True),
-    "token_cache_path": ("Token cache file", "Where rotated refresh tokens are kept between runs (owner-only "
+    "token_cache_path": Extra("Token cache file", "Where rotated refresh tokens are kept between runs (owner-only "
                          "file). Empty: kept in memory only."),
-    "timeout": ("Timeout (s)", "Seconds to wait for each Graph request."),
-    "max_message_size_mb": ("Message size limit (MB)", "Your tenant's message size limit, checked before "
+    "timeout": Extra("Timeout (s)", "Seconds to wait for each Graph request."),
+    "max_message_size_mb": Extra("Message size limit (MB)", "Your tenant's message size limit, checked before "
                             "sending: 35 by default, up to 150."),
-    "retry_max_wait": ("Retry wait limit (s)", "Total seconds one send may spend waiting to retry (throttling, "
+    "retry_max_wait": Extra("Retry wait limit (s)", "Total seconds one send may spend waiting to retry (throttling, "
                        "5xx, network errors): 300 by default."),
-    "retry_backoff": ("First retry backoff (s)", "Doubled at each retry, with jitter; Retry-After from Graph "
+    "retry_backoff": Extra("First retry backoff (s)", "Doubled at each retry, with jitter; Retry-After from Graph "
                       "wins. 1 by default."),
 }
 
@@ -112,15 +125,14 @@ def form_widgets() -> dict:
     from wtforms.validators import Optional, any_of
 
     widgets = {}
-    for name, (label, description, *rest) in EXTRAS.items():
-        enum, default, secret = (rest + [None, None, False])[:3]
-        validators = [Optional()] + ([any_of(enum)] if enum else [])
-        if secret:
-            widgets[name] = PasswordField(lazy_gettext(label), widget=BS3PasswordFieldWidget(),
-                                          description=description, validators=validators)
+    for name, extra in EXTRAS.items():
+        validators = [Optional()] + ([any_of(extra.enum)] if extra.enum else [])
+        if extra.secret:
+            widgets[name] = PasswordField(lazy_gettext(extra.label), widget=BS3PasswordFieldWidget(),
+                                          description=extra.description, validators=validators)
         else:
-            widgets[name] = StringField(lazy_gettext(label), widget=BS3TextFieldWidget(), description=description,
-                                        validators=validators, default=default)
+            widgets[name] = StringField(lazy_gettext(extra.label), widget=BS3TextFieldWidget(),
+                                        description=extra.description, validators=validators, default=extra.default)
     return widgets
 
 
@@ -161,7 +173,7 @@ def get_provider_info():
                 "hook-class-name": "airflow_graph_mail.hooks.graph_mail.GraphMailHook",
                 "hook-name": "Microsoft Graph Mail",
                 "connection-type": "graph_mail",
-                "conn-fields": {name: _field(*spec) for name, spec in EXTRAS.items()},
+                "conn-fields": {name: _field(extra) for name, extra in EXTRAS.items()},
                 "ui-field-behaviour": ui_field_behaviour(),
             }
         ],

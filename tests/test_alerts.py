@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_hook import make_certificate
+from helpers import make_certificate, secrets_in
 
 from airflow_graph_mail.email_backend import send_email
 from airflow_graph_mail.errors import MessageValidationError
@@ -72,9 +72,6 @@ def test_backend_dryrun_and_bad_input_send_nothing(graph_emulator, default_conne
         send_email("ann@example.com", "bad", "<p>x</p>", custom_headers={"Auto-Submitted": "a\r\nBcc: x@y.z"})
     assert graph_emulator.side_effect_requests == []
 
-
-def secrets_in(text: str, secrets: dict[str, str]) -> list[str]:
-    return [name for name, value in secrets.items() if value and value in text]
 
 
 @pytest.mark.parametrize("default_credential", ["certificate", "refresh_token"])

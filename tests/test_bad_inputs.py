@@ -20,7 +20,7 @@ from typing import Callable
 
 import pytest
 from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
-from test_hook import make_certificate
+from helpers import make_certificate
 
 from airflow_graph_mail.errors import (
     AccessDeniedError, GraphAuthError, GraphConfigError, GraphMailError, ItemNotFoundError, MailboxNotEnabledError,

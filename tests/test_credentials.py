@@ -7,7 +7,7 @@ import logging
 import stat
 
 import pytest
-from test_hook import make_certificate, token_requests
+from helpers import make_certificate, token_requests
 
 from airflow_graph_mail.graph.auth import forget_shared
 from airflow_graph_mail.graph.errors import GraphAuthError, GraphConfigError

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from helpers import make_certificate, token_requests
 
 from airflow_graph_mail.graph.errors import (
     AccessDeniedError, GraphAuthError, GraphConfigError, InvalidRecipientsError, ItemNotFoundError,
@@ -17,25 +12,6 @@ from airflow_graph_mail.graph.errors import (
 )
 from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.message import Message
-
-
-def token_requests(emulator) -> int:
-    return sum(1 for r in emulator.request_log if r["path"].endswith("/oauth2/v2.0/token"))
-
-
-def make_certificate(passphrase: bytes | None = None) -> tuple[bytes, bytes]:
-    """(PEM with private key + certificate, certificate PEM alone)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "graph-mail-test")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
-    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
-                  else serialization.NoEncryption())
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    return key_pem + cert_pem, cert_pem
 
 
 def test_send_and_token_reused(hook, graph_emulator):

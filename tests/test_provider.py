@@ -92,7 +92,7 @@ def test_the_connection_form_shows_every_field():
 
     form = graph_mail_form()
     assert {name: field["label"] for name, field in form["extra"].items()} == \
-        {name: spec[0] for name, spec in EXTRAS.items()}
+        {name: extra.label for name, extra in EXTRAS.items()}
     assert {name for name, field in form["extra"].items() if field["secret"]} == \
         {"certificate_private_key", "certificate_passphrase", "refresh_token"}
     assert (form["login"], form["password"]) == ("Client ID", "Client secret")

@@ -8,7 +8,7 @@ import subprocess
 
 from airflow_env import AIRFLOW, airflow_env, migrate
 
-from conftest import ROOT
+from helpers import ROOT
 
 README = ROOT / "README.md"
 SNIPPET = re.compile(r"<!-- snippet: (?P<path>\S+) -->\n```python\n(?P<code>.*?)```\n", re.DOTALL)

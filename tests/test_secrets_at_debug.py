@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import re
 
-from test_hook import make_certificate
+from helpers import make_certificate
 
-from conftest import ROOT
+from helpers import TEST_DAGS
 
-DAGS = ROOT / "tests" / "dags"
+DAGS = TEST_DAGS
 AIRFLOW_TEST_SUPERVISOR = re.compile(r"Sending request\s.*loc=supervisor\.py:\d+ msg=MaskSecret\(")
 
 

@@ -9,7 +9,8 @@ import threading
 import pytest
 from browser import ARTIFACTS
 
-from airflow_graph_mail.mail.message import Attachment, Message
+from airflow_graph_mail.mail.attachments import Attachment
+from airflow_graph_mail.mail.message import Message
 
 
 def open_message(page, subject: str, mailbox: str):

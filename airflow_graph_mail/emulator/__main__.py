@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from airflow_graph_mail.emulator.server import CONNECTION_FILE, DEFAULT_PORT, GraphEmulator
 from airflow_graph_mail.emulator.mail.uploads import MB
+from airflow_graph_mail.emulator.server import CONNECTION_FILE, DEFAULT_PORT, GraphEmulator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CA bundle: {emulator.ca_path}")
     print(f"Mailbox viewer: {emulator.viewer_url} (trust the CA bundle in the browser, or accept its warning)")
     if args.state_dir:
-        print(f"Airflow connection written to {emulator.state_dir / CONNECTION_FILE}")
+        print(f"Airflow connection written to {Path(args.state_dir) / CONNECTION_FILE}")
     print(f"export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{connection}'")
     managed = " ".join(f"{k}={v}" for k, v in emulator.managed_identity_env().items())
     print(f"Managed identity (extra credential=managed_identity): export {managed}", flush=True)

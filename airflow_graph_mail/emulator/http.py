@@ -77,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+    def log_message(self, format, *args):
         log.debug("%s - %s", self.address_string(), _QUERY_SECRET.sub(r"\1=***", format % args))
 
 

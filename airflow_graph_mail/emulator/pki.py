@@ -8,6 +8,7 @@ import ipaddress
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -76,7 +77,7 @@ class CertificateAuthority:
     def issued(self, certificate: x509.Certificate) -> bool:
         try:
             certificate.verify_directly_issued_by(self.certificate)
-        except Exception:  # InvalidSignature, or a certificate of another key type: not ours either way
+        except (InvalidSignature, TypeError, ValueError):  # another signer, or another key type: not ours
             return False
         return True
 

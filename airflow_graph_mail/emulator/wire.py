@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
-
-import datetime as dt
 
 
 def now_iso() -> str:

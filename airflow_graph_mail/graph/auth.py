@@ -7,11 +7,11 @@ per task or per hook.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 from airflow_graph_mail.errors import GraphAuthError, GraphConfigError
 from airflow_graph_mail.redact import redact_url_secrets
@@ -57,14 +57,13 @@ def shared(settings: dict, build) -> TokenCredential:
 
 def granted_permissions(token: str) -> tuple[bool, list[str]] | None:
     """(delegated, permissions) from an access token's claims -- application ``roles`` or delegated
-    ``scp`` -- read without verifying it (Graph verifies; we only fail early and report). None when the
-    token is not a readable JWT."""
+    ``scp`` -- read without verifying it (Graph verifies; we only report). None when the token is not a
+    readable JWT."""
+    import jwt
+
     try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return None
-    if not isinstance(claims, dict):
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
         return None
     if "scp" in claims:
         return True, sorted(str(claims.get("scp") or "").split())
@@ -97,7 +96,7 @@ class TokenCredential:
         self.session = session
         self.scope = scope
         self._lock = threading.Lock()
-        self._msal = None
+        self._msal: Any = None  # the MSAL application, made on first use (msal is imported only then)
         self.on_secret = None  # called with each new token, so that a log masker can hide it everywhere
         self._announced: dict[str, str] = {}  # the last token of each kind handed to on_secret
 
@@ -148,6 +147,7 @@ class AppCredential(TokenCredential):
                  certificate: dict | None = None, federated_token_file: str | None = None):
         super().__init__(session, scope)
         self.authority, self.client_id = authority, client_id
+        self._credential: Any
         if federated_token_file:
             self.kind = "workload identity"
             self._credential = {"client_assertion": self._read_assertion}
@@ -169,7 +169,7 @@ class AppCredential(TokenCredential):
     def _read_assertion(self) -> str:
         """Read on every token request: the workload identity webhook rotates the file (about hourly)."""
         try:
-            return Path(self.federated_token_file).read_text().strip()
+            return Path(str(self.federated_token_file)).read_text().strip()
         except OSError as err:
             raise GraphConfigError(f"federated_token_file: cannot read {self.federated_token_file!r} "
                                    f"({err.strerror}); is the workload identity token projected here?") from None
@@ -193,10 +193,7 @@ class ManagedIdentityCredential(TokenCredential):
     def __init__(self, session, scope: str, *, client_id: str | None = None):
         super().__init__(session, scope)
         self.client_id = client_id
-
-    @property
-    def kind(self) -> str:
-        return "managed identity (user-assigned)" if self.client_id else "managed identity (system-assigned)"
+        self.kind = "managed identity (user-assigned)" if client_id else "managed identity (system-assigned)"
 
     def describe(self) -> str:
         return self.kind + (f", client id {self.client_id}" if self.client_id else "")

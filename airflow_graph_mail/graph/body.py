@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 from airflow_graph_mail.errors import AttachmentReadError, GraphMailError
+from airflow_graph_mail.mail.attachments import Attachment
 
 # Raw bytes encoded per step: a multiple of 3, so the pieces join into one valid base64 string.
 _RAW_STEP = 768 * 1024
@@ -47,10 +48,10 @@ class StreamingJson:
     attachments, so the body can be sent again (after a token refresh).
     """
 
-    def __init__(self, document, attachments: dict[str, object]):
+    def __init__(self, document, attachments: dict[str, Attachment]):
         """``document`` holds placeholder strings; ``attachments`` maps each placeholder to an Attachment."""
         text = json.dumps(document, ensure_ascii=False).encode("utf-8")
-        self._parts: list[bytes | object] = []
+        self._parts: list[bytes | Attachment] = []
         for placeholder, attachment in attachments.items():
             marker = json.dumps(placeholder).encode("ascii")
             before, found, text = text.partition(marker)
@@ -59,7 +60,7 @@ class StreamingJson:
             self._parts += [before + b'"', attachment]
             text = b'"' + text
         self._parts.append(text)
-        self._length = sum(base64_length(p.size) if not isinstance(p, bytes) else len(p) for p in self._parts)
+        self._length = sum(len(p) if isinstance(p, bytes) else base64_length(p.size) for p in self._parts)
 
     def __len__(self) -> int:
         return self._length
@@ -77,10 +78,10 @@ def placeholder() -> str:
     return f"@@attachment-{uuid.uuid4().hex}@@"
 
 
-def message_document(message, *, with_attachments: bool = True) -> tuple[dict, dict]:
+def message_document(message, *, with_attachments: bool = True) -> tuple[dict, dict[str, Attachment]]:
     """A Message -> (Graph message JSON with placeholders for contentBytes, placeholder -> Attachment)."""
     graph = message.to_graph(with_attachments=False)
-    streams: dict[str, object] = {}
+    streams: dict[str, Attachment] = {}
     if with_attachments and message.attachments:
         graph["attachments"] = []
         for attachment in message.attachments:

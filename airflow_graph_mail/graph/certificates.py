@@ -29,7 +29,8 @@ def load_certificate(pem: bytes, passphrase: str | None = None, thumbprint: str 
         raise GraphConfigError(
             "certificate: cannot read the private key (missing, or a wrong/missing certificate_passphrase)"
         ) from err
-    if key.public_key().public_numbers() != certificate.public_key().public_numbers():
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
         raise GraphConfigError("certificate: the private key does not belong to the first certificate in the PEM")
     der = certificate.public_bytes(serialization.Encoding.DER)
     computed = hashlib.sha1(der).hexdigest()

@@ -13,7 +13,12 @@ from email.message import EmailMessage
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from airflow_graph_mail.errors import (
-    GraphConfigError, GraphMailError, GraphRequestError, ItemNotFoundError, MessageSizeError, MessageValidationError,
+    GraphConfigError,
+    GraphMailError,
+    GraphRequestError,
+    ItemNotFoundError,
+    MessageSizeError,
+    MessageValidationError,
 )
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
 from airflow_graph_mail.graph.call import Call

@@ -23,11 +23,11 @@ from airflow_graph_mail.mail.allow_list import AllowedDomains
 from airflow_graph_mail.mail.attachments import MB
 from airflow_graph_mail.mail.recipients import check_sender
 
-SECRET = "secret"
+SECRET = "secret"  # noqa: S105 - the name of a kind of credential
 CERTIFICATE = "certificate"
 WORKLOAD_IDENTITY = "workload_identity"
 MANAGED_IDENTITY = "managed_identity"
-REFRESH_TOKEN = "refresh_token"
+REFRESH_TOKEN = "refresh_token"  # noqa: S105 - the name of a kind of credential
 CREDENTIALS = (SECRET, CERTIFICATE, WORKLOAD_IDENTITY, MANAGED_IDENTITY, REFRESH_TOKEN)
 # The fields that carry each kind of credential; a field of another kind is a conflict to remove.
 _CREDENTIAL_FIELDS = {

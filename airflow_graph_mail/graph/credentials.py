@@ -14,7 +14,12 @@ from pathlib import Path
 from airflow_graph_mail.errors import GraphConfigError
 from airflow_graph_mail.graph.auth import AppCredential, ManagedIdentityCredential, TokenCredential, shared
 from airflow_graph_mail.graph.config import (
-    CERTIFICATE, MANAGED_IDENTITY, REFRESH_TOKEN, WORKLOAD_IDENTITY, ClientConfig, CredentialConfig,
+    CERTIFICATE,
+    MANAGED_IDENTITY,
+    REFRESH_TOKEN,
+    WORKLOAD_IDENTITY,
+    ClientConfig,
+    CredentialConfig,
 )
 from airflow_graph_mail.graph.session import GraphSession, build_session
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from airflow_graph_mail.errors import (  # noqa: F401 - re-exported for ``graph`` callers
-    AccessDeniedError, GraphAuthError, GraphConfigError, GraphConnectionError, GraphMailError, GraphRequestError,
-    InvalidAuthenticationTokenError, InvalidMimeError, InvalidRecipientsError, ItemNotFoundError,
-    MailboxNotEnabledError, MessageTooLargeError, OutcomeUnknownError, ServiceUnavailableError, ThrottledError,
+    AccessDeniedError,
+    GraphAuthError,
+    GraphConfigError,
+    GraphConnectionError,
+    GraphMailError,
+    GraphRequestError,
+    InvalidAuthenticationTokenError,
+    InvalidMimeError,
+    InvalidRecipientsError,
+    ItemNotFoundError,
+    MailboxNotEnabledError,
+    MessageTooLargeError,
+    OutcomeUnknownError,
+    ServiceUnavailableError,
+    ThrottledError,
 )
-from airflow_graph_mail.redact import redact_url_secrets  # noqa: F401 - re-exported
+from airflow_graph_mail.redact import redact_url_secrets
 
 _BY_CODE = {
     "InvalidAuthenticationToken": InvalidAuthenticationTokenError,
@@ -39,13 +51,13 @@ def error_from_response(response) -> GraphRequestError:
     inner = error.get("innerError") or error.get("innererror") or {}
     code = error.get("code") or response.reason or "UnknownError"
     message = error.get("message") or (response.text[:300] if response.text else "")
-    kwargs = dict(
-        status=response.status_code,
-        code=code,
-        message=redact_url_secrets(str(message)),
-        request_id=inner.get("request-id") or response.headers.get("request-id", ""),
-        client_request_id=inner.get("client-request-id") or response.headers.get("client-request-id", ""),
-    )
+    kwargs = {
+        "status": response.status_code,
+        "code": code,
+        "message": redact_url_secrets(str(message)),
+        "request_id": inner.get("request-id") or response.headers.get("request-id", ""),
+        "client_request_id": inner.get("client-request-id") or response.headers.get("client-request-id", ""),
+    }
     cls = _BY_CODE.get(code) or _BY_STATUS.get(response.status_code)
     if cls is None and response.status_code >= 500:
         cls = ServiceUnavailableError

@@ -13,7 +13,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from airflow_graph_mail.errors import (
-    GraphConnectionError, OutcomeUnknownError, ServiceUnavailableError, ThrottledError,
+    GraphConnectionError,
+    OutcomeUnknownError,
+    ServiceUnavailableError,
+    ThrottledError,
 )
 from airflow_graph_mail.graph.call import Call
 

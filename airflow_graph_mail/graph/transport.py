@@ -10,7 +10,11 @@ import uuid
 import requests
 
 from airflow_graph_mail.errors import (
-    GraphConnectionError, GraphRequestError, MessageSizeError, OutcomeUnknownError, ThrottledError,
+    GraphConnectionError,
+    GraphRequestError,
+    MessageSizeError,
+    OutcomeUnknownError,
+    ThrottledError,
 )
 from airflow_graph_mail.graph.body import StreamingJson
 from airflow_graph_mail.graph.call import Call

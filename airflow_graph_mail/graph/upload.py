@@ -15,7 +15,11 @@ import logging
 import requests
 
 from airflow_graph_mail.errors import (
-    AttachmentReadError, GraphConfigError, OutcomeUnknownError, UnexpectedAnswerError, UploadFailedError,
+    AttachmentReadError,
+    GraphConfigError,
+    OutcomeUnknownError,
+    UnexpectedAnswerError,
+    UploadFailedError,
 )
 from airflow_graph_mail.graph.call import Call
 from airflow_graph_mail.graph.errors import error_from_response
@@ -114,7 +118,8 @@ class AttachmentUpload:
         try:
             while True:
                 length = min(self.chunk_size, size - offset)
-                response, error = None, None
+                response = None
+                error: Exception | None = None
                 try:
                     response = self._put(offset, source.read_at(offset, length), size)
                 except requests.RequestException as err:  # dropped connection, timeout: state unknown
@@ -136,9 +141,10 @@ class AttachmentUpload:
                 elif response is not None:
                     error = error_from_response(response)
                     if response.status_code in (401, 404):  # the session is gone: finished, or expired?
-                        raise OutcomeUnknownError("PUT", "upload session", error)
+                        raise OutcomeUnknownError("PUT", "upload session", error or OSError("gone"))
                     if not _retryable(response.status_code):
-                        raise UploadFailedError(self.attachment.name, offset, size, attempts + 1, error)
+                        raise UploadFailedError(self.attachment.name, offset, size, attempts + 1,
+                                                error or OSError("refused"))
                 attempts += 1
                 retry_after = retry_after_seconds(response.headers.get("Retry-After")) if response is not None \
                     else None
@@ -146,7 +152,7 @@ class AttachmentUpload:
                 if delay is None:
                     if unheard and offset + length >= size:  # the last chunk may have completed it
                         raise OutcomeUnknownError("PUT", "upload session", error or OSError("no answer"))
-                    raise UploadFailedError(self.attachment.name, offset, size, attempts, error)
+                    raise UploadFailedError(self.attachment.name, offset, size, attempts, error or OSError("no answer"))
                 log.warning("Upload of %s: chunk at byte %s failed (%s); retrying in %.1fs from where the "
                             "server says to resume", self.attachment.name, offset, redact_url_secrets(str(error)),
                             delay)

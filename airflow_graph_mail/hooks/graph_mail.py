@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from airflow_graph_mail.graph.client import GraphMailClient
     from airflow_graph_mail.mail.message import Message
+    from airflow_graph_mail.outcomes import Status
 
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class GraphMailHook(BaseHook):
 
         conn = self.get_connection(self.graph_mail_conn_id)
         config = read_config(ConnectionFields(
-            conn_id=self.graph_mail_conn_id, conn_type=conn.conn_type, login=conn.login, password=conn.password,
+            conn_id=self.graph_mail_conn_id, conn_type=conn.conn_type or "", login=conn.login, password=conn.password,
             host=conn.host, schema=conn.schema, extra=dict(conn.extra_dejson)))
         client = GraphMailClient.from_config(config)
         client.transport.credential.on_secret = _masker()
@@ -76,7 +77,7 @@ class GraphMailHook(BaseHook):
     # -- mail ----------------------------------------------------------------------------------------
 
     def send_mail(self, message: Message | dict, *, sender: str | None = None, save_to_sent_items: bool = True,
-                  idempotency_key: str | None = None, check_first: bool = False) -> str:
+                  idempotency_key: str | None = None, check_first: bool = False) -> Status:
         """sendMail with a Message or a dict in Graph's own message shape, sent at most once per key.
 
         :param idempotency_key: tags the message so that an unclear answer is checked, not resent blindly.
@@ -138,7 +139,7 @@ class GraphMailHook(BaseHook):
         self.client.delete_message(message_id, sender=sender)
         self.log.info("Deleted message %s", message_id)
 
-    def send_draft(self, message_id: str, *, sender: str | None = None, check_first: bool = False) -> str:
+    def send_draft(self, message_id: str, *, sender: str | None = None, check_first: bool = False) -> Status:
         """Send a draft once; ``check_first`` (a retried task) skips a draft that was already sent."""
         from airflow_graph_mail.outcomes import Status
 

@@ -73,11 +73,9 @@ class Attachment:
         _check_name(self.name)
         self.content_type = _content_type(self.name, self.content_type) or guess_content_type(self.name)
         self.is_inline = _flag(self.name, "is_inline", self.is_inline)
-        if self.content_id is not None:
-            if not isinstance(self.content_id, str) or CONTROL.search(self.content_id) or \
-                    re.search(r"[\s<>]", self.content_id) or not self.content_id:
-                raise MessageValidationError("attachments", f"{self.name}: content_id {self.content_id!r} must be "
-                                             "text without spaces, angle brackets or control characters")
+        if self.content_id is not None and not _valid_content_id(self.content_id):
+            raise MessageValidationError("attachments", f"{self.name}: content_id {self.content_id!r} must be "
+                                         "text without spaces, angle brackets or control characters")
         if self.is_inline and not self.content_id:
             self.content_id = content_id_for(self.name)
         if self.size > MAX_ATTACHMENT_BYTES:
@@ -159,6 +157,11 @@ class Attachment:
                 **self._inline_fields()}
 
 
+def _valid_content_id(content_id) -> bool:
+    return isinstance(content_id, str) and bool(content_id) and not CONTROL.search(content_id) \
+        and not re.search(r"[\s<>]", content_id)
+
+
 def _check_name(name: str) -> None:
     found = CONTROL.search(name)
     if found:
@@ -199,7 +202,8 @@ def _fsspec_sources(uri: str, options: dict, limit: int) -> list[Attachment]:
     try:
         from fsspec.core import url_to_fs
     except ImportError:  # pragma: no cover - fsspec comes with Airflow
-        raise MessageValidationError("attachments", f"{_safe_source(uri)}: install fsspec to attach from URIs") from None
+        raise MessageValidationError("attachments",
+                                     f"{_safe_source(uri)}: install fsspec to attach from URIs") from None
     display = _safe_source(uri)
     try:
         fs, path = url_to_fs(uri)

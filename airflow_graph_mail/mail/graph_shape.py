@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.headers import CONTROL, check_header, no_line_breaks
 from airflow_graph_mail.mail.recipients import (
-    check_duplicates, check_recipient_count, one_of, parse_recipients,
+    check_duplicates,
+    check_recipient_count,
+    one_of,
+    parse_recipients,
 )
 
 RECIPIENT_LISTS = ("toRecipients", "ccRecipients", "bccRecipients", "replyTo")
@@ -97,10 +100,8 @@ def _attachment(position: int, value) -> dict:
     attachment = _rename(_dict(field, value), ("@odata.type", "name", "contentType", "contentBytes",
                                                "isInline", "contentId"))
     name = attachment.get("name")
-    if name is not None:
-        if not isinstance(name, str) or CONTROL.search(name):
-            raise MessageValidationError(f"{field}.name", f"{name!r}: a file name is text without control "
-                                         "characters")
+    if name is not None and (not isinstance(name, str) or CONTROL.search(name)):
+        raise MessageValidationError(f"{field}.name", f"{name!r}: a file name is text without control characters")
     content = attachment.get("contentBytes")
     if content is not None:
         attachment["contentBytes"] = clean_base64(f"{field}.contentBytes", content).decode("ascii")

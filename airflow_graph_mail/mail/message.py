@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.headerregistry import Address
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from airflow_graph_mail.errors import MessageValidationError
-from airflow_graph_mail.mail.attachments import MAX_GLOB_MATCHES, Attachment, expand_sources, inline_images
+from airflow_graph_mail.mail.attachments import MAX_GLOB_MATCHES, expand_sources, inline_images
 from airflow_graph_mail.mail.headers import check_headers, no_line_breaks, text
 from airflow_graph_mail.mail.recipients import (
-    Recipient, ascii_domain, check_duplicates, check_recipient_count, parse_recipients,
+    Recipient,
+    ascii_domain,
+    check_duplicates,
+    check_recipient_count,
+    parse_recipients,
 )
 
 BODY_TYPES = ("html", "text")
@@ -44,17 +49,19 @@ def mime_address(field: str, recipient: Recipient) -> Address:
 class Message:
     """A mail as a DAG author thinks of it; recipients accept strings, lists or Recipient objects."""
 
-    to: list[Recipient] = field(default_factory=list)
-    subject: str = ""
-    body: str = ""
+    # Given as users write them (a string, a list, Recipient objects, Graph dicts; paths, globs, URIs...);
+    # after construction every recipient field is a list of Recipient and ``attachments`` of Attachment.
+    to: Any = field(default_factory=list)
+    subject: Any = ""
+    body: Any = ""
     body_type: str = "html"
-    cc: list[Recipient] = field(default_factory=list)
-    bcc: list[Recipient] = field(default_factory=list)
-    reply_to: list[Recipient] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
+    cc: Any = field(default_factory=list)
+    bcc: Any = field(default_factory=list)
+    reply_to: Any = field(default_factory=list)
+    attachments: Any = field(default_factory=list)
     importance: str = "normal"
-    headers: dict[str, str] = field(default_factory=dict)
-    inline_images: dict | list | None = None
+    headers: Any = field(default_factory=dict)
+    inline_images: Any = None
     max_glob_matches: int = field(default=MAX_GLOB_MATCHES, repr=False, compare=False)
 
     def __post_init__(self):

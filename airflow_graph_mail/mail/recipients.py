@@ -69,7 +69,9 @@ def _is_object_id(text: str) -> bool:
 
 def _split(text: str) -> list[str]:
     """Split on ',' and ';' outside quoted display names and <...>; nothing is merged or dropped."""
-    parts, current, quoted, bracket, escaped = [], [], False, False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted, bracket, escaped = False, False, False
     for char in text:
         if escaped:
             escaped = False

@@ -18,7 +18,10 @@ from email.policy import default
 from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.headers import ROUTING
 from airflow_graph_mail.mail.recipients import (
-    Recipient, check_recipient_count, one_of, parse_recipients,
+    Recipient,
+    check_recipient_count,
+    one_of,
+    parse_recipients,
 )
 
 _SINGLE = ("to", "cc", "bcc")  # RFC 5322: at most once each; the Resent- block may repeat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.notifier import BaseNotifier
 
@@ -62,7 +62,10 @@ class GraphMailNotifier(BaseNotifier):
     def rendered(self, context: Context) -> dict[str, Any]:
         """This call's fields, rendered with its context (defaults for a task or DAG failure filled in)."""
         from airflow_graph_mail.operators.rendering import (
-            is_template_file, render_seconds, template_source, time_limit,
+            is_template_file,
+            render_seconds,
+            template_source,
+            time_limit,
         )
 
         env = self._template_env(context)
@@ -77,7 +80,7 @@ class GraphMailNotifier(BaseNotifier):
         elif is_template_file(values["html_content"]) and values["html_content"].endswith(HTML_TEMPLATE_EXT):
             values["html_content"] = template_source(env, values["html_content"])
         if "dag" not in context:  # Airflow 2 reads context["dag"] while rendering; a deadline alert has none
-            context = {**context, "dag": None}
+            context = cast("Context", {**context, "dag": None})
         out = {}
         for name, value in values.items():
             with time_limit(limit, name):
@@ -91,7 +94,8 @@ class GraphMailNotifier(BaseNotifier):
         if dag is not None and hasattr(dag, "get_template_env"):
             return self.get_template_env(dag=dag)
         env = self.get_template_env(dag=None)
-        folders = [str(Path(dag.fileloc).parent)] if getattr(dag, "fileloc", None) else []
+        fileloc = getattr(dag, "fileloc", None)
+        folders = [str(Path(fileloc).parent)] if fileloc else []
         folders += list(getattr(dag, "template_searchpath", None) or [])
         if folders:
             from jinja2 import FileSystemLoader

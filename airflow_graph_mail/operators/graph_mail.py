@@ -13,7 +13,10 @@ from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, 
 
 from airflow_graph_mail.operators.failures import retries_only_when_useful
 from airflow_graph_mail.operators.rendering import (
-    BODY_TEMPLATE_EXT, DEFAULT_RENDER_TIMEOUT, FieldRendering, is_template_file,  # noqa: F401 - re-exported
+    BODY_TEMPLATE_EXT,  # noqa: F401 - re-exported
+    DEFAULT_RENDER_TIMEOUT,
+    FieldRendering,
+    is_template_file,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +59,7 @@ def check_options(**options) -> None:
     from airflow_graph_mail.errors import GraphConfigError
 
     for name, (value, kinds) in options.items():
-        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
+        if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
             wanted = " or ".join(kind.__name__ for kind in kinds)
             raise GraphConfigError(f"{name}: expected {wanted}, got {value!r}")
 

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 from airflow_graph_mail.errors import RenderTimeoutError
 from airflow_graph_mail.operators.graph_mail import _GraphMessageOperator
 from airflow_graph_mail.operators.rendering import (
-    content_env, is_template_file, render_seconds, template_source, time_limit,
+    content_env,
+    is_template_file,
+    render_seconds,
+    template_source,
+    time_limit,
 )
 
 if TYPE_CHECKING:
@@ -76,9 +80,9 @@ class GraphMailMergeOperator(_GraphMessageOperator):
 
     def _merge(self, context: Context) -> dict[str, int]:
         from airflow_graph_mail.errors import BatchFailedError, MessageValidationError
-        from airflow_graph_mail.outcomes import Status
         from airflow_graph_mail.mail.attachments import cid
         from airflow_graph_mail.mail.rows import load_rows
+        from airflow_graph_mail.outcomes import Status
 
         rows = load_rows(self.rows)
         env = self.get_template_env()

@@ -26,7 +26,9 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,7 @@ def template_source(jinja_env, name: str) -> str:
 
 def render_seconds(render_timeout, execution_timeout) -> float | None:
     """The shorter of the operator's render_timeout and the task's execution_timeout, in seconds."""
-    limits = [_seconds(value) for value in (render_timeout, execution_timeout)]
-    limits = [value for value in limits if value]
+    limits = [seconds for seconds in (_seconds(render_timeout), _seconds(execution_timeout)) if seconds]
     return min(limits) if limits else None
 
 
@@ -127,9 +128,12 @@ class FieldRendering:
     Subclasses set ``body_field`` (the field that may name a file and may autoescape) and may list
     ``data_fields``: fields whose lists and dicts are data, never templates (mail-merge rows)."""
 
-    template_ext = ()
+    template_ext: Sequence[str] = ()
     body_field = "body"
     data_fields: tuple[str, ...] = ()
+    if TYPE_CHECKING:  # Airflow's Templater provides it; declared for the type checker
+        def render_template(self, content: Any, context: Any, jinja_env: Any = None,
+                            seen_oids: Any = None) -> Any: ...
 
     def body_env(self, jinja_env):
         """With ``autoescape`` an HTML body escapes every variable (``|safe`` opts a trusted value out)."""
@@ -139,7 +143,8 @@ class FieldRendering:
 
     def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
         if parent is not self:  # a nested object: Airflow's own rendering
-            return super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+            super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)  # type: ignore[misc]
+            return
         from airflow_graph_mail.mail.attachments import cid
 
         jinja_env.globals.setdefault("cid", cid)  # <img src="{{ cid('chart.png') }}">

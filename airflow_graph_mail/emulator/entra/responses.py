@@ -14,14 +14,16 @@ import datetime as dt
 import json
 import time
 import uuid
-from urllib.parse import parse_qs
-
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 from airflow_graph_mail.emulator.entra import Entra
 from airflow_graph_mail.emulator.entra.directory import App
 from airflow_graph_mail.emulator.entra.tokens import (
-    TokenInvalid, unverified, verify_client_assertion, verify_federated_assertion,
+    TokenInvalid,
+    unverified,
+    verify_client_assertion,
+    verify_federated_assertion,
 )
 from airflow_graph_mail.emulator.wire import Request, Response
 
@@ -142,12 +144,13 @@ class EntraResponses:
         tenant_id = self.entra.tenant_id
         access = self.entra.issue_user_token(app.client_id, grant.user, user_id, granted)
         id_token = self.entra.issuer.issue({
-            "aud": app.client_id, "iss": f"{self.entra.site.base_url}/{tenant_id}/v2.0", "tid": tenant_id, "oid": user_id,
-            "sub": user_id, "preferred_username": grant.user, "ver": "2.0"}, lifetime)
+            "aud": app.client_id, "iss": f"{self.entra.site.base_url}/{tenant_id}/v2.0", "tid": tenant_id,
+            "oid": user_id, "sub": user_id, "preferred_username": grant.user, "ver": "2.0"}, lifetime)
         client_info = base64.urlsafe_b64encode(json.dumps({"uid": user_id, "utid": tenant_id}).encode()).decode()
         return Response.json(200, {
             "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-            "scope": " ".join(f"{self.entra.site.base_url}/{name}" for name in granted) + " openid profile offline_access",
+            "scope": " ".join(f"{self.entra.site.base_url}/{name}" for name in granted)
+            + " openid profile offline_access",
             "access_token": access, "id_token": id_token, "client_info": client_info.rstrip("="),
             "refresh_token": self.entra.directory.issue_refresh_token(grant.user, app.client_id, grant.scopes),
         })

@@ -8,6 +8,7 @@ import collections
 import hashlib
 import time
 import uuid
+from typing import Any
 
 import jwt
 from cryptography import x509
@@ -112,7 +113,8 @@ def verify_client_assertion(assertion: str, app, audience: str, client_ca) -> No
             f"'{thumbprint}']"
         )
     try:
-        claims = jwt.decode(assertion, certificate.public_key(), algorithms=_ALGORITHMS, audience=audience,
+        public_key: Any = certificate.public_key()  # an RSA key: PS256/RS256 assertions
+        claims = jwt.decode(assertion, public_key, algorithms=_ALGORITHMS, audience=audience,
                             leeway=_LEEWAY, options={"require": ["exp", "aud", "iss", "sub"]})
     except jwt.ExpiredSignatureError:
         raise TokenInvalid("AADSTS700024: Client assertion is not within its valid time range.") from None

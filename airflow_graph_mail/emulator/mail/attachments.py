@@ -120,6 +120,8 @@ class AttachmentResponses:
                 "@odata.context": f"{self.site.base_url}/api/v2.0/$metadata#AttachmentSessions/$entity",
                 **session.status()})
         mailbox = self.store.find_mailbox(session.mailbox_id)
+        if mailbox is None:
+            raise GraphError(404, "ErrorItemNotFound", "The upload session's mailbox is gone.")
         try:
             with session.path.open("rb") as file:
                 attachment_id = self.store.add_attachment(mailbox, session.message_id, session.item, file=file,

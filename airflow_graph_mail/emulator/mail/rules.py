@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 
 from airflow_graph_mail.emulator.wire import GraphError, bad_request
 
@@ -46,7 +47,7 @@ def unknown_property(name: str, type_name: str) -> GraphError:
     )
 
 
-def canonical_keys(obj: dict, known: list[str], type_name: str, ignore: list[str] = ()) -> dict:
+def canonical_keys(obj: dict, known: Sequence[str], type_name: str, ignore: Sequence[str] = ()) -> dict:
     """Re-spell keys as Graph defines them (matching case-insensitively); unknown names are an error."""
     lookup = {name.lower(): name for name in known}
     ignored = {name.lower() for name in ignore}

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from airflow_graph_mail.emulator.wire import GraphError
 
@@ -34,7 +35,7 @@ class UploadSession:
     expires_at: float
     path: Path
     received: int = 0
-    digest: object = field(default_factory=hashlib.sha256)
+    digest: Any = field(default_factory=hashlib.sha256)
 
     @property
     def expiration(self) -> str:

