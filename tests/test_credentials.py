@@ -294,11 +294,12 @@ def test_each_cloud_picks_its_graph_host_authority_and_scope(connect, graph_emul
     delegated = connect(password=None, extra={"cloud": cloud, "graph_url": None, "authority_url": None,
                                               "refresh_token": "0.Ax"}).get_conn()
     assert delegated.transport.credential.scopes == [f"{graph}/Mail.Send", f"{graph}/Mail.ReadWrite"]
-    # On the wire: the emulator, standing in for this cloud's authority, is asked for this cloud's scope.
+    # On the wire: the emulator, standing in for this cloud's authority, is asked for this cloud's scope and
+    # issues a token for that cloud's Graph, as Entra does.
     forget_shared()
     on_wire = connect(extra={"cloud": cloud, "graph_url": None}).get_conn()
-    with pytest.raises(GraphAuthError, match=f"AADSTS500011: The resource principal named {graph} was not found"):
-        on_wire.transport.credential.get_token()
+    token = on_wire.transport.credential.get_token()
+    assert graph_emulator.entra.verify_access_token(token)["aud"] == graph
 
 
 def test_explicit_urls_win_over_the_cloud(connect, graph_emulator):
@@ -333,8 +334,10 @@ def test_emulator_identity_endpoints_check_their_headers(http, graph_emulator):
     assert int(answered["expires_in"]) == graph_emulator.entra.token_lifetime
     app_service = f"{graph_emulator.base_url}/msi/token"
     assert http.get(app_service, params=resource, headers={"X-IDENTITY-HEADER": "guess"}).status_code == 401
-    wrong = http.get(imds, params={**resource, "resource": "https://graph.microsoft.com"}, headers={"Metadata": "true"})
+    wrong = http.get(imds, params={**resource, "resource": "https://vault.azure.net"}, headers={"Metadata": "true"})
     assert wrong.status_code == 400 and "AADSTS500011" in wrong.json()["error_description"]
+    graph = http.get(imds, params={**resource, "resource": "https://graph.microsoft.com"}, headers={"Metadata": "true"})
+    assert graph.status_code == 200 and graph.json()["resource"] == "https://graph.microsoft.com"
 
 
 def test_msgraph_verify_false_is_honoured_with_a_warning(graph_emulator, monkeypatch, caplog, capfd):

@@ -31,8 +31,8 @@ def test_token_errors(http, graph_emulator):
     assert unknown.json()["error"] == "unauthorized_client" and unknown.json()["error_codes"] == [700016]
     bad_scope = get_token(http, graph_emulator, scope="Mail.Send")
     assert bad_scope.json()["error"] == "invalid_scope"
-    other_cloud = get_token(http, graph_emulator, scope="https://graph.microsoft.com/.default")
-    assert "AADSTS500011" in other_cloud.json()["error_description"]
+    not_graph = get_token(http, graph_emulator, scope="https://vault.azure.net/.default")
+    assert "AADSTS500011" in not_graph.json()["error_description"]
     expired_app = graph_emulator.add_app(secret="old", secret_expires_at=time.time() - 1)
     expired = get_token(http, graph_emulator, client_id=expired_app.client_id, secret="old")
     assert "AADSTS7000222" in expired.json()["error_description"]

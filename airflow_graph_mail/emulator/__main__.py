@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="another host name to answer to (others are refused, against DNS rebinding)")
+    parser.add_argument("--microsoft-hosts", action="store_true",
+                        help="also serve login.microsoftonline.com and graph.microsoft.com (point them here with "
+                        "/etc/hosts or --add-host, listen on 443, trust the CA): clients keep their defaults")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"default {DEFAULT_PORT}, so that a connection added once keeps working after a "
                         "restart; 0 picks a free port")
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                              upload_budget_bytes=int(args.upload_budget_mb * MB),
                              upload_budget_window=args.upload_budget_window,
                              mailbox_concurrency=args.mailbox_concurrency, mailbox_requests=args.mailbox_requests,
-                             latency=args.latency_ms / 1000, allowed_hosts=tuple(args.allow_host))
+                             latency=args.latency_ms / 1000, allowed_hosts=tuple(args.allow_host),
+                             public_hosts=args.microsoft_hosts)
     if args.export_eml:
         for mailbox in emulator.store.mailboxes():
             for path in emulator.export_eml(mailbox.address, f"{args.export_eml}/{mailbox.address}"):

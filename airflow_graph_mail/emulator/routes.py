@@ -11,6 +11,7 @@ _UPLOAD = r"/api/v2\.0/Users\('(?P<upload_user>[^']+)'\)/Messages\('(?P<message>
           r"/AttachmentSessions\('(?P<session>[^']+)'\)"
 
 ROUTES = [
+    ("GET", r"/common/discovery/instance", "instance_discovery"),
     ("GET", r"/(?P<tenant>[^/_][^/]*)/v2\.0/\.well-known/openid-configuration", "openid_configuration"),
     ("POST", r"/(?P<tenant>[^/_][^/]*)/oauth2/v2\.0/token", "token"),
     ("GET", r"/metadata/identity/oauth2/token", "imds_token"),

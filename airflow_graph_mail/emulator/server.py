@@ -32,9 +32,9 @@ from airflow_graph_mail.emulator.mail.backend import Limits, MailBackend
 from airflow_graph_mail.emulator.mail.messages import MessageResponses
 from airflow_graph_mail.emulator.mail.store import Mailbox, MailStore
 from airflow_graph_mail.emulator.mail.uploads import MB
-from airflow_graph_mail.emulator.pki import ensure_certificates
+from airflow_graph_mail.emulator.pki import SERVER_NAMES, ensure_certificates
 from airflow_graph_mail.emulator.viewer import Viewer
-from airflow_graph_mail.emulator.wire import Site
+from airflow_graph_mail.emulator.wire import MICROSOFT_HOSTS, Site
 
 CONFIG_FILE = "emulator.json"
 CONNECTION_FILE = "airflow-connection.json"
@@ -52,7 +52,10 @@ class GraphEmulator:
     35 MB messages, 150 MB uploaded per mailbox per 5 minutes, 4 concurrent requests and 10,000 requests
     per 10 minutes per mailbox; ``latency`` (seconds) is added to every mailbox request. ``allowed_hosts``:
     more names the emulator answers to, besides its address, localhost and this machine's name (any other
-    Host header is refused: DNS rebinding).
+    Host header is refused: DNS rebinding). ``public_hosts``: also serve login.microsoftonline.com,
+    graph.microsoft.com and outlook.office.com (in the certificate and the allowed names), for clients run
+    with their defaults and those names pointed here (``emulator.hosts.microsoft_hosts``, an /etc/hosts
+    line, ``--add-host``).
     """
 
     def __init__(self, state_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0,
@@ -60,7 +63,7 @@ class GraphEmulator:
                  message_size_limit: int = 35 * MB, upload_budget_bytes: int = 150 * MB,
                  upload_budget_window: float = 300.0, upload_session_lifetime: float = 900.0,
                  mailbox_concurrency: int = 4, mailbox_requests: int = 10_000, mailbox_window: float = 600.0,
-                 latency: float = 0.0, allowed_hosts: tuple[str, ...] = ()):
+                 latency: float = 0.0, allowed_hosts: tuple[str, ...] = (), public_hosts: bool = False):
         self.state_dir = Path(state_dir) if state_dir else None
         self._tmp = None if self.state_dir else tempfile.TemporaryDirectory(prefix="graph-emulator-")
         self.files_dir = self.state_dir or Path(self._tmp.name)  # type: ignore[union-attr]
@@ -83,15 +86,17 @@ class GraphEmulator:
         access = Access(self.entra, store)
         self.inspection = Inspection(self.backend, self.site, request_log, self.reset)
         self.viewer = Viewer(self.backend, self.entra.tenant_domain, self.inspection.eml)
+        self.public_hosts = public_hosts
+        served = MICROSOFT_HOSTS if public_hosts else ()
         allowed = {name.lower() for name in (*_LOOPBACK_NAMES, host, socket.gethostname(), socket.getfqdn(),
-                                             *allowed_hosts)}
+                                             *allowed_hosts, *served)}
         faces = (EntraResponses(self.entra, lambda address: getattr(store.find_mailbox(address), "id", None)),
                  MessageResponses(self.backend, access, self.site),
                  AttachmentResponses(self.backend, access, self.site, self.entra.tenant_id),
                  self.inspection, self.viewer)
         self.dispatcher = Dispatcher(handler_table(*faces), self.backend, self.faults, allowed, request_log,
                                      self.viewer.cross_site_refused)
-        self.ca_path, cert_path, key_path = ensure_certificates(self.files_dir / "tls")
+        self.ca_path, cert_path, key_path = ensure_certificates(self.files_dir / "tls", (*SERVER_NAMES, *served))
         self._server = HttpsServer(self.site, self.dispatcher, cert_path, key_path)
 
     def _load_config(self) -> dict:

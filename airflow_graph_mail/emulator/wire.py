@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
+
+_SLASHES = re.compile(r"/{2,}")
+# Microsoft's sign-in, Graph and Outlook upload hosts, served when a client is pointed here by name
+# (``public_hosts``); Outlook's upload URLs are on the last.
+OUTLOOK_UPLOAD_HOST = "outlook.office.com"
+MICROSOFT_HOSTS = ("login.microsoftonline.com", "graph.microsoft.com", OUTLOOK_UPLOAD_HOST)
 
 
 def now_iso() -> str:
@@ -37,10 +44,13 @@ class Site:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}"
 
-    @property
-    def upload_host(self) -> str:
-        """Outlook's upload host is not Graph's: a client scoping its token to the Graph host sends none."""
-        return "127.0.0.1" if self.host == "localhost" else "localhost"
+    def upload_origin(self, request: Request) -> str:
+        """Outlook's upload host is not Graph's, so that a client scoping its token to the Graph host sends
+        none there: outlook.office.com for a client that asked graph.microsoft.com, else the emulator's
+        other loopback name."""
+        if request.host_name in MICROSOFT_HOSTS:
+            return f"https://{OUTLOOK_UPLOAD_HOST}"
+        return f"https://{'127.0.0.1' if self.host == 'localhost' else 'localhost'}:{self.port}"
 
 
 @dataclass
@@ -57,6 +67,7 @@ class Request:
     @classmethod
     def build(cls, method: str, target: str, headers, body: bytes) -> Request:
         path, _, query = target.partition("?")
+        path = _SLASHES.sub("/", path)  # Graph reads ".../v1.0//users/..." (msgraph-sdk sends it) as one slash
         return cls(method, path, {k: v[-1] for k, v in parse_qs(query).items()},
                    {k.lower(): v for k, v in headers.items()}, body)
 
@@ -82,6 +93,11 @@ class Request:
         if site is not None and site not in ("same-origin", "none"):
             return False
         return origin is None or origin == f"https://{self.headers.get('host', '')}"
+
+    def origin(self, default: str) -> str:
+        """https://{the Host the client asked for}: the emulator's address, or a Microsoft name pointed here."""
+        host = self.headers.get("host")
+        return f"https://{host}" if host else default
 
     @property
     def host_name(self) -> str | None:

@@ -9,7 +9,13 @@ from airflow_graph_mail.emulator.entra.directory import FEDERATION_AUDIENCE, MAI
 from airflow_graph_mail.emulator.entra.tokens import TokenIssuer
 from airflow_graph_mail.emulator.wire import Site
 
-__all__ = ["FEDERATION_AUDIENCE", "MAIL_ROLES", "App", "Entra"]
+__all__ = ["FEDERATION_AUDIENCE", "GRAPH_APP_ID", "MAIL_ROLES", "MICROSOFT_GRAPH_HOSTS", "App", "Entra"]
+
+# Microsoft Graph as Entra knows it: its application id, and its host in each national cloud. A token is
+# asked for "<resource>/.default" with any of them, and carries the resource as its audience.
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+MICROSOFT_GRAPH_HOSTS = ("https://graph.microsoft.com", "https://graph.microsoft.us", "https://dod-graph.microsoft.us",
+                         "https://microsoftgraph.chinacloudapi.cn")
 
 
 class Entra:
@@ -28,30 +34,41 @@ class Entra:
 
     @property
     def graph_audience(self) -> str:
-        """The ``aud`` of the Graph tokens this tenant issues."""
+        """The ``aud`` of Graph tokens asked for with the emulator's own URL (as this provider's tests do)."""
         return self.site.base_url
+
+    def graph_resource(self, resource: str) -> str | None:
+        """A resource that names Graph (its URL in any cloud, the emulator's own, or its app id), as the
+        token's audience; None for anything else."""
+        wanted = resource.rstrip("/").lower()
+        for known in (self.site.base_url, *MICROSOFT_GRAPH_HOSTS, GRAPH_APP_ID):
+            if wanted == known.lower():
+                return known
+        return None
 
     @property
     def token_issuer(self) -> str:
         return f"{self.site.base_url}/{self.tenant_id}/"
 
-    def issue_app_token(self, client_id: str, roles, object_id: str | None = None) -> str:
+    def issue_app_token(self, client_id: str, roles, object_id: str | None = None, audience: str | None = None) -> str:
         """An app-only Graph access token carrying the application roles granted, as Entra issues them."""
         return self.issuer.issue({
-            "aud": self.graph_audience, "iss": self.token_issuer, "tid": self.tenant_id, "appid": client_id,
+            "aud": audience or self.graph_audience, "iss": self.token_issuer, "tid": self.tenant_id, "appid": client_id,
             "azp": client_id, "oid": object_id or client_id, "sub": object_id or client_id, "idtyp": "app",
             "roles": sorted(roles), "ver": "1.0"}, self.token_lifetime)
 
-    def issue_user_token(self, client_id: str, user: str, user_id: str, scopes) -> str:
+    def issue_user_token(self, client_id: str, user: str, user_id: str, scopes, audience: str | None = None) -> str:
         """A delegated Graph access token for ``user`` with the consented ``scopes`` (``scp``)."""
         return self.issuer.issue({
-            "aud": self.graph_audience, "iss": self.token_issuer, "tid": self.tenant_id, "appid": client_id,
+            "aud": audience or GRAPH_APP_ID, "iss": self.token_issuer, "tid": self.tenant_id, "appid": client_id,
             "oid": user_id, "sub": user_id, "upn": user, "idtyp": "user", "scp": " ".join(scopes), "ver": "1.0"},
             self.token_lifetime)
 
     def verify_access_token(self, token: str) -> dict:
-        """Graph's check: signed by this tenant, for Graph, issued by this tenant, within its lifetime."""
-        return self.issuer.verify(token, self.graph_audience, issuer=self.token_issuer)
+        """Graph's check: signed by this tenant, for Graph (any of its names), issued by this tenant, within its
+        lifetime."""
+        return self.issuer.verify(token, [self.site.base_url, *MICROSOFT_GRAPH_HOSTS, GRAPH_APP_ID],
+                                  issuer=self.token_issuer)
 
     # -- workload identity ---------------------------------------------------------------------------
 

@@ -41,12 +41,14 @@ class EntraResponses:
         return self.entra.tenant_id if name.lower() in self.entra.tenant_names else None
 
     def openid_configuration(self, request: Request) -> Response:
+        """OpenID discovery, with endpoints on the host the client asked (the emulator's address, or
+        login.microsoftonline.com pointed here)."""
         tenant = request.params["tenant"]
         if self._tenant(tenant) is None:
             return self._oauth_error(400, "invalid_tenant", f"AADSTS90002: Tenant '{tenant}' not found.", 90002)
-        base = f"{self.entra.site.base_url}/{tenant}"
+        base = f"{request.origin(self.entra.site.base_url)}/{tenant}"
         return Response.json(200, {
-            "issuer": f"{self.entra.site.base_url}/{self.entra.tenant_id}/v2.0",
+            "issuer": f"{request.origin(self.entra.site.base_url)}/{self.entra.tenant_id}/v2.0",
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
@@ -55,6 +57,19 @@ class EntraResponses:
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
             "tenant_region_scope": "EU",
         })
+
+    def instance_discovery(self, request: Request) -> Response:
+        """``/common/discovery/instance``: where an authority's OpenID configuration is. MSAL asks it (at
+        login.microsoftonline.com) before it signs in at an authority host it does not know."""
+        endpoint = request.query.get("authorization_endpoint", "")
+        head = endpoint.split("/oauth2/", 1)[0] if "/oauth2/" in endpoint else ""
+        if not head.startswith("https://"):
+            return Response.json(400, {"error": "invalid_instance", "error_description": "AADSTS50049: Unknown "
+                                       "or invalid instance."})
+        host = head.split("://", 1)[1].split("/", 1)[0]
+        return Response.json(200, {
+            "tenant_discovery_endpoint": f"{head}/v2.0/.well-known/openid-configuration", "api-version": "1.1",
+            "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}]})
 
     def _oauth_error(self, status: int, error: str, description: str, code: int) -> Response:
         trace = str(uuid.uuid4())
@@ -80,7 +95,7 @@ class EntraResponses:
         if app is None or app.tenant_id != tenant_id:
             return self._oauth_error(400, "unauthorized_client", f"AADSTS700016: Application with identifier "
                                      f"'{client_id}' was not found in the directory '{tenant}'.", 700016)
-        token_url = f"{self.entra.site.base_url}/{tenant}/oauth2/v2.0/token"
+        token_url = f"{request.origin(self.entra.site.base_url)}/{tenant}/oauth2/v2.0/token"
         if grant_type == "refresh_token":
             return self._refresh_token_grant(app, form, token_url)
         refusal = self._check_credential(app, form, token_url)
@@ -92,19 +107,17 @@ class EntraResponses:
             return self._oauth_error(400, "invalid_scope", f"AADSTS1002012: The provided value for scope {scope} "
                                      "is not valid. Client credential flows must have a scope value with "
                                      "/.default suffixed to the resource identifier.", 1002012)
-        refusal = self._check_resource(resource)
-        if refusal:
-            return refusal
+        audience = self.entra.graph_resource(resource)
+        if audience is None:
+            return self._unknown_resource(resource)
         lifetime = self.entra.token_lifetime
-        token = self.entra.issue_app_token(client_id, app.roles)
+        token = self.entra.issue_app_token(client_id, app.roles, audience=audience)
         return Response.json(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                                    "access_token": token})
 
-    def _check_resource(self, resource: str) -> Response | None:
-        if resource.rstrip("/") != self.entra.graph_audience:
-            return self._oauth_error(400, "invalid_resource", f"AADSTS500011: The resource principal named "
-                                     f"{resource} was not found in the tenant.", 500011)
-        return None
+    def _unknown_resource(self, resource: str) -> Response:
+        return self._oauth_error(400, "invalid_resource", f"AADSTS500011: The resource principal named "
+                                 f"{resource} was not found in the tenant.", 500011)
 
     def _refresh_token_grant(self, app: App, form: dict, token_url: str) -> Response:
         """A user's refresh token -> a delegated access token for Graph, and a new refresh token."""
@@ -127,10 +140,11 @@ class EntraResponses:
         wanted = [s for s in form.get("scope", "").split() if s not in ("openid", "profile", "offline_access",
                                                                          "email")]
         resources = {s.rsplit("/", 1)[0] for s in wanted if "/" in s}
-        for resource in resources:
-            refusal = self._check_resource(resource)
-            if refusal:
-                return refusal
+        audiences = {resource: self.entra.graph_resource(resource) for resource in resources}
+        for resource, known in audiences.items():
+            if known is None:
+                return self._unknown_resource(resource)
+        audience = next(iter(audiences.values()), None)  # bare scope names ("Mail.Send") mean Graph too
         names = [s.rsplit("/", 1)[-1] for s in wanted]
         granted = sorted(grant.scopes) if names in ([], [".default"]) else names
         missing = [name for name in granted if name not in grant.scopes]
@@ -142,14 +156,14 @@ class EntraResponses:
         user_id = self.user_id(grant.user) or str(uuid.uuid5(uuid.NAMESPACE_URL, grant.user))
         lifetime = self.entra.token_lifetime
         tenant_id = self.entra.tenant_id
-        access = self.entra.issue_user_token(app.client_id, grant.user, user_id, granted)
+        access = self.entra.issue_user_token(app.client_id, grant.user, user_id, granted, audience=audience)
         id_token = self.entra.issuer.issue({
             "aud": app.client_id, "iss": f"{self.entra.site.base_url}/{tenant_id}/v2.0", "tid": tenant_id,
             "oid": user_id, "sub": user_id, "preferred_username": grant.user, "ver": "2.0"}, lifetime)
         client_info = base64.urlsafe_b64encode(json.dumps({"uid": user_id, "utid": tenant_id}).encode()).decode()
         return Response.json(200, {
             "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-            "scope": " ".join(f"{self.entra.site.base_url}/{name}" for name in granted)
+            "scope": " ".join(f"{audience}/{name}" if audience else name for name in granted)
             + " openid profile offline_access",
             "access_token": access, "id_token": id_token, "client_info": client_info.rstrip("="),
             "refresh_token": self.entra.directory.issue_refresh_token(grant.user, app.client_id, grant.scopes),
@@ -193,12 +207,14 @@ class EntraResponses:
             return Response.json(400, {"error": "invalid_request", "error_description":
                                        "Identity not found" if client_id or object_id else
                                        "No system-assigned identity on this host"})
-        if resource.rstrip("/") != self.entra.graph_audience:
+        audience = self.entra.graph_resource(resource)
+        if audience is None:
             return Response.json(400, {"error": "invalid_resource", "error_description":
                                        f"AADSTS500011: The resource principal named {resource} was not found in "
                                        "the tenant."})
         lifetime = self.entra.token_lifetime
-        token = self.entra.issue_app_token(identity.client_id, identity.roles, object_id=identity.object_id)
+        token = self.entra.issue_app_token(identity.client_id, identity.roles, object_id=identity.object_id,
+                                           audience=audience)
         expires_on = int(time.time()) + lifetime
         body = {"access_token": token, "client_id": identity.client_id, "expires_on": str(expires_on),
                 "resource": resource, "token_type": "Bearer"}

@@ -57,8 +57,8 @@ class AttachmentResponses:
                   "contentType": a["contentType"], "size": a["size"], "isInline": a["isInline"],
                   "contentId": a.get("contentId")} for a in self.store.attachments(message["id"])]
         version = request.params["version"]
-        return Response.json(200, {"@odata.context": f"{self.site.base_url}/{version}/$metadata#attachments",
-                                   "value": value})
+        context = f"{request.origin(self.site.base_url)}/{version}/$metadata#attachments"
+        return Response.json(200, {"@odata.context": context, "value": value})
 
     def create_upload_session(self, request: Request) -> Response:
         mailbox, message = self._draft(request)
@@ -88,16 +88,14 @@ class AttachmentResponses:
                                         self.backend.limits.upload_session_lifetime)
         version = request.params["version"]
         return Response.json(201, {
-            "@odata.context": f"{self.site.base_url}/{version}/$metadata#microsoft.graph.uploadSession",
-            "uploadUrl": self._upload_url(mailbox.id, request.params["id"], session),
+            "@odata.context": f"{request.origin(self.site.base_url)}/{version}/$metadata#microsoft.graph.uploadSession",
+            "uploadUrl": self._upload_url(request, mailbox.id, session),
             "expirationDateTime": session.expiration, "nextExpectedRanges": ["0-"],
         })
 
-    def _upload_url(self, mailbox_id: str, message_id: str, session) -> str:
-        """On another host name than Graph's, as Outlook's upload host is not graph.microsoft.com: a client
-        that scopes its bearer token to the Graph host does not send it here."""
-        return (f"https://{self.site.upload_host}:{self.site.port}/api/v2.0/Users('{mailbox_id}@{self.tenant_id}')"
-                f"/Messages('{message_id}')/AttachmentSessions('{session.id}')?authtoken={session.token}")
+    def _upload_url(self, request: Request, mailbox_id: str, session) -> str:
+        return (f"{self.site.upload_origin(request)}/api/v2.0/Users('{mailbox_id}@{self.tenant_id}')"
+                f"/Messages('{request.params['id']}')/AttachmentSessions('{session.id}')?authtoken={session.token}")
 
     def _session(self, request: Request):
         """The upload URL is pre-authenticated: a bearer token sent with it is refused, as Outlook does."""
@@ -117,7 +115,7 @@ class AttachmentResponses:
         self.backend.upload_budget.spend(session.mailbox_id, len(request.body))
         if not self.uploads.write(session, request.headers.get("content-range"), request.body):
             return Response.json(200, {
-                "@odata.context": f"{self.site.base_url}/api/v2.0/$metadata#AttachmentSessions/$entity",
+                "@odata.context": f"{request.origin(self.site.base_url)}/api/v2.0/$metadata#AttachmentSessions/$entity",
                 **session.status()})
         mailbox = self.store.find_mailbox(session.mailbox_id)
         if mailbox is None:
@@ -128,7 +126,7 @@ class AttachmentResponses:
                                                           sha256=session.digest.hexdigest())
         finally:
             self.uploads.close(session)
-        location = (f"{self.site.base_url}/api/v2.0/Users('{request.params['upload_user']}')"
+        location = (f"{request.origin(self.site.base_url)}/api/v2.0/Users('{request.params['upload_user']}')"
                     f"/Messages('{session.message_id}')/Attachments('{attachment_id}')")
         return Response(201, b"", {"Location": location})
 
