@@ -3,9 +3,10 @@ Graph-shaped dicts in any case, Message, MIME, the email backend, the notifier a
 
 Every row asserts the error's type, the field it names and its text, that the emulator saw no request
 with a side effect (any non-GET Graph call; token requests do not count), and that no mailbox holds a
-message. Three things only Graph can tell: a draft id that does not exist, a mailbox without Exchange
-Online, and a missing Mail.Send (Exchange RBAC for Applications grants it without a claim in the
-token). For those the one POST was refused (404, 403) and changed nothing.
+message. Four things only Graph can tell: a draft id that does not exist or that it cannot parse (only
+Exchange knows its ids' structure), a mailbox without Exchange Online, and a missing Mail.Send (Exchange
+RBAC for Applications grants it without a claim in the token). For those the one POST was refused (404,
+400, 403) and changed nothing.
 """
 
 from __future__ import annotations
@@ -426,8 +427,10 @@ ROWS = [
      "empty draft id; pass the id returned when the draft was created"),
     ("draft id that is not text", lambda ctx: ctx.hook().send_draft(["AAMk"]), GraphConfigError, "message_id",
      "expected the draft's id as text, got list"),
-    ("draft id that does not exist", lambda ctx: ctx.hook().send_draft("AAMkAGnothere"), ItemNotFoundError, None,
-     "ErrorItemNotFound"),
+    ("draft id that does not exist", lambda ctx: ctx.hook().send_draft("AAMkAG" + "A" * 40), ItemNotFoundError,
+     None, "ErrorItemNotFound"),
+    ("draft id that Graph cannot parse", lambda ctx: ctx.hook().send_draft("AAMkAGnothere"), ItemNotFoundError, None,
+     "ErrorInvalidIdMalformed"),
     # -- connection -----------------------------------------------------------------------------------
     ("connection without tenant", extra(tenant_id=None), GraphConfigError, "tenant_id",
      "extra 'tenant_id' is empty; set the directory (tenant) id"),
@@ -499,8 +502,8 @@ HINTS = {
 }
 
 
-GRAPH_JUDGED = {"draft id that does not exist": 404, "mailbox not enabled for REST": 404,
-                "token without Mail.Send": 403}
+GRAPH_JUDGED = {"draft id that does not exist": 404, "draft id that Graph cannot parse": 400,
+                "mailbox not enabled for REST": 404, "token without Mail.Send": 403}
 
 
 # Rows that leave one message behind on purpose: the draft a person edited.

@@ -70,7 +70,7 @@ def test_role_required_per_call(http, graph_emulator, graph):
 
 
 def test_error_body_shape(graph):
-    answer = graph("POST", "/messages/nope/send", headers={"client-request-id": "abc"})
+    answer = graph("POST", "/messages/AAMkAG" + "A" * 40 + "/send", headers={"client-request-id": "abc"})
     assert answer.status_code == 404
     error = answer.json()["error"]
     assert error["code"] == "ErrorItemNotFound"

@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Callable
 from urllib.parse import unquote
 
+from airflow_graph_mail.emulator.entra import GRAPH_APP_ID
 from airflow_graph_mail.emulator.faults import ACCEPT_504, DROP, DROP_AFTER, SLOW, DropConnection, FaultPlan
 from airflow_graph_mail.emulator.mail.backend import MailBackend
-from airflow_graph_mail.emulator.routes import ROUTES, match
-from airflow_graph_mail.emulator.wire import GraphError, Request, Response, graph_error
+from airflow_graph_mail.emulator.mail.store import well_formed_id
+from airflow_graph_mail.emulator.routes import ROUTES, match, methods_for
+from airflow_graph_mail.emulator.wire import MICROSOFT_HOSTS, GraphError, Request, Response, Site, graph_error
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,10 @@ def handler_table(*faces) -> dict[str, Handler]:
 
 class Dispatcher:
     def __init__(self, handlers: dict[str, Handler], backend: MailBackend, faults: FaultPlan,
-                 allowed_hosts: set[str], request_log: collections.deque, cross_site_page: Callable[[], Response]):
+                 allowed_hosts: set[str], request_log: collections.deque, cross_site_page: Callable[[], Response],
+                 site: Site):
         self.handlers = handlers
+        self.site = site
         self.backend = backend
         self.faults = faults
         self.allowed_hosts = allowed_hosts
@@ -76,11 +80,20 @@ class Dispatcher:
             response = graph_error(GraphError(500, "InternalServerError", "The emulator failed."), request)
         response.headers.setdefault("request-id", str(uuid.uuid4()))
         if request.immutable_ids:
-            response.headers["Preference-Applied"] = 'IdType="ImmutableId"'
-        if "client-request-id" in request.headers:
-            response.headers["client-request-id"] = request.headers["client-request-id"]
+            applied = response.headers.get("Preference-Applied")
+            response.headers["Preference-Applied"] = ", ".join(filter(None, [applied, 'IdType="ImmutableId"']))
+        response.headers["client-request-id"] = request.client_request_id
+        if response.status == 401 and request.params.get("version"):
+            response.headers["WWW-Authenticate"] = self._challenge(request)
         self._log(request, response.status)
         return response
+
+    def _challenge(self, request: Request) -> str:
+        """Graph's answer to a request without a valid token: where to sign in, and for which resource."""
+        login = "https://login.microsoftonline.com" if request.host_name in MICROSOFT_HOSTS else \
+            request.origin(self.site.base_url)
+        return (f'Bearer realm="", authorization_uri="{login}/common/oauth2/authorize", '
+                f'client_id="{GRAPH_APP_ID}"')
 
     def _refusal(self, request: Request) -> GraphError | None:
         """A request from a name that is not the emulator's (a DNS rebinding page), or a change to the
@@ -103,9 +116,16 @@ class Dispatcher:
     def _route(self, request: Request) -> Response:
         found = match(request.method, request.path)
         if found is None:
+            allowed = methods_for(request.path)
+            if allowed:  # as Graph answers a method its resource does not take
+                raise GraphError(405, "ErrorInvalidRequest", "The OData request is not supported.",
+                                 {"Allow": ", ".join(allowed)})
             raise GraphError(400, "BadRequest", f"Resource not found for the segment '{request.path}'.")
         name, params = found
         request.params = {k: unquote(v) if v is not None else None for k, v in params.items()}
+        if request.params.get("version") and request.params.get("id") is not None \
+                and not well_formed_id(request.params["id"]):
+            raise GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.")
         if params.get("user") is None:
             return self._run(name, request)
         with self.backend.throttle.slot(request.params["user"]):

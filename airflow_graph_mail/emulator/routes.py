@@ -64,3 +64,8 @@ def match(method: str, path: str) -> tuple[str, dict] | None:
         if found and route_method == method:
             return name, found.groupdict()
     return None
+
+
+def methods_for(path: str) -> list[str]:
+    """The methods some route takes on this path (for a 405's Allow header)."""
+    return sorted({method for method, pattern, _ in COMPILED if pattern.match(path)})

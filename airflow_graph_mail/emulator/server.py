@@ -95,7 +95,7 @@ class GraphEmulator:
                  AttachmentResponses(self.backend, access, self.site, self.entra.tenant_id),
                  self.inspection, self.viewer)
         self.dispatcher = Dispatcher(handler_table(*faces), self.backend, self.faults, allowed, request_log,
-                                     self.viewer.cross_site_refused)
+                                     self.viewer.cross_site_refused, self.site)
         self.ca_path, cert_path, key_path = ensure_certificates(self.files_dir / "tls", (*SERVER_NAMES, *served))
         self._server = HttpsServer(self.site, self.dispatcher, cert_path, key_path)
 

@@ -63,6 +63,7 @@ class Request:
     params: dict = field(default_factory=dict)
     oversize: bool = False
     fault: int | str | None = None  # the injected fault this request met, for the request log
+    generated_id: str = ""  # the client-request-id made for a client that sent none
 
     @classmethod
     def build(cls, method: str, target: str, headers, body: bytes) -> Request:
@@ -93,6 +94,16 @@ class Request:
         if site is not None and site not in ("same-origin", "none"):
             return False
         return origin is None or origin == f"https://{self.headers.get('host', '')}"
+
+    @property
+    def client_request_id(self) -> str:
+        """The client's id for this request, or one made for it, as Graph makes one (echoed in the answer's
+        header and in an error's innerError)."""
+        if "client-request-id" in self.headers:
+            return self.headers["client-request-id"]
+        if not self.generated_id:
+            self.generated_id = str(uuid.uuid4())
+        return self.generated_id
 
     def origin(self, default: str) -> str:
         """https://{the Host the client asked for}: the emulator's address, or a Microsoft name pointed here."""
@@ -129,6 +140,6 @@ class Response:
 
 def graph_error(err: GraphError, request: Request) -> Response:
     inner = {"date": now_iso(), "request-id": str(uuid.uuid4()),
-             "client-request-id": request.headers.get("client-request-id", str(uuid.uuid4()))}
+             "client-request-id": request.client_request_id}
     body = {"error": {"code": err.code, "message": err.message, "innerError": inner}}
     return Response.json(err.status, body, {"request-id": inner["request-id"], **err.headers})

@@ -28,6 +28,7 @@ _BY_CODE = {
     "MailboxNotEnabledForRESTAPI": MailboxNotEnabledError,
     "ErrorInvalidRecipients": InvalidRecipientsError,
     "ErrorItemNotFound": ItemNotFoundError,
+    "ErrorInvalidIdMalformed": ItemNotFoundError,
     "ErrorInvalidUser": ItemNotFoundError,
     "ResourceNotFound": ItemNotFoundError,
     "ErrorMessageSizeExceeded": MessageTooLargeError,

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
+from airflow_graph_mail.emulator.mail import listing, resource
 from airflow_graph_mail.emulator.mail import mime as mime_io
 from airflow_graph_mail.emulator.mail.access import Access
 from airflow_graph_mail.emulator.mail.backend import MAX_REQUEST_BYTES, MailBackend
 from airflow_graph_mail.emulator.mail.rules import boolean, canonical_keys, message_from_json
-from airflow_graph_mail.emulator.mail.store import IMMUTABLE_ID, Mailbox, message_size
+from airflow_graph_mail.emulator.mail.store import FOLDERS, IMMUTABLE_ID, Mailbox, message_size
+from airflow_graph_mail.emulator.mail.text import preview
 from airflow_graph_mail.emulator.wire import GraphError, Request, Response, Site, bad_request
-
-# The message properties Graph returns by default (internetMessageHeaders only on $select).
-DEFAULT_PROPERTIES = [
-    "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories", "receivedDateTime",
-    "sentDateTime", "hasAttachments", "internetMessageId", "subject", "bodyPreview", "importance",
-    "parentFolderId", "conversationId", "isDeliveryReceiptRequested", "isReadReceiptRequested", "isRead",
-    "isDraft", "webLink", "inferenceClassification", "body", "sender", "from", "toRecipients",
-    "ccRecipients", "bccRecipients", "replyTo", "flag",
-]
-
-
-def body_preview(body: dict) -> str:
-    text = re.sub(r"<[^>]+>", " ", body.get("content", "")) if body.get("contentType") == "html" else \
-        body.get("content", "")
-    return " ".join(text.split())[:255]
 
 
 class MessageResponses:
@@ -48,7 +33,7 @@ class MessageResponses:
                                                      request.params["version"])
             raw = None
         message.setdefault("body", {"contentType": "text", "content": ""})
-        message["bodyPreview"] = body_preview(message["body"])
+        message["bodyPreview"] = preview(message["body"])
         return message, attachments, raw
 
     def _check_new_message_size(self, message: dict, attachments: list[dict]) -> None:
@@ -115,45 +100,55 @@ class MessageResponses:
     def list_messages(self, request: Request) -> Response:
         mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))
         folder = request.params.get("folder")
-        folders = [self.store.resolve_folder(mailbox, folder)] if folder else ["inbox", "drafts", "sentitems"]
-        top = int(request.query.get("$top", 10))
-        wanted = property_filter(request.query["$filter"]) if "$filter" in request.query else None
-        if wanted:
-            messages = [m for f in folders for m in self.store.find_by_property(mailbox, f, *wanted, top)]
+        folders = [self.store.resolve_folder(mailbox, folder)] if folder else list(FOLDERS)
+        query = listing.parse(request)
+        if query.match is None and query.default_order:  # the common case, answered by the index alone
+            total = self.store.count(mailbox, folders) if query.count or query.page else 0
+            page = [self._full(m) for m in self.store.page(mailbox, folders, query.skip, query.page)]
         else:
-            messages = [m for f in folders for m in self.store.list_folder(mailbox, f, top)]
-        messages = messages[:top]
-        return Response.json(200, {"value": [self._project(request, m) for m in messages]})
+            if query.property_lookup is not None:
+                candidates = self.store.find_by_property(mailbox, folders, *query.property_lookup)
+            else:
+                candidates = self.store.page(mailbox, folders, 0, -1)
+            names = self.store.attachment_names(mailbox) if query.match is not None else {}
+            full = [self._full(m, names.get(m["id"], [])) for m in candidates]
+            matched = [m for m in full if query.match is None or query.match(m)]
+            if not query.default_order:
+                matched = listing.sort(matched, query.order)
+            total = len(matched)
+            page = matched[query.skip:query.skip + query.page]
+        origin = request.origin(self.site.base_url)
+        collection = f"mailFolders('{folder}')/messages" if folder else "messages"
+        body: dict = {"@odata.context": resource.context_url(origin, request.params["version"], self._user(request,
+                      mailbox), collection, query.names, entity=False)}
+        if query.count:
+            body["@odata.count"] = total
+        body["value"] = [self._shown(request, m, query.names) for m in page]
+        link = listing.next_link(request, origin, query, total)
+        if link:
+            body["@odata.nextLink"] = link
+        headers = {"Preference-Applied": f"odata.maxpagesize={query.page_size_applied}"} \
+            if query.page_size_applied else {}
+        return Response.json(200, body, headers)
+
+    def _user(self, request: Request, mailbox: Mailbox) -> str:
+        return request.params.get("user") or mailbox.id
+
+    def _full(self, message: dict, attachment_names=()) -> dict:
+        """The stored message with every documented property (and, for $search, its attachments' names)."""
+        full = resource.full(message, self.store.web_link(self.site.base_url, message["id"]))
+        full["_attachmentNames"] = list(attachment_names)
+        return full
+
+    def _shown(self, request: Request, full: dict, names: tuple[str, ...]) -> dict:
+        shown_id = full[IMMUTABLE_ID] if request.immutable_ids and IMMUTABLE_ID in full else full["id"]
+        return resource.project(full, names, shown_id)
 
     def _render(self, request: Request, mailbox: Mailbox, message_id: str) -> dict:
+        """One message, as create (201), get and update answer it."""
         message, _ = self.store.load(mailbox, message_id)
-        return self._project(request, message)
-
-    def _project(self, request: Request, message: dict) -> dict:
-        message = {**message, "webLink": self.store.web_link(self.site.base_url, message["id"]),
-                   "changeKey": message["lastModifiedDateTime"], "categories": message.get("categories", [])}
-        for name in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
-            message.setdefault(name, [])
-        select = request.query.get("$select")
-        names = [n.strip() for n in select.split(",")] if select else DEFAULT_PROPERTIES
-        out = {"@odata.etag": f'W/"{message["changeKey"]}"'}
-        out.update({n: message[n] for n in names if n in message})
-        if request.immutable_ids and IMMUTABLE_ID in message:
-            out["id"] = message[IMMUTABLE_ID]
-        return out
-
-
-# Microsoft's documented form: singleValueExtendedProperties/Any(ep: ep/id eq '<id>' and ep/value eq '<value>')
-_QUOTED = r"'((?:[^']|'')*)'"
-_PROPERTY_FILTER = re.compile(
-    r"^\s*singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+" + _QUOTED
-    + r"\s+and\s+\1/value\s+eq\s+" + _QUOTED + r"\s*\)\s*$", re.IGNORECASE)
-
-
-def property_filter(expression: str) -> tuple[str, str]:
-    """The one $filter this emulator understands -> (property id, value); anything else is refused."""
-    found = _PROPERTY_FILTER.match(expression)
-    if not found:
-        raise bad_request("BadRequest", "Invalid filter clause: the emulator supports only "
-                          "singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...').")
-    return found.group(2).replace("''", "'"), found.group(3).replace("''", "'")
+        names = resource.selected(request.query.get("$select")) if request.method == "GET" else \
+            resource.DEFAULT_PROPERTIES
+        context = resource.context_url(request.origin(self.site.base_url), request.params["version"],
+                                       self._user(request, mailbox), "messages", names, entity=True)
+        return {"@odata.context": context, **self._shown(request, self._full(message), names)}

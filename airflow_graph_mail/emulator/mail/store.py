@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -35,6 +36,15 @@ FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "outbox", "archive", 
 def new_id(prefix: str = "AAMkAG") -> str:
     """Opaque, URL-safe ids in the spirit of Exchange's (they are not parsed by anyone)."""
     return prefix + base64.urlsafe_b64encode(uuid.uuid4().bytes + os.urandom(8)).decode().rstrip("=")
+
+
+_WELL_FORMED_ID = re.compile(r"^AA[A-Za-z0-9+/_-]{20,}={0,2}$")
+
+
+def well_formed_id(item_id: str) -> bool:
+    """The shape of Exchange's item ids (base64 from "AA..."), which Graph checks before looking one up:
+    a malformed id is a 400, a well-formed one that names nothing a 404."""
+    return bool(_WELL_FORMED_ID.match(item_id))
 
 
 @dataclass
@@ -322,21 +332,42 @@ class MailStore:
         return out
 
     def list_folder(self, mailbox: Mailbox, folder: str, top: int | None = None) -> list[dict]:
+        return self.page(mailbox, [folder], 0, top if top is not None else -1)
+
+    def _folders_clause(self, folders: list[str]) -> str:
+        return f"folder IN ({','.join('?' * len(folders))})"
+
+    def page(self, mailbox: Mailbox, folders: list[str], skip: int, limit: int) -> list[dict]:
+        """Newest first, ``limit`` after ``skip``, from SQLite's index (no other row is read)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT data FROM messages WHERE mailbox_id = ? AND folder = ? ORDER BY created DESC LIMIT ?",
-                (mailbox.id, folder, top if top is not None else -1)).fetchall()
+                f"SELECT data FROM messages WHERE mailbox_id = ? AND {self._folders_clause(folders)} "  # noqa: S608
+                "ORDER BY created DESC LIMIT ? OFFSET ?", (mailbox.id, *folders, limit, skip)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
-    def find_by_property(self, mailbox: Mailbox, folder: str, property_id: str, value: str,
-                         top: int | None = None) -> list[dict]:
-        """$filter=singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')"""
+    def count(self, mailbox: Mailbox, folders: list[str]) -> int:
+        with self._lock:
+            return self._db.execute(
+                f"SELECT COUNT(*) FROM messages WHERE mailbox_id = ? AND {self._folders_clause(folders)}",  # noqa: S608
+                (mailbox.id, *folders)).fetchone()[0]
+
+    def attachment_names(self, mailbox: Mailbox) -> dict[str, list[str]]:
+        """{message id: attachment names} for one mailbox (a search by attachment name reads them)."""
+        with self._lock:
+            rows = self._db.execute("SELECT a.message_id, a.name FROM attachments a JOIN messages m ON "
+                                    "m.id = a.message_id WHERE m.mailbox_id = ?", (mailbox.id,)).fetchall()
+        names: dict[str, list[str]] = {}
+        for message_id, name in rows:
+            names.setdefault(message_id, []).append(name)
+        return names
+
+    def find_by_property(self, mailbox: Mailbox, folders: list[str], property_id: str, value: str) -> list[dict]:
+        """$filter=singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...'), from the index."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT m.data FROM messages m JOIN extended_properties p ON p.message_id = m.id "
-                "WHERE m.mailbox_id = ? AND m.folder = ? AND p.property_id = ? AND p.value = ? "
-                "ORDER BY m.created DESC LIMIT ?",
-                (mailbox.id, folder, property_key(property_id), value, top if top is not None else -1)).fetchall()
+                "SELECT m.data FROM extended_properties p JOIN messages m ON m.id = p.message_id WHERE "  # noqa: S608
+                f"p.property_id = ? AND p.value = ? AND m.mailbox_id = ? AND m.{self._folders_clause(folders)} "
+                "ORDER BY m.created DESC", (property_key(property_id), value, mailbox.id, *folders)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def submissions(self, property_id: str) -> dict[str, int]:
