@@ -44,7 +44,7 @@ def main(mode: str, path: str) -> None:
 
     hook = GraphMailHook()
     client = hook.client
-    base = f"{client.base_url}/users/{client.default_sender}"
+    base = f"{client.transport.base_url}/users/{client.default_sender}"
     if mode == "hook":
         def send():
             hook.send_mail(Message(to="ann@example.com", subject="hook", body="x", attachments=[path]))

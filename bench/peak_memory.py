@@ -1,19 +1,19 @@
-"""Peak resident memory of this process around one operation (Linux /proc), for the benchmarks."""
+"""Peak resident memory of a process around one operation (Linux /proc), for the benchmarks."""
 
 from __future__ import annotations
 
 
-def status(field: str) -> int:
-    """A /proc/self/status size field (VmRSS, VmHWM) in bytes."""
-    with open("/proc/self/status") as lines:
+def status(field: str, pid: int | str = "self") -> int:
+    """A /proc/<pid>/status size field (VmRSS, VmHWM) in bytes."""
+    with open(f"/proc/{pid}/status") as lines:
         for line in lines:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
-def reset_peak() -> int:
+def reset_peak(pid: int | str = "self") -> int:
     """Restart the peak (VmHWM) from the current resident size; returns that size."""
-    with open("/proc/self/clear_refs", "w") as refs:
+    with open(f"/proc/{pid}/clear_refs", "w") as refs:
         refs.write("5")
-    return status("VmRSS")
+    return status("VmRSS", pid)

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from peak_memory import reset_peak, status
+
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = 500
 ROUNDS = 3
@@ -26,6 +28,10 @@ VIEWER_ROUNDS = 5
 BULK_MESSAGES = 1000
 BULK_LATENCY = 0.2  # seconds the emulator adds to every mailbox request
 MAILBOX_CONCURRENCY = 4
+STORED_SENDS = 10_000  # sent before measuring: 20,000 stored messages (Sent Items and the Inboxes)
+STORE_ROUNDS = 5
+STORE_BLOCK = 50  # sends per block; blocks alternate between the empty and the full emulator
+STORE_BLOCKS = 4
 PEERS_START = "<!-- peers:start -->"  # where bench/peers/run.py writes its section of the same page
 
 
@@ -33,7 +39,7 @@ def start_emulator(state: Path, *options: str) -> tuple[subprocess.Popen, dict]:
     """Limits raised (150 MB messages, no upload budget in the way): we measure the client, not throttling."""
     state.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen([sys.executable, "-m", "airflow_graph_mail.emulator", "--state-dir", str(state),
-                                "--message-size-limit-mb", "150", "--upload-budget-mb", "100000", *options],
+                                "--port", "0", "--message-size-limit-mb", "150", "--upload-budget-mb", "100000", *options],
                                stdout=subprocess.PIPE, text=True)
     process.stdout.readline()  # "Graph mail emulator on ..." once it listens
     connection = json.loads((state / "airflow-connection.json").read_text())
@@ -92,21 +98,109 @@ def viewer_pages(connection: dict) -> dict:
     return {"messages": count, **timings}
 
 
-def large_attachment(connection: dict, directory: Path) -> dict:
-    """One 100 MB attachment, hook vs a plain chunk loop, each send in a fresh process (memory is per process)."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def seed_store(state: Path, sends: int) -> None:
+    """A state directory whose store already holds ``sends`` sent mails (each in Sent Items and an Inbox),
+    written straight into the store: sending them over HTTPS would take minutes."""
+    from airflow_graph_mail.emulator.server import GraphEmulator
+
+    emulator = GraphEmulator(state)
+    store = emulator.store
+    sender = store.find_mailbox(emulator.default_sender)
+    with store.transaction():
+        for n in range(sends):
+            store.send_new(sender, {"subject": f"earlier {n}", "body": {"contentType": "text", "content": "x"},
+                                    "toRecipients": [{"emailAddress": {"address": f"customer{n % 100}@example.com"}}]},
+                           [], True)
+    emulator.stop()
+
+
+class SendLoop:
+    """Plain sendMail requests to one emulator process, whose CPU time is read around each block."""
+
+    def __init__(self, process: subprocess.Popen, connection: dict):
+        import requests
+
+        self.process, extra = process, connection["extra"]
+        self.session = requests.Session()
+        self.session.verify, self.session.trust_env = extra["ca_bundle"], False
+        token = self.session.post(f"{extra['authority_url']}/{extra['tenant_id']}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": connection["login"],
+            "client_secret": connection["password"], "scope": f"{extra['graph_url']}/.default"}).json()
+        self.headers = {"Authorization": f"Bearer {token['access_token']}"}
+        self.url = f"{extra['graph_url']}/v1.0/users/{extra['sender']}/sendMail"
+        self.sent = 0
+
+    def block(self, count: int) -> float:
+        """CPU seconds the emulator spent on ``count`` sends."""
+        before = cpu_seconds(self.process.pid)
+        for _ in range(count):
+            self.sent += 1
+            payload = {"message": {"subject": f"now {self.sent}", "body": {"contentType": "text", "content": "x"},
+                                   "toRecipients": [{"emailAddress": {"address": "ann@example.com"}}]}}
+            response = self.session.post(self.url, json=payload, headers=self.headers, timeout=60)
+            assert response.status_code == 202, response.text
+        return cpu_seconds(self.process.pid) - before
+
+
+def emulator_store_cost(directory: Path) -> dict:
+    """The emulator's CPU per sendMail on a store already holding 10,000 sent mails vs an empty one.
+
+    Each round starts both emulators afresh (the full one from a copy of the seeded store), warms both
+    up, then alternates blocks of sends between them."""
+    import shutil
+
+    seeded = directory / "seeded"
+    seed_store(seeded, STORED_SENDS)
+    per_send: dict[str, list[float]] = {"empty": [], "full": []}
+    for round_number in range(STORE_ROUNDS):
+        states = {"empty": directory / f"empty-{round_number}", "full": directory / f"full-{round_number}"}
+        shutil.copytree(seeded, states["full"])
+        started = {name: start_emulator(state, "--mailbox-requests", "1000000") for name, state in states.items()}
+        try:
+            loops = {name: SendLoop(*pair) for name, pair in started.items()}
+            for loop in loops.values():
+                loop.block(20)  # warm up: TLS connection, caches
+            spent = dict.fromkeys(loops, 0.0)
+            order = list(loops) if round_number % 2 == 0 else list(reversed(list(loops)))
+            for _ in range(STORE_BLOCKS):
+                for name in order:
+                    spent[name] += loops[name].block(STORE_BLOCK)
+            for name in loops:
+                per_send[name].append(spent[name] / (STORE_BLOCK * STORE_BLOCKS) * 1000)
+        finally:
+            for process, _ in started.values():
+                process.terminate()
+                process.wait()
+    ratios = [full / empty for full, empty in zip(per_send["full"], per_send["empty"])]
+    return {"empty_ms": statistics.median(per_send["empty"]), "full_ms": statistics.median(per_send["full"]),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
+def large_attachment(connection: dict, directory: Path, emulator_pid: int) -> dict:
+    """One 100 MB attachment, hook vs a plain chunk loop, each send in a fresh process (memory is per process);
+    the emulator's own peak memory is read around each send too."""
     path = directory / "report-100MB.bin"
     with path.open("wb") as file:
         for _ in range(LARGE_BYTES // (4 * 1024 * 1024)):
             file.write(os.urandom(4 * 1024 * 1024))
     connection = {**connection, "extra": {**connection["extra"], "max_message_size_mb": 150}}
     env = {**os.environ, "AIRFLOW_CONN_GRAPH_MAIL_DEFAULT": json.dumps(connection)}
-    runs = {"hook": [], "plain": []}
+    runs: dict[str, list[dict]] = {"hook": [], "plain": []}
+    emulator_growth = []
     for _ in range(LARGE_ROUNDS):
         for mode in runs:
+            before = reset_peak(emulator_pid)
             out = subprocess.run([sys.executable, str(ROOT / "bench" / "large_send.py"), mode, str(path)], env=env,
                                  capture_output=True, text=True, check=True).stdout
+            emulator_growth.append(status("VmHWM", emulator_pid) - before)
             runs[mode].append(json.loads(out.strip().splitlines()[-1]))
-    result = {}
+    result = {"emulator_mb": max(emulator_growth) / 1024 / 1024}
     for mode, samples in runs.items():
         result[f"{mode}_s"] = statistics.median(s["seconds"] for s in samples)
         result[f"{mode}_mb"] = max(s["rss_growth"] for s in samples) / 1024 / 1024
@@ -162,11 +256,12 @@ def main() -> int:
             url = f"{connection['extra']['graph_url']}/v1.0/users/{connection['extra']['sender']}/sendMail"
             result = small_messages(hook, url)
             viewer = viewer_pages(connection)
-            large = large_attachment(connection, Path(tmp))
+            large = large_attachment(connection, Path(tmp), process.pid)
         finally:
             process.terminate()
             process.wait()
         many = bulk(Path(tmp) / "bulk")
+        store = emulator_store_cost(Path(tmp) / "store")
     chunk_mb = CHUNK_BYTES / 1024 / 1024
     lines = [
         f"| {MESSAGES} small messages, sequential (median of {ROUNDS}) | {result['hook_ms']:.2f} ms/message | "
@@ -184,6 +279,13 @@ def main() -> int:
         f"inspection API's JSON of that Inbox | list page (newest 200) {viewer['list']:.0f} ms; a search through all "
         f"{viewer['search']:.0f} ms | {viewer['json']:.0f} ms | {viewer['list'] / viewer['json']:.2f}x; "
         f"{viewer['search'] / viewer['json']:.2f}x |",
+        f"| the emulator's CPU per sendMail with {STORED_SENDS:,} mails sent before ({2 * STORED_SENDS:,} stored), "
+        f"baseline an empty store ({STORE_ROUNDS} rounds of fresh emulators, {STORE_BLOCKS} x {STORE_BLOCK} sends "
+        f"each, interleaved; median, ratio range) | {store['full_ms']:.2f} ms | {store['empty_ms']:.2f} ms | "
+        f"{store['ratio']:.2f}x ({store['ratio_min']:.2f}-{store['ratio_max']:.2f}) |",
+        f"| the emulator's peak memory growth during a 100 MB attachment's upload and send (max of "
+        f"{2 * LARGE_ROUNDS}); baseline the attachment | {large['emulator_mb']:.1f} MB | 100 MB | "
+        f"{large['emulator_mb'] / 100:.2f}x |",
     ]
     print("\n".join(lines))
     write_report(lines)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from airflow_graph_mail.emulator.mail.schema import CONTENT
+
 
 def search_text(message: dict) -> str:
     """What a viewer search matches, case-folded: the subject, every person (name and address), and the
@@ -72,8 +74,9 @@ def attachment_content(store, message_id: str, attachment_id: str | None = None,
     column, value = ("id", attachment_id) if attachment_id is not None else ("content_id", content_id)
     with store.reading() as db:
         row = db.execute(
-            f"SELECT id, name, content_type, size, is_inline, content_id, content FROM attachments "  # noqa: S608
-            f"WHERE message_id = ? AND {column} = ? ORDER BY position LIMIT 1", (message_id, value)).fetchone()
+            f"SELECT a.id, a.name, a.content_type, a.size, a.is_inline, a.content_id, {CONTENT} "  # noqa: S608
+            f"FROM attachments a WHERE a.message_id = ? AND a.{column} = ? ORDER BY a.position LIMIT 1",
+            (message_id, value)).fetchone()
     if row is None:
         return None
     meta = {"id": row[0], "name": row[1], "contentType": row[2], "size": row[3], "isInline": bool(row[4]),

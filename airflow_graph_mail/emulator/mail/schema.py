@@ -19,14 +19,21 @@ CREATE INDEX IF NOT EXISTS attachments_by_message ON attachments (message_id, po
 CREATE TABLE IF NOT EXISTS extended_properties (message_id TEXT, property_id TEXT, value TEXT);
 CREATE INDEX IF NOT EXISTS extended_properties_by_value ON extended_properties (property_id, value);
 CREATE TABLE IF NOT EXISTS submissions (mailbox_id TEXT, time REAL, property_id TEXT, value TEXT);
+-- Attachment bytes, once per upload however many copies delivery makes (content last, so that a zeroblob
+-- reserved for an upload is never held in memory whole).
+CREATE TABLE IF NOT EXISTS contents (id INTEGER PRIMARY KEY, content BLOB);
 """
+# An attachment's bytes: its contents row, or (rows from before that table) its own column.
+CONTENT = "COALESCE(a.content, (SELECT c.content FROM contents c WHERE c.id = a.content_ref))"
 # Columns added after the first release; a state directory from then lacks them.
-_MIGRATIONS = {"attachments": {"sha256": "TEXT"}, "messages": {"immutable_id": "TEXT", "search_text": "TEXT"}}
+_MIGRATIONS = {"attachments": {"sha256": "TEXT", "content_ref": "INTEGER"},
+               "messages": {"immutable_id": "TEXT", "search_text": "TEXT"}}
 # Indexes on columns a migration may have added.
 _LATE_INDEXES = """
 CREATE INDEX IF NOT EXISTS messages_by_immutable_id ON messages (immutable_id);
 CREATE INDEX IF NOT EXISTS extended_properties_by_message ON extended_properties (message_id);
 CREATE INDEX IF NOT EXISTS submissions_by_property ON submissions (property_id, value);
+CREATE INDEX IF NOT EXISTS attachments_by_content ON attachments (content_ref);
 """
 
 

@@ -20,14 +20,16 @@ from urllib.parse import quote
 
 from airflow_graph_mail.emulator.mail.queries import search_text
 from airflow_graph_mail.emulator.mail.rules import check_sendable
-from airflow_graph_mail.emulator.mail.schema import connect
+from airflow_graph_mail.emulator.mail.schema import CONTENT, connect
 from airflow_graph_mail.emulator.wire import GraphError, now_iso
 
-# Attachment rows are copied inside SQLite (a 100 MB file never passes through Python to be delivered).
+# Delivery copies attachment rows, not bytes: each copy points at the same contents row (rows from before
+# that table carry their bytes along, as they always did).
 _COPY_ATTACHMENTS = """
-INSERT INTO attachments (id, message_id, position, name, content_type, size, is_inline, content_id, content, sha256)
+INSERT INTO attachments (id, message_id, position, name, content_type, size, is_inline, content_id, content, sha256,
+                         content_ref)
 SELECT 'AAMkAGAtt' || lower(hex(randomblob(18))), ?, position, name, content_type, size, is_inline, content_id,
-       content, sha256 FROM attachments WHERE message_id = ?"""
+       content, sha256, content_ref FROM attachments WHERE message_id = ?"""
 _BLOB_STEP = 4 * 1024 * 1024
 IMMUTABLE_ID = "_immutableId"  # kept in the stored message; shown as "id" when a request prefers it
 FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "outbox", "archive", "junkemail")
@@ -179,15 +181,21 @@ class MailStore:
 
     def _insert_attachment(self, message_id: str, position: int, att: dict, content: bytes | None = None,
                            size: int = 0, sha256: str = "") -> tuple[str, int]:
-        """One attachment row; without ``content``, a zero-filled blob of ``size`` bytes to write into."""
+        """One attachment row and its contents row (given bytes, or a zero-filled blob of ``size`` bytes to
+        stream into): (attachment id, contents row id)."""
         attachment_id = new_id("AAMkAGAtt")
         if content is not None:
             size, sha256 = len(content), hashlib.sha256(content).hexdigest()
-        cursor = self._db.execute(
-            "INSERT INTO attachments VALUES (?,?,?,?,?,?,?,?,COALESCE(?, zeroblob(?)),?)",
+            cursor = self._db.execute("INSERT INTO contents (content) VALUES (?)", (content,))
+        else:
+            cursor = self._db.execute("INSERT INTO contents (content) VALUES (zeroblob(?))", (size,))
+        content_ref = int(cursor.lastrowid or 0)
+        self._db.execute(
+            "INSERT INTO attachments (id, message_id, position, name, content_type, size, is_inline, content_id, "
+            "sha256, content_ref) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (attachment_id, message_id, position, att["name"], att["contentType"], size, int(att["isInline"]),
-             att.get("contentId"), content, size, sha256))
-        return attachment_id, int(cursor.lastrowid or 0)
+             att.get("contentId"), sha256, content_ref))
+        return attachment_id, content_ref
 
     def load_draft(self, mailbox: Mailbox, message_id: str) -> dict:
         """A message that may still take attachments (its "id" is the current id, whichever was given)."""
@@ -206,23 +214,24 @@ class MailStore:
             if file is None:
                 attachment_id, _ = self._insert_attachment(message_id, position, att, att["content"])
             else:
-                attachment_id, rowid = self._insert_attachment(message_id, position, att, None, att["size"], sha256)
+                attachment_id, content_ref = self._insert_attachment(message_id, position, att, None, att["size"],
+                                                                     sha256)
                 if att["size"]:
-                    self._write_blob(rowid, file)
+                    self._write_blob(content_ref, file)
             message["hasAttachments"] = message.get("hasAttachments") or not att["isInline"]
             message["lastModifiedDateTime"] = now_iso()
             self._db.execute("UPDATE messages SET data = ? WHERE id = ?", (json.dumps(message), message_id))
             self._changed()
             return attachment_id
 
-    def _write_blob(self, rowid: int, file) -> None:
+    def _write_blob(self, content_ref: int, file) -> None:
         """Stream an upload into its zero-filled blob (Python 3.11+); Python 3.10 has no blob API, so there
         the content is read whole."""
         blobopen = getattr(self._db, "blobopen", None)
         if blobopen is None:
-            self._db.execute("UPDATE attachments SET content = ? WHERE rowid = ?", (file.read(), rowid))
+            self._db.execute("UPDATE contents SET content = ? WHERE id = ?", (file.read(), content_ref))
             return
-        with blobopen("attachments", "content", rowid) as blob:
+        with blobopen("contents", "content", content_ref) as blob:
             while block := file.read(_BLOB_STEP):
                 blob.write(block)
 
@@ -295,7 +304,12 @@ class MailStore:
     def _delete(self, message_id: str) -> None:
         self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
         self._db.execute("DELETE FROM extended_properties WHERE message_id = ?", (message_id,))
+        refs = [r[0] for r in self._db.execute("SELECT DISTINCT content_ref FROM attachments WHERE message_id = ? "
+                                               "AND content_ref IS NOT NULL", (message_id,))]
         self._db.execute("DELETE FROM attachments WHERE message_id = ?", (message_id,))
+        for ref in refs:  # bytes go with the last attachment that points at them
+            self._db.execute("DELETE FROM contents WHERE id = ? AND NOT EXISTS (SELECT 1 FROM attachments WHERE "
+                             "content_ref = ?)", (ref, ref))
         self._changed()
 
     def update(self, mailbox: Mailbox, message_id: str, changes: dict) -> None:
@@ -310,18 +324,20 @@ class MailStore:
 
     def load(self, mailbox: Mailbox, message_id: str) -> tuple[dict, str]:
         with self._lock:
-            row = self._db.execute("SELECT data, folder FROM messages WHERE mailbox_id = ? AND (id = ? OR "
-                                   "immutable_id = ?)", (mailbox.id, message_id, message_id)).fetchone()
+            # By id or immutable id (both indexed), then the mailbox: "+" keeps SQLite from scanning the
+            # whole mailbox through its folder index instead, which grows with every message it holds.
+            row = self._db.execute("SELECT data, folder FROM messages WHERE (id = ? OR immutable_id = ?) AND "
+                                   "+mailbox_id = ?", (message_id, message_id, mailbox.id)).fetchone()
         if row is None:
             raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         return json.loads(row[0]), row[1]
 
     def attachments(self, message_id: str, with_content: bool = False) -> list[dict]:
-        content = "content" if with_content else "NULL"
+        content = CONTENT if with_content else "NULL"
         with self._lock:
-            rows = self._db.execute(  # the column is one of two fixed names; the id is bound
-                f"SELECT id, name, content_type, size, is_inline, content_id, sha256, {content} FROM attachments "  # noqa: S608
-                "WHERE message_id = ? ORDER BY position", (message_id,)).fetchall()
+            rows = self._db.execute(  # the column is one of two fixed expressions; the id is bound
+                f"SELECT a.id, a.name, a.content_type, a.size, a.is_inline, a.content_id, a.sha256, {content} "  # noqa: S608
+                "FROM attachments a WHERE a.message_id = ? ORDER BY a.position", (message_id,)).fetchall()
         out = []
         for att_id, name, content_type, size, inline, cid, sha256, data in rows:
             item = {"id": att_id, "name": name, "contentType": content_type, "size": size,
@@ -395,7 +411,7 @@ class MailStore:
     def clear(self) -> None:
         with self._lock:
             self._db.executescript("DELETE FROM messages; DELETE FROM attachments; DELETE FROM extended_properties; "
-                                   "DELETE FROM submissions; "
+                                   "DELETE FROM submissions; DELETE FROM contents; "
                                    "DELETE FROM mailboxes WHERE is_user = 0;")
             self._changed()
 
