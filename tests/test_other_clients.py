@@ -211,8 +211,10 @@ def test_o365_send_draft_with_large_attachment_send(graph_microsoft_hosts, tmp_p
     Outlook's upload session (O365 attaches on the second save of a draft, as its docs say), then sent."""
     o365 = need("O365")
     emu = graph_microsoft_hosts
+    # The token goes to a file O365 would otherwise write into the working directory.
+    backend = o365.FileSystemTokenBackend(token_path=tmp_path, token_filename="o365_token.txt")
     account = o365.Account((emu.default_app.client_id, secret_of(emu.default_app)), auth_flow_type="credentials",
-                           tenant_id=emu.tenant_id, main_resource=emu.default_sender)
+                           tenant_id=emu.tenant_id, main_resource=emu.default_sender, token_backend=backend)
     assert account.authenticate()
     mailbox = account.mailbox()
     message = mailbox.new_message()
