@@ -223,6 +223,30 @@ def test_one_token_cache_per_credential_in_the_process(connect, graph_emulator):
     assert token_requests(graph_emulator) == 2
 
 
+def test_a_token_is_reused_until_shortly_before_it_expires(tmp_path, monkeypatch):
+    """Sends read the kept token without asking MSAL; MSAL is asked again once half of a short token's life
+    (or all but 5 minutes of an hour's) has passed, and at once after a 401."""
+    import time
+
+    from airflow_graph_mail.emulator import GraphEmulator
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+    with GraphEmulator(tmp_path, token_lifetime=4) as emulator:
+        monkeypatch.setenv("AIRFLOW_CONN_GRAPH_MAIL_SHORT", json.dumps(emulator.connection()))
+        credential = GraphMailHook(graph_mail_conn_id="graph_mail_short").client.transport.credential
+        asked = []
+        acquire = credential._acquire
+        monkeypatch.setattr(credential, "_acquire", lambda: asked.append(1) or acquire())
+        first = credential.get_token()
+        assert [credential.get_token() for _ in range(50)] == [first] * 50 and len(asked) == 1
+        time.sleep(2.2)  # past half of the 4 s life: MSAL is asked (and hands out a new token)
+        renewed = credential.get_token()
+        assert len(asked) == 2 and renewed != first
+        credential.invalidate()  # a 401
+        credential.get_token()
+        assert len(asked) == 3
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"extra": {"credential": "managed_identity"}},
      "credential is managed_identity but the password (client secret) is also set; remove it"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,15 @@ def forget_shared() -> None:
         _SHARED.clear()
 
 
+# A token is reused without asking MSAL until this long before it expires (or half its life, if shorter).
+RENEW_BEFORE_EXPIRY = 300.0
+
+
 class TokenCredential:
-    """Base: one lock around MSAL (its caches are not thread-safe), errors turned into GraphAuthError."""
+    """Base: one lock around MSAL (its caches are not thread-safe), errors turned into GraphAuthError.
+
+    The last token is kept with the time to renew it: until then a request reads it without asking MSAL
+    (whose cache lookup, with its lock, costs more than the rest of a send's own work)."""
 
     kind = "credential"
 
@@ -99,6 +107,7 @@ class TokenCredential:
         self._msal: Any = None  # the MSAL application, made on first use (msal is imported only then)
         self.on_secret = None  # called with each new token, so that a log masker can hide it everywhere
         self._announced: dict[str, str] = {}  # the last token of each kind handed to on_secret
+        self._current: tuple[str, float] | None = None  # (token, monotonic time to ask MSAL again)
 
     def __repr__(self) -> str:  # never the secret, key or token
         return f"{type(self).__name__}({self.describe()})"
@@ -110,6 +119,9 @@ class TokenCredential:
         raise NotImplementedError
 
     def get_token(self) -> str:
+        current = self._current
+        if current is not None and time.monotonic() < current[1]:
+            return current[0]
         with self._lock:
             try:
                 result = self._acquire()
@@ -129,10 +141,22 @@ class TokenCredential:
                 if value and self._announced.get(name) != value:
                     self._announced[name] = value
                     self.on_secret(value)
+        self._keep(result)
         return result["access_token"]
+
+    def _keep(self, result: dict) -> None:
+        """Remember the token until shortly before it expires, or until MSAL would refresh it (refresh_in)."""
+        try:
+            lifetime = float(result.get("expires_in") or 0)
+            refresh_in = float(result.get("refresh_in") or lifetime)
+        except (TypeError, ValueError):
+            lifetime = refresh_in = 0.0
+        fresh = min(lifetime - min(RENEW_BEFORE_EXPIRY, lifetime / 2), refresh_in)
+        self._current = (result["access_token"], time.monotonic() + fresh) if fresh > 0 else None
 
     def invalidate(self) -> None:
         """Forget cached access tokens (after a 401), so the next call asks again."""
+        self._current = None
         with self._lock:
             cache = getattr(self._msal, "token_cache", None) or getattr(self._msal, "_token_cache", None)
             if cache is not None:
