@@ -38,6 +38,8 @@ def test_the_snippets_run_as_dags(airflow_template_home, graph_emulator, tmp_pat
     results = {dag_id: (run.communicate(timeout=300)[0], run.returncode) for dag_id, run in runs.items()}
     for dag_id in ("sales_report", "revenue_chart", "customer_statements"):
         assert results[dag_id][1] == 0, results[dag_id][0][-3000:]
+    # the task log says what was sent (the hook logs through its module's logger)
+    assert "Sent 'Daily sales report for 2026-11-20' to 3 recipient(s) from" in results["sales_report"][0]
     output, returncode = results["oncall_alerts"]
     assert returncode != 0 and "the source table is empty" in output  # it fails on purpose, and alerts
 

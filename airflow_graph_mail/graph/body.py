@@ -52,6 +52,9 @@ class StreamingJson:
         """``document`` holds placeholder strings; ``attachments`` maps each placeholder to an Attachment."""
         text = json.dumps(document, ensure_ascii=False).encode("utf-8")
         self._parts: list[bytes | Attachment] = []
+        if not attachments:  # the common small mail: one piece, nothing to search
+            self._parts, self._length = [text], len(text)
+            return
         for placeholder, attachment in attachments.items():
             marker = json.dumps(placeholder).encode("ascii")
             before, found, text = text.partition(marker)

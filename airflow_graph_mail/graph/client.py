@@ -111,10 +111,11 @@ class GraphMailClient:
 
     def call(self, sender: str | None) -> Call:
         """A new operation on the given mailbox (or the connection's), checked before any request."""
-        mailbox = sender if sender is not None else self.default_sender
-        if mailbox is None:
-            raise GraphConfigError("sender: no mailbox to send from; set 'sender' in the connection or the call")
-        return self.transport.call(check_sender("sender", mailbox))
+        if sender is None:  # the connection's, checked when the client was made
+            if self.default_sender is None:
+                raise GraphConfigError("sender: no mailbox to send from; set 'sender' in the connection or the call")
+            return self.transport.call(self.default_sender)
+        return self.transport.call(check_sender("sender", sender))
 
     # -- the edge: every check, once ---------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class GraphMailClient:
         call = self.call(sender)
         prepared = self.prepare(message)
         key = idempotency_key
-        document = tag(dict(prepared.document), key)
+        document = tag(dict(prepared.document), key) if key else prepared.document
         if key and check_first:
             if not save_to_sent_items:
                 log.warning("Cannot check whether %r was sent before: save_to_sent_items=False leaves no copy "
