@@ -88,13 +88,13 @@ def test_html_autoescape_is_opt_in_and_safe_opts_out(tmp_path):
 def test_mail_merge_rows_are_escaped_with_autoescape(tmp_path):
     from airflow.providers.common.compat.sdk import DAG
 
-    from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator
+    from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator, RowMessages
 
     with DAG("merge_escape", schedule=None) as dag:
         merge = GraphMailMergeOperator(task_id="merge", rows=[], to="{{ row.email }}", subject="Hi {{ row.name }}",
                                        body="<p>Dear {{ row.name }}</p>", autoescape=True)
-    templates = merge._compile(dag.get_template_env())
-    message = merge._message_for({"email": "ann@example.com", "name": "<b>Ann</b>"}, templates, {}, None)
+    rows = [{"email": "ann@example.com", "name": "<b>Ann</b>"}]
+    message = RowMessages(merge, rows, merge._compile(dag.get_template_env()), {}, None)[0]
     assert message.body == "<p>Dear &lt;b&gt;Ann&lt;/b&gt;</p>"
     assert message.subject == "Hi <b>Ann</b>"  # only the HTML body is escaped
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 OUTCOMES_KEY = "outcomes"
+_ROW_LABEL = "rows[{position}].{field}"
 _ROW_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "body", "attachments", "inline_images", "importance",
                "headers")
 
@@ -34,7 +35,8 @@ class GraphMailMergeOperator(_GraphMessageOperator):
     ``to="{{ row.email }}"``, ``subject="Statement for {{ row.name }}"``, ``body="statement.html"``: every
     message field (to, cc, bcc, reply_to, subject, body, attachments, inline_images, importance, headers)
     is rendered per row, with the task context (``ds``, ``params``...) too. All rows are rendered and
-    checked before anything is sent.
+    checked before anything is sent; the rendered mails are not kept (each is rendered again as it is
+    sent), so memory does not grow with the number of rows. ``check_only=True`` stops after the check.
 
     Messages go out concurrently, at most ``concurrency`` requests at a time (Graph allows 4 per mailbox),
     slowing down when Graph throttles. Each row's outcome is pushed to XCom (key ``outcomes``). If any
@@ -48,7 +50,10 @@ class GraphMailMergeOperator(_GraphMessageOperator):
     :param save_to_sent_items: keep copies in Sent Items (needed to recognise rows already sent).
     :param idempotency_key: a base for every row's key (e.g. "statements-{{ ds }}") to send once across
         runs; by default the task instance; False turns keys off. (templated)
-    :return: counts per status, e.g. ``{"sent": 98, "already_sent": 2}``.
+    :param check_only: render and check every row, send nothing (a dry run of a large merge).
+    :param render_timeout: seconds one row may take to render, all its fields together.
+    :return: counts per status, e.g. ``{"sent": 98, "already_sent": 2}``; with ``check_only``,
+        ``{"checked": 100000}``.
     """
 
     template_fields: Sequence[str] = ("rows", "sender", "idempotency_key")
@@ -56,12 +61,12 @@ class GraphMailMergeOperator(_GraphMessageOperator):
     data_fields = ("rows",)  # row values are data: never rendered as templates
 
     def __init__(self, *, rows: Any, key_field: str | None = None, concurrency: int = 4,
-                 save_to_sent_items: bool = True, **kwargs) -> None:
+                 save_to_sent_items: bool = True, check_only: bool = False, **kwargs) -> None:
         from airflow_graph_mail.operators.graph_mail import check_options
 
         super().__init__(**kwargs)
         check_options(key_field=(key_field, (str,)), concurrency=(concurrency, (int,)),
-                      save_to_sent_items=(save_to_sent_items, (bool,)))
+                      save_to_sent_items=(save_to_sent_items, (bool,)), check_only=(check_only, (bool,)))
         if not 1 <= concurrency <= 4:
             from airflow_graph_mail.errors import GraphConfigError
 
@@ -71,6 +76,7 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         self.key_field = key_field
         self.concurrency = concurrency
         self.save_to_sent_items = save_to_sent_items
+        self.check_only = check_only
 
     def execute(self, context: Context) -> dict[str, int]:
         from airflow_graph_mail.operators.failures import retries_only_when_useful
@@ -79,7 +85,10 @@ class GraphMailMergeOperator(_GraphMessageOperator):
             return self._merge(context)
 
     def _merge(self, context: Context) -> dict[str, int]:
+        import time
+
         from airflow_graph_mail.errors import BatchFailedError, MessageValidationError
+        from airflow_graph_mail.graph.bulk import check_all
         from airflow_graph_mail.mail.attachments import cid
         from airflow_graph_mail.mail.rows import load_rows
         from airflow_graph_mail.outcomes import Status
@@ -87,16 +96,10 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         rows = load_rows(self.rows)
         env = self.get_template_env()
         env.globals.setdefault("cid", cid)
-        templates = self._compile(env)
-        limit = render_seconds(self.render_timeout, self.execution_timeout)
-        messages, keys, check_first = [], [], False
+        messages = RowMessages(self, rows, self._compile(env), context,
+                               render_seconds(self.render_timeout, self.execution_timeout))
+        keys, check_first = [], False
         for position, row in enumerate(rows):
-            try:
-                messages.append(self._message_for(row, templates, context, limit))
-            except MessageValidationError as err:
-                raise MessageValidationError(f"rows[{position}].{err.field}", err.problem) from None
-            except RenderTimeoutError as err:
-                raise RenderTimeoutError(f"rows[{position}].{err.field}", err.seconds) from None
             ident = position if self.key_field is None else _key_value(row, self.key_field, position)
             key, check_first = self.idempotency(context, ident)
             keys.append(key)
@@ -104,12 +107,18 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         if self.key_field and duplicates:
             raise MessageValidationError(f"rows.{self.key_field}", f"the same value in several rows "
                                          f"({', '.join(duplicates[:3])}); key_field must identify each row")
-        if not messages:
+        hook = self.get_hook()
+        started = time.monotonic()
+        check_all(hook.client, messages, label=_ROW_LABEL)
+        self.log.info("Checked %d row(s) in %.1f s", len(rows), time.monotonic() - started)
+        if self.check_only:
+            return {"checked": len(rows)}
+        if not rows:
             self.log.info("No rows: nothing to send")
             return {}
-        outcomes = self.get_hook().send_many(messages, keys=keys, sender=self.sender, check_first=check_first,
-                                             save_to_sent_items=self.save_to_sent_items,
-                                             concurrency=self.concurrency, label="rows[{position}].{field}")
+        outcomes = hook.send_many(messages, keys=keys, sender=self.sender, check_first=check_first,
+                                  save_to_sent_items=self.save_to_sent_items, concurrency=self.concurrency,
+                                  label=_ROW_LABEL)
         context["ti"].xcom_push(key=OUTCOMES_KEY, value=outcomes)
         counts: dict[str, int] = {}
         for outcome in outcomes:
@@ -136,21 +145,37 @@ class GraphMailMergeOperator(_GraphMessageOperator):
                 raise MessageValidationError(name, f"{type(err).__name__}: {err}") from None
         return templates
 
-    def _message_for(self, row: dict, templates: dict, context: Context, limit: float | None):
+
+class RowMessages(Sequence):
+    """The merge's messages as a sequence: row ``i`` is rendered when ``messages[i]`` is asked for, under one
+    time limit for all its fields. A bad field raises MessageValidationError naming the field (the caller's
+    label adds the row); a timeout names both (``rows[12].subject``)."""
+
+    def __init__(self, operator: GraphMailMergeOperator, rows: list[dict], templates: dict, context: Context,
+                 limit: float | None):
+        self.operator, self.rows, self.templates, self.context, self.limit = operator, rows, templates, context, limit
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, position):  # a Sequence's index (slices are not asked for)
         from jinja2 import TemplateError
 
         from airflow_graph_mail.errors import MessageValidationError
         from airflow_graph_mail.mail.message import Message
 
-        row_context = {**context, "row": row}
-        fields = {}
-        for name, template in templates.items():
-            try:
-                with time_limit(limit, name):
-                    fields[name] = _rendered(template, row_context)
-            except TemplateError as err:
-                raise MessageValidationError(name, f"{type(err).__name__}: {err}") from None
-        return Message(body_type=self.body_type, max_glob_matches=self.max_glob_matches, **fields)
+        row_context = {**self.context, "row": self.rows[position]}
+        fields: dict[str, Any] = {}
+        current = ""
+        try:
+            with time_limit(self.limit, lambda: current):
+                for current, template in self.templates.items():
+                    fields[current] = _rendered(template, row_context)
+        except TemplateError as err:
+            raise MessageValidationError(current, f"{type(err).__name__}: {err}") from None
+        except RenderTimeoutError as err:
+            raise RenderTimeoutError(_ROW_LABEL.format(position=position, field=err.field), err.seconds) from None
+        return Message(body_type=self.operator.body_type, max_glob_matches=self.operator.max_glob_matches, **fields)
 
 
 def _compiled(value, env):

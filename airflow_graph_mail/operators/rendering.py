@@ -44,8 +44,9 @@ def is_template_file(value) -> bool:
 
 
 @contextmanager
-def time_limit(seconds: float | None, field: str):
-    """Raise RenderTimeoutError(field) in this thread when the block runs longer than ``seconds``.
+def time_limit(seconds: float | None, field):
+    """Raise RenderTimeoutError(field) in this thread when the block runs longer than ``seconds``; ``field``
+    may be a callable naming the field being rendered when time runs out (one alarm for several fields).
 
     Uses SIGALRM, as Airflow's execution_timeout does; an alarm already set (an execution_timeout while
     ``execute`` runs) is kept and restored, and wins when it is due first. Outside the main thread, or
@@ -61,7 +62,7 @@ def time_limit(seconds: float | None, field: str):
         return
 
     def expired(signum, frame):
-        raise RenderTimeoutError(field, seconds)
+        raise RenderTimeoutError(field() if callable(field) else field, seconds)
 
     previous = signal.signal(signal.SIGALRM, expired)
     started = time.monotonic()
