@@ -64,6 +64,7 @@ def test_operator_features(run_dag, graph_emulator, tmp_path):
     (zoe,) = graph_emulator.messages("zoe@example.com")
     assert zoe["subject"] == "Balance for zoe@example.com" and zoe["body"]["contentType"] == "html"
     assert "Your balance on 2026-11-20 is <b>12.50</b> (Data)." in zoe["body"]["content"]
+    assert graph_emulator.messages("rehearsal0@example.com") == []  # check_only sends nothing
     (yan,) = graph_emulator.messages("yan@example.com")
     assert "<p>Dear {{ 7 * 7 }},</p>" in yan["body"]["content"]
     for index in (0, 1):  # a mapped task: body from its file, autoescaped, cid() available
@@ -89,6 +90,7 @@ def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
         "rows.e: the same value in several rows (",
         "rows: cannot read '/nonexistent/rows-2026-11-20.csv'",
         "body: RenderTimeoutError: body: the template did not finish rendering within 2s",
+        "rows[1].subject: the template did not finish rendering within 1s",
         "not retried: a retry cannot fix this",
     ):
         assert expected in output, expected
@@ -97,7 +99,7 @@ def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
     with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:  # retries: 2, and none was used
         tries = db.execute("SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ?",
                            ("graph_mail_bad_inputs",)).fetchall()
-    assert len(tries) == 10 and {(state, tried) for _, state, tried in tries} == {("failed", 1)}, tries
+    assert len(tries) == 11 and {(state, tried) for _, state, tried in tries} == {("failed", 1)}, tries
 
 
 def test_large_attachments_through_both_operators(run_dag, graph_emulator, tmp_path):

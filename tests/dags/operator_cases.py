@@ -91,6 +91,20 @@ def graph_mail_features():
     write_rows() >> merge
     check_outcomes(merge.output)
 
+    # check_only: every row rendered and checked, nothing sent
+    rehearsal = GraphMailMergeOperator(task_id="merge_rehearsal", rows=[{"n": n} for n in range(3)],
+                                       to="rehearsal{{ row.n }}@example.com", body="Row {{ row.n }}",
+                                       check_only=True)
+
+    @task
+    def check_rehearsal(result: dict) -> None:
+        assert result == {"checked": 3}, result
+
+    check_rehearsal(rehearsal.output)
+
+
+ENDLESS = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+
 
 @dag(schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=[TEMPLATES],
      default_args={"retries": 2, "retry_delay": timedelta(seconds=0)})
@@ -109,8 +123,10 @@ def graph_mail_bad_inputs():
     GraphMailMergeOperator(task_id="merge_missing_rows", rows="/nonexistent/rows-{{ ds }}.csv", to="x@example.com")
     GraphSendMailOperator(task_id="broken_connection", to="ann@example.com", body="x",
                           graph_mail_conn_id="graph_mail_broken")
+    GraphMailMergeOperator(task_id="merge_endless_row", rows=[{"n": 1}, {"n": 2}, {"n": 3}], to="a@example.com",
+                           render_timeout=1, subject="{% if row.n == 2 %}" + ENDLESS + "{% endif %}row {{ row.n }}")
     GraphSendMailOperator(task_id="endless_template", to="ann@example.com", render_timeout=2,
-                          body="{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}")
+                          body=ENDLESS)
 
 
 graph_mail_features()
