@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from peak_memory import reset_peak, status
+from small_send import task_logging
 
 CHUNK = 12 * 320 * 1024  # the same chunk size the hook uses
 
@@ -60,8 +63,10 @@ def main(mode: str, path: str) -> None:
     start = time.perf_counter()
     send()
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_growth": status("VmHWM") - before}))
+    sys.__stdout__.write(json.dumps({"seconds": seconds, "rss_growth": status("VmHWM") - before}) + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        task_logging(Path(tmp))
+        main(sys.argv[1], sys.argv[2])

@@ -1,29 +1,55 @@
 """One sender per peer, each pointed at the local emulator through its own settings.
 
 Every adapter takes the emulator's Airflow connection (client id, secret, tenant, URLs, CA bundle) and
-offers ``send(subject, to, html, attachment=None)``; ``bulk(messages)`` sends many the way the peer's
-docs suggest. What a peer cannot do raises ``Unsupported`` with the reason from its own code or docs.
+offers ``send(subject, to, html, attachment=None)``; ``bulk(messages, concurrency)`` sends many with at
+most ``concurrency`` at a time, the way a careful user of that peer would (its async API with a
+semaphore, or a pool of threads); ``concurrency=1`` is one after another, as the peers' docs show it.
+What a peer cannot do raises ``Unsupported`` with the reason from its own code or docs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 
 class Unsupported(Exception):
     """The peer cannot do this; the message says why, citing its code or docs."""
 
 
-def one_at_a_time(peer, messages) -> int:
-    """One send per mail, as the peers without a batch API show it; returns how many raised."""
-    failed = 0
-    for subject, to, html in messages:
+def in_threads(send, messages, concurrency: int) -> int:
+    """``send(subject, to, html, key)`` for every mail from a pool of ``concurrency`` threads; returns how
+    many raised."""
+    def one(message) -> bool:
+        subject, to, html = message
         try:
-            peer.send(subject, to, html)
+            send(subject, to, html, subject)
+            return False
         except Exception:  # noqa: BLE001 - a failed mail is counted, the run goes on
-            failed += 1
-    return failed
+            return True
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return sum(pool.map(one, messages))
+
+
+def gathered(loop, send, messages, concurrency: int) -> int:
+    """The async form: every ``await send(subject, to, html)`` at once, at most ``concurrency`` in flight."""
+    async def run() -> int:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(subject, to, html) -> bool:
+            async with gate:
+                try:
+                    await send(subject, to, html)
+                    return False
+                except Exception:  # noqa: BLE001 - a failed mail is counted, the run goes on
+                    return True
+
+        return sum(await asyncio.gather(*(one(*m) for m in messages)))
+
+    return loop.run_until_complete(run())
 
 
 class Ours:
@@ -44,13 +70,13 @@ class Ours:
         self.hook.send_mail(Message(to=to, subject=subject, body=html, attachments=[attachment] if attachment else []),
                             idempotency_key=key)
 
-    def bulk(self, messages):
-        """README: send_many, 4 at a time within the mailbox's limit, one outcome per message."""
+    def bulk(self, messages, concurrency: int):
+        """README: send_many, ``concurrency`` at a time within the mailbox's limit, one outcome per message."""
         from airflow_graph_mail.mail.message import Message
 
         outcomes = self.hook.send_many([Message(to=to, subject=subject, body=html) for subject, to, html in messages],
-                                       keys=[subject for subject, _, _ in messages])
-        return sum(o["status"] == "failed" for o in outcomes)
+                                       keys=[subject for subject, _, _ in messages], concurrency=concurrency)
+        return sum(o["status"] in ("failed", "unknown") for o in outcomes)
 
 
 class AzureProvider:
@@ -78,13 +104,15 @@ class AzureProvider:
         self.loop = asyncio.new_event_loop()
 
     def send(self, subject, to, html, attachment=None, key=None):
-        self.loop.run_until_complete(self.hook.asend_email(from_email=self.sender, to=to, subject=subject,
-                                                           html_content=html,
-                                                           files=[attachment] if attachment else None))
+        self.loop.run_until_complete(self._send(subject, to, html, attachment))
 
-    def bulk(self, messages):
-        """Its docs show one send_email call per mail; it has no batch API."""
-        return one_at_a_time(self, messages)
+    def _send(self, subject, to, html, attachment=None):
+        return self.hook.asend_email(from_email=self.sender, to=to, subject=subject, html_content=html,
+                                     files=[attachment] if attachment else None)
+
+    def bulk(self, messages, concurrency: int):
+        """No batch API: its async send, ``concurrency`` at a time."""
+        return gathered(self.loop, self._send, messages, concurrency)
 
 
 class O365Library:
@@ -94,32 +122,41 @@ class O365Library:
     module = "O365"
 
     def __init__(self, conn: dict, smtp_port: int):
+        self.conn = conn
+        self.account = self._account()
+        self._local = threading.local()
+
+    def _account(self):
+        """An Account as O365's docs build it (one per thread in bulk: a Connection is not shared)."""
         import msal
         from O365 import Account
+        from O365.utils.token import MemoryTokenBackend
         from O365.connection import MSGraphProtocol
 
-        extra = conn["extra"]
+        conn, extra = self.conn, self.conn["extra"]
         os.environ["REQUESTS_CA_BUNDLE"] = extra["ca_bundle"]  # O365's sessions take the CA from here
 
         class EmulatorProtocol(MSGraphProtocol):
             _protocol_url = extra["graph_url"] + "/"
             _oauth_scope_prefix = extra["graph_url"] + "/"
 
-        self.account = Account((conn["login"], conn["password"]), auth_flow_type="credentials",
-                               tenant_id=extra["tenant_id"], protocol=EmulatorProtocol(default_resource=extra["sender"]),
-                               main_resource=extra["sender"], verify_ssl=extra["ca_bundle"])
-        con = self.account.con
+        account = Account((conn["login"], conn["password"]), auth_flow_type="credentials",
+                          tenant_id=extra["tenant_id"], protocol=EmulatorProtocol(default_resource=extra["sender"]),
+                          main_resource=extra["sender"], verify_ssl=extra["ca_bundle"],
+                          token_backend=MemoryTokenBackend())  # not a token file in the working directory
+        con = account.con
         # O365 has no authority setting (login.microsoftonline.com is fixed in Connection); its MSAL client
         # is replaced with one for the emulator's authority, otherwise as O365 builds it.
         con._msal_authority = f"{extra['authority_url']}/{extra['tenant_id']}"
         con._msal_client = msal.ConfidentialClientApplication(
             conn["login"], client_credential=conn["password"], authority=con._msal_authority,
             token_cache=con.token_backend, verify=extra["ca_bundle"], instance_discovery=False)
-        if not self.account.authenticate():
+        if not account.authenticate():
             raise RuntimeError("O365 could not get a token from the emulator")
+        return account
 
-    def send(self, subject, to, html, attachment=None, key=None):
-        message = self.account.new_message()
+    def send(self, subject, to, html, attachment=None, key=None, account=None):
+        message = (account or self.account).new_message()
         message.to.add(to)
         message.subject, message.body = subject, html
         if attachment and os.path.getsize(attachment) >= 3 * 2**20:
@@ -133,9 +170,15 @@ class O365Library:
         if not message.send():
             raise RuntimeError("O365 Message.send() returned False")
 
-    def bulk(self, messages):
-        """One Message.send() per mail; O365 waits requests_delay (200 ms by default) between requests."""
-        return one_at_a_time(self, messages)
+    def bulk(self, messages, concurrency: int):
+        """Message.send() from ``concurrency`` threads, each with its own Account (O365 waits requests_delay,
+        200 ms by default, between one Connection's requests)."""
+        def send(subject, to, html, key):
+            if not hasattr(self._local, "account"):
+                self._local.account = self.account if concurrency == 1 else self._account()
+            self.send(subject, to, html, account=self._local.account)
+
+        return in_threads(send, messages, concurrency)
 
 
 class MsgraphSdk:
@@ -190,14 +233,15 @@ class MsgraphSdk:
         if attachment and os.path.getsize(attachment) >= 3 * 2**20:
             self.loop.run_until_complete(self._send_large(subject, to, html, attachment))
             return
+        self.loop.run_until_complete(self._send(subject, to, html, attachment))
+
+    def _send(self, subject, to, html, attachment=None):
         body = self._body(subject, to, html, attachment)
-        self.loop.run_until_complete(self.client.users.by_user_id(self.sender).send_mail.post(body))
+        return self.client.users.by_user_id(self.sender).send_mail.post(body)
 
     async def _send_large(self, subject, to, html, attachment):
         """Microsoft's large-attachment recipe for the SDK: a draft, an upload session driven by msgraph-core's
-        LargeFileUploadTask (which takes the file as an in-memory BytesIO), then send."""
-        import io
-
+        LargeFileUploadTask with the open file and a chunk under Outlook's 4 MB (10 x 320 KiB), then send."""
         from msgraph.generated.models.attachment_item import AttachmentItem
         from msgraph.generated.models.attachment_type import AttachmentType
         from msgraph.generated.users.item.messages.item.attachments.create_upload_session.create_upload_session_post_request_body import (  # noqa: E501
@@ -207,18 +251,18 @@ class MsgraphSdk:
 
         mailbox = self.client.users.by_user_id(self.sender)
         draft = await mailbox.messages.post(self._body(subject, to, html, None).message)
-        with open(attachment, "rb") as handle:
-            stream = io.BytesIO(handle.read())
         item = AttachmentItem(attachment_type=AttachmentType.File, name=os.path.basename(attachment),
-                              size=stream.getbuffer().nbytes)
+                              size=os.path.getsize(attachment))
         session = await mailbox.messages.by_message_id(draft.id).attachments.create_upload_session.post(
             CreateUploadSessionPostRequestBody(attachment_item=item))
-        await LargeFileUploadTask(session, self.client.request_adapter, stream).upload()
+        with open(attachment, "rb") as stream:
+            await LargeFileUploadTask(session, self.client.request_adapter, stream,
+                                      max_chunk_size=10 * 320 * 1024).upload()
         await mailbox.messages.by_message_id(draft.id).send.post()
 
-    def bulk(self, messages):
-        """Its docs show one awaited send_mail.post() per mail."""
-        return one_at_a_time(self, messages)
+    def bulk(self, messages, concurrency: int):
+        """Its async send_mail.post(), ``concurrency`` at a time."""
+        return gathered(self.loop, self._send, messages, concurrency)
 
 
 class SmtpProvider:
@@ -243,7 +287,7 @@ class SmtpProvider:
     def send(self, subject, to, html, attachment=None, key=None):
         self.hook.send_email_smtp(to=to, subject=subject, html_content=html, files=[attachment] if attachment else None)
 
-    def bulk(self, messages):
+    def bulk(self, messages, concurrency: int):
         raise Unsupported("SMTP, not Graph: the 200 ms Graph latency does not apply to an SMTP server")
 
 

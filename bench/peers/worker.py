@@ -28,9 +28,15 @@ def small(peer, config) -> dict:
 
 
 def bulk(peer, config) -> dict:
-    messages = [(f"bulk {i}", config["to"], "<p>bulk</p>") for i in range(config["count"])]
+    """``count`` mails, ``concurrency`` at a time, subjects prefixed with ``prefix`` (one per process when
+    several share the mailbox)."""
+    prefix = config.get("prefix", "bulk")
+    messages = [(f"{prefix} {i}", config["to"], "<p>bulk</p>") for i in range(config["count"])]
+    peer.send(f"{prefix} warm-up", config["to"], "<p>x</p>")  # token and connection, before the clock
+    if "start_at" in config:  # processes sharing a mailbox begin together
+        time.sleep(max(0.0, config["start_at"] - time.time()))
     start = time.perf_counter()
-    failed = peer.bulk(messages)
+    failed = peer.bulk(messages, config.get("concurrency", 1))
     return {"seconds": time.perf_counter() - start, "failed": failed}
 
 
