@@ -8,6 +8,9 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from airflow_graph_mail.graph.idempotency import PROPERTY_ID
+from airflow_graph_mail.mail.ndr import ref_for
+
 DAGS = Path(__file__).parent / "dags"
 sys.path.insert(0, str(DAGS))
 
@@ -26,7 +29,11 @@ def test_report_distribution_example(run_dag, graph_emulator):
         assert 'src="cid:chart"' in mail["body"]["content"]
         (chart,) = [a for a in mail["attachments"] if a["isInline"]]
         assert chart["contentId"] == "chart" and chart["contentType"] == "image/png"
-        assert mail["internetMessageHeaders"] == [{"name": "x-report-id", "value": "sales-20261120"}]
+        # the user's header, then the digest of the idempotency key that ties a bounce to this mail
+        (sent,) = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+        (key,) = [p["value"] for p in sent["singleValueExtendedProperties"] if p["id"] == PROPERTY_ID]
+        assert mail["internetMessageHeaders"] == [{"name": "x-report-id", "value": "sales-20261120"},
+                                                  {"name": "x-airflow-graph-mail-ref", "value": ref_for(key)}]
 
 
 def test_draft_review_send_example(run_dag, graph_emulator):

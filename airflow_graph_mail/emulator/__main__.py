@@ -36,8 +36,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mailbox-requests", type=int, default=10_000,
                         help="requests per mailbox per 10 minutes before 429 (Exchange: 10,000)")
     parser.add_argument("--latency-ms", type=float, default=0, help="added to every mailbox request")
+    parser.add_argument("--accepted-domain", action="append", default=[], metavar="DOMAIN",
+                        help="another of the tenant's domains: mail to an address there that is no user bounces "
+                        "with 5.1.10 (the tenant's contoso.onmicrosoft.com always is one)")
+    parser.add_argument("--bounce", action="append", default=[], metavar="ADDRESS=STATUS",
+                        help="mail to ADDRESS (* wildcards allowed) bounces with STATUS, e.g. "
+                        "full@contoso.com=5.2.2; the sender gets a non-delivery report")
+    parser.add_argument("--ndr-delay", type=float, default=1.0,
+                        help="seconds before a non-delivery report reaches the sender (default 1)")
     parser.add_argument("--export-eml", metavar="DIR", help="write every mailbox's Inbox as .eml files and exit")
     args = parser.parse_args(argv)
+    from airflow_graph_mail.emulator.mail.bounces import parse_rule
+
+    for rule in args.bounce:
+        try:
+            parse_rule(rule)
+        except ValueError as err:
+            parser.error(str(err))
 
     emulator = GraphEmulator(args.state_dir, host=args.host, port=args.port,
                              token_lifetime=args.token_lifetime, senders=tuple(args.sender),
@@ -46,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                              upload_budget_window=args.upload_budget_window,
                              mailbox_concurrency=args.mailbox_concurrency, mailbox_requests=args.mailbox_requests,
                              latency=args.latency_ms / 1000, allowed_hosts=tuple(args.allow_host),
-                             public_hosts=args.microsoft_hosts)
+                             public_hosts=args.microsoft_hosts, accepted_domains=tuple(args.accepted_domain),
+                             bounce=tuple(args.bounce), ndr_delay=args.ndr_delay)
     if args.export_eml:
         for mailbox in emulator.store.mailboxes():
             for path in emulator.export_eml(mailbox.address, f"{args.export_eml}/{mailbox.address}"):

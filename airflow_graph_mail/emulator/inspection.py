@@ -14,6 +14,7 @@ from urllib.parse import quote
 from airflow_graph_mail.emulator.mail import mime as mime_io
 from airflow_graph_mail.emulator.mail.backend import MailBackend
 from airflow_graph_mail.emulator.mail.queries import folder_counts
+from airflow_graph_mail.emulator.mail.rules import message_from_json
 from airflow_graph_mail.emulator.wire import GraphError, Request, Response, Site, bad_request
 
 
@@ -114,6 +115,43 @@ class Inspection:
         if not request.query.get("property"):
             raise bad_request("BadRequest", "Give ?property=<extended property id>.")
         return Response.json(200, {"value": self.store.submissions(request.query["property"])})
+
+    # -- a reviewer's hands: send or discard a draft, as a person would in Outlook -------------------
+
+    def _draft(self, message_id: str):
+        found = self.store.find_message(message_id)
+        if found is None:
+            raise GraphError(404, "ErrorItemNotFound", "No such message.")
+        if not found[1].get("isDraft") or found[2] == "deleteditems":
+            raise GraphError(400, "ErrorInvalidOperation", "Only a draft can be sent or discarded.")
+        return found[0], found[1]
+
+    def send_as_reviewer(self, message_id: str, changes: dict | None = None) -> None:
+        """Send a draft (by id or immutable id); ``changes`` (Graph's message properties: recipients,
+        subject, body) edit it first, as a reviewer may."""
+        mailbox, draft = self._draft(message_id)
+        if changes:
+            edited, attachments = message_from_json(changes, "v1.0")
+            if attachments:
+                raise bad_request("ErrorInvalidParameter", "Attachments cannot be changed here.")
+            self.store.update(mailbox, draft["id"], edited)
+        self.store.send_draft(mailbox, draft["id"])
+
+    def discard_as_reviewer(self, message_id: str, hard: bool = False) -> None:
+        """Discard a draft as Outlook does (to Deleted Items), or delete it outright."""
+        mailbox, draft = self._draft(message_id)
+        if hard:
+            self.store.delete(mailbox, draft["id"])
+        else:
+            self.store.move(mailbox, draft["id"], "deleteditems")
+
+    def review_send(self, request: Request) -> Response:
+        self.send_as_reviewer(request.params["id"], request.json() if request.body else None)
+        return Response(202)
+
+    def review_discard(self, request: Request) -> Response:
+        self.discard_as_reviewer(request.params["id"], hard=request.query.get("hard") == "true")
+        return Response(204)
 
     def inspect_requests(self, request: Request) -> Response:
         return Response.json(200, {"value": list(self.request_log)})

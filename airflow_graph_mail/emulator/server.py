@@ -29,6 +29,7 @@ from airflow_graph_mail.emulator.inspection import Inspection
 from airflow_graph_mail.emulator.mail.access import Access
 from airflow_graph_mail.emulator.mail.attachments import AttachmentResponses
 from airflow_graph_mail.emulator.mail.backend import Limits, MailBackend
+from airflow_graph_mail.emulator.mail.bounces import Bounces
 from airflow_graph_mail.emulator.mail.messages import MessageResponses
 from airflow_graph_mail.emulator.mail.store import Mailbox, MailStore
 from airflow_graph_mail.emulator.mail.uploads import MB
@@ -63,7 +64,8 @@ class GraphEmulator:
                  message_size_limit: int = 35 * MB, upload_budget_bytes: int = 150 * MB,
                  upload_budget_window: float = 300.0, upload_session_lifetime: float = 900.0,
                  mailbox_concurrency: int = 4, mailbox_requests: int = 10_000, mailbox_window: float = 600.0,
-                 latency: float = 0.0, allowed_hosts: tuple[str, ...] = (), public_hosts: bool = False):
+                 latency: float = 0.0, allowed_hosts: tuple[str, ...] = (), public_hosts: bool = False,
+                 accepted_domains: tuple[str, ...] = (), bounce: tuple[str, ...] = (), ndr_delay: float = 1.0):
         self.state_dir = Path(state_dir) if state_dir else None
         self._tmp = None if self.state_dir else tempfile.TemporaryDirectory(prefix="graph-emulator-")
         self.files_dir = self.state_dir or Path(self._tmp.name)  # type: ignore[union-attr]
@@ -72,7 +74,9 @@ class GraphEmulator:
         config = self._load_config()
         self.entra = Entra(self.site, config["tenant_id"], config["tenant_domain"], token_lifetime)
         self.default_app = self.add_app(config["client_id"], secret=config["client_secret"])
-        store = MailStore(str(self.files_dir / "mail.sqlite") if self.state_dir else ":memory:")
+        bounces = Bounces((config["tenant_domain"], *accepted_domains), bounce, ndr_delay)
+        store = MailStore(str(self.files_dir / "mail.sqlite") if self.state_dir else ":memory:", bounces=bounces,
+                          tenant_domain=config["tenant_domain"])
         self.backend = MailBackend(store, self.files_dir / "uploads", Limits(
             message_size_limit=message_size_limit, upload_budget_bytes=upload_budget_bytes,
             upload_budget_window=upload_budget_window, upload_session_lifetime=upload_session_lifetime,
@@ -148,6 +152,15 @@ class GraphEmulator:
 
     def add_user(self, address: str, display_name: str = "", rest_enabled: bool = True) -> Mailbox:
         return self.store.add_user(address, display_name, rest_enabled)
+
+    def bounce(self, pattern: str, status: str = "5.1.10") -> None:
+        """Mail to ``pattern`` (an address, or with * wildcards) bounces with this enhanced status code, until
+        ``reset()``; its sender gets a non-delivery report after ``ndr_delay`` seconds."""
+        self.store.bounces.add(pattern, status)
+
+    def set_ndr_delay(self, seconds: float) -> None:
+        """How long a non-delivery report takes to arrive, until ``reset()``."""
+        self.store.bounces.delay = seconds
 
     def add_federated_credential(self, app: App, subject: str, audiences=(FEDERATION_AUDIENCE,)) -> None:
         self.entra.add_federated_credential(app, subject, audiences)
@@ -278,6 +291,14 @@ class GraphEmulator:
 
     def attachment_bytes(self, message_id: str) -> dict[str, bytes]:
         return self.inspection.attachment_bytes(message_id)
+
+    def send_as_reviewer(self, message_id: str, changes: dict | None = None) -> None:
+        """Play the reviewer: send a draft, after editing it with ``changes`` (Graph's message properties)."""
+        self.inspection.send_as_reviewer(message_id, changes)
+
+    def discard_as_reviewer(self, message_id: str, hard: bool = False) -> None:
+        """Play the reviewer: discard a draft (to Deleted Items, or deleted outright with ``hard``)."""
+        self.inspection.discard_as_reviewer(message_id, hard)
 
     def eml(self, message_id: str) -> bytes | None:
         return self.inspection.eml(message_id)

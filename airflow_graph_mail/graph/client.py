@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -382,7 +383,50 @@ class GraphMailClient:
         """A sent draft keeps its immutable id in Sent Items (isDraft false), or is gone (not saved)."""
         return self._is_draft(call, draft_id) is not True
 
-    def get_message(self, message_id: str, *, sender: str | None = None, call: Call | None = None) -> dict:
+    def get_message(self, message_id: str, *, sender: str | None = None, call: Call | None = None,
+                    select: Sequence[str] = ()) -> dict:
         call = call or self.call(sender)
-        return self.transport.request(call, "GET", call.message_path(message_id)).json()
+        query = "?" + urlencode({"$select": ",".join(select)}, quote_via=quote) if select else ""
+        return self.transport.request(call, "GET", call.message_path(message_id) + query).json()
+
+    # -- reading a mailbox -------------------------------------------------------------------------------
+
+    def list_messages(self, *, sender: str | None = None, folder: str | None = None, filter: str | None = None,
+                      select: Sequence[str] = (), order_by: str | None = None, page_size: int = 50) -> Iterator[dict]:
+        """Every message matching ``filter`` (OData, as Graph takes it), page after page (``@odata.nextLink``);
+        each page is one GET under the same retry and throttling rules as every other request."""
+        call = self.call(sender)
+        params = {"$top": str(page_size)}
+        if filter:
+            params["$filter"] = filter
+        if select:
+            params["$select"] = ",".join(select)
+        if order_by:
+            params["$orderby"] = order_by
+        path: str | None = f"{call.messages_path(folder)}?{urlencode(params, quote_via=quote)}"
+        while path:
+            page = self.transport.request(call, "GET", path).json()
+            yield from page.get("value", [])
+            path = self._same_host_path(page.get("@odata.nextLink"))
+
+    def _same_host_path(self, link: str | None) -> str | None:
+        """A next link as a path under our base URL; a link elsewhere is refused (the token stays with Graph)."""
+        if not link:
+            return None
+        base = self.transport.base_url
+        if not link.startswith(base + "/"):
+            raise GraphConfigError(f"Graph answered a next page link outside {base} ({link.split('?')[0]}); "
+                                   "not following it with the token")
+        return link[len(base):]
+
+    def get_mime(self, message_id: str, *, sender: str | None = None) -> bytes:
+        """The message's MIME (``$value``): what a non-delivery report says is in its report parts."""
+        call = self.call(sender)
+        return self.transport.request(call, "GET", call.message_path(message_id) + "/$value").content
+
+    def folder_id(self, folder: str, *, sender: str | None = None) -> str:
+        """A well-known folder's id (``deleteditems``), to tell where a message now is from its parentFolderId."""
+        call = self.call(sender)
+        return self.transport.request(call, "GET", f"{call.user_path}/mailFolders/{quote(folder, safe='')}"
+                                      "?$select=id").json()["id"]
 

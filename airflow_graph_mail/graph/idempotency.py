@@ -7,6 +7,8 @@ name), found again with Graph's documented ``$filter`` on ``singleValueExtendedP
 
 from __future__ import annotations
 
+from airflow_graph_mail.mail.ndr import REF_HEADER, ref_for
+
 PROPERTY_SET = "{CEF3C9B9-3E6A-4EA4-9224-11AEE7E01B3C}"
 PROPERTY_ID = f"String {PROPERTY_SET} Name AirflowGraphMailIdempotencyKey"
 
@@ -16,7 +18,8 @@ def key_property(key: str) -> dict:
 
 
 def tag(document: dict, key: str | None) -> dict:
-    """The message document with the key added to its extended properties (a new list; the caller's is kept).
+    """The message document with the key added to its extended properties, and the key's digest as a header
+    that Exchange copies into any non-delivery report (new lists; the caller's are kept).
 
     The document spells ``singleValueExtendedProperties`` as Graph does (``graph_document`` sees to it), so
     the user's own properties stay beside the key."""
@@ -28,6 +31,13 @@ def tag(document: dict, key: str | None) -> dict:
             raise MessageValidationError("singleValueExtendedProperties", "already holds this provider's "
                                          "idempotency key property; pass the key as idempotency_key instead")
         document["singleValueExtendedProperties"] = [*properties, key_property(key)]
+        headers = list(document.get("internetMessageHeaders") or [])
+        if any(str(h.get("name", "")).lower() == REF_HEADER for h in headers if isinstance(h, dict)):
+            from airflow_graph_mail.errors import MessageValidationError
+
+            raise MessageValidationError("headers", f"{REF_HEADER} is this provider's own header (it ties "
+                                         "bounces to the message); remove it from the headers")
+        document["internetMessageHeaders"] = [*headers, {"name": REF_HEADER, "value": ref_for(key)}]
     return document
 
 

@@ -11,7 +11,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 from airflow_graph_mail.errors import GraphAuthError, GraphMailError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from email.message import EmailMessage
 
     from airflow_graph_mail.graph.client import GraphMailClient
@@ -152,8 +152,19 @@ class GraphMailHook(BaseHook):
         log.info("%s draft %s", "Sent" if outcome is Status.SENT else "Already sent (not again):", message_id)
         return outcome
 
-    def get_message(self, message_id: str, *, sender: str | None = None) -> dict[str, Any]:
-        return self.client.get_message(message_id, sender=sender)
+    def get_message(self, message_id: str, *, sender: str | None = None,
+                    select: Sequence[str] = ()) -> dict[str, Any]:
+        return self.client.get_message(message_id, sender=sender, select=select)
+
+    def list_messages(self, *, sender: str | None = None, folder: str | None = None, filter: str | None = None,
+                      select: Sequence[str] = (), order_by: str | None = None) -> Iterator[dict[str, Any]]:
+        """Messages matching an OData ``filter`` in a folder (or the whole mailbox), every page followed."""
+        return self.client.list_messages(sender=sender, folder=folder, filter=filter, select=select,
+                                         order_by=order_by)
+
+    def get_mime(self, message_id: str, *, sender: str | None = None) -> bytes:
+        """A message's MIME, as Graph's ``$value`` gives it."""
+        return self.client.get_mime(message_id, sender=sender)
 
     def test_connection(self) -> tuple[bool, str]:
         """Sign in, then say from the token's claims what this connection can and cannot do.

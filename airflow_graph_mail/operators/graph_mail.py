@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 WEB_LINK_KEY = "web_link"
 DRAFT_ID_KEY = "draft_id"
+# Each mail a task sent (position, key or ref, to, subject, status): what GraphBounceReportOperator reads.
+OUTCOMES_KEY = "outcomes"
 
 
 def body_type_for(body: Any) -> str | None:
@@ -192,11 +194,16 @@ class GraphSendMailOperator(_GraphMessageOperator):
         self.save_to_sent_items = save_to_sent_items
 
     def execute(self, context: Context) -> str:
+        from airflow_graph_mail.outcomes import Outcome
+
         with retries_only_when_useful():
             message = self.build_message()
             key, check_first = self.idempotency(context)
-            return self.get_hook().send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
-                                             idempotency_key=key, check_first=check_first).value
+            status = self.get_hook().send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
+                                               idempotency_key=key, check_first=check_first)
+        outcome = Outcome(0, key, [r.address for r in message.to], message.subject, status)
+        context["ti"].xcom_push(key=OUTCOMES_KEY, value=[outcome.as_dict()])
+        return status.value
 
 
 class GraphDraftOperator(_GraphMessageOperator):
@@ -252,6 +259,24 @@ class GraphSendDraftOperator(BaseOperator):
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
         retried = (context["ti"].try_number or 1) > 1  # an earlier try may have sent it
+        hook = GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
         with retries_only_when_useful():
-            return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id).send_draft(
-                self.message_id, sender=self.sender, check_first=retried).value
+            status = hook.send_draft(self.message_id, sender=self.sender, check_first=retried)
+        self._push_outcome(context, hook, status.value)
+        return status.value
+
+    def _push_outcome(self, context: Context, hook: GraphMailHook, status: str) -> None:
+        """What went out, read back from Sent Items (the draft keeps its immutable id there), for
+        GraphBounceReportOperator; the mail has gone either way, so a failed read only warns."""
+        from airflow_graph_mail.errors import GraphMailError
+        from airflow_graph_mail.mail.review import SELECT, sent_summary
+
+        try:
+            sent = sent_summary(hook.get_message(self.message_id, sender=self.sender, select=SELECT))
+        except GraphMailError as err:
+            self.log.warning("Sent draft %s, but could not read it back for a bounce report: %s", self.message_id,
+                             err)
+            return
+        context["ti"].xcom_push(key=OUTCOMES_KEY, value=[{"position": 0, "key": None, "ref": sent["ref"],
+                                                          "to": sent["to"], "subject": sent["subject"],
+                                                          "status": status}])

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_graph_mail.errors import RenderTimeoutError
-from airflow_graph_mail.operators.graph_mail import _GraphMessageOperator
+from airflow_graph_mail.operators.graph_mail import OUTCOMES_KEY, _GraphMessageOperator
 from airflow_graph_mail.operators.rendering import (
     content_env,
     is_template_file,
@@ -23,7 +23,6 @@ from airflow_graph_mail.operators.rendering import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-OUTCOMES_KEY = "outcomes"
 _ROW_LABEL = "rows[{position}].{field}"
 _ROW_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "body", "attachments", "inline_images", "importance",
                "headers")

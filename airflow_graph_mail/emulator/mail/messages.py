@@ -7,7 +7,7 @@ from airflow_graph_mail.emulator.mail import mime as mime_io
 from airflow_graph_mail.emulator.mail.access import Access
 from airflow_graph_mail.emulator.mail.backend import MAX_REQUEST_BYTES, MailBackend
 from airflow_graph_mail.emulator.mail.rules import boolean, canonical_keys, message_from_json
-from airflow_graph_mail.emulator.mail.store import FOLDERS, IMMUTABLE_ID, Mailbox, message_size
+from airflow_graph_mail.emulator.mail.store import FOLDER_NAMES, FOLDERS, IMMUTABLE_ID, Mailbox, message_size
 from airflow_graph_mail.emulator.mail.text import preview
 from airflow_graph_mail.emulator.wire import GraphError, Request, Response, Site, bad_request
 
@@ -92,6 +92,37 @@ class MessageResponses:
             raise bad_request("ErrorInvalidParameter", "The send action takes no request body.")
         self.store.send_draft(mailbox, request.params["id"])
         return Response(202)
+
+    def move_message(self, request: Request) -> Response:
+        """move: to a folder by well-known name or id; the moved message (a new id) answers 201."""
+        mailbox = self.access.mailbox(request, "Mail.ReadWrite")
+        body = request.json()
+        destination = body.get("destinationId") if isinstance(body, dict) else None
+        if not isinstance(destination, str) or not destination:
+            raise bad_request("ErrorInvalidParameter", "destinationId is required.")
+        folder = self.store.resolve_folder(mailbox, destination)
+        moved = self.store.move(mailbox, request.params["id"], folder)
+        return Response.json(201, self._render(request, mailbox, moved))
+
+    def get_mime(self, request: Request) -> Response:
+        """$value: the message's MIME (as it arrived, or built from what is stored)."""
+        mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))
+        message, _ = self.store.load(mailbox, request.params["id"])
+        raw = self.store.raw_mime(message["id"]) or mime_io.build_eml(
+            message, self.store.attachments(message["id"], with_content=True))
+        return Response(200, raw, {"Content-Type": "text/plain"})
+
+    def get_folder(self, request: Request) -> Response:
+        """A mail folder by well-known name or id: its id and counts."""
+        mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))
+        folder = self.store.resolve_folder(mailbox, request.params["folder"])
+        total = self.store.count(mailbox, [folder])
+        context = f"{request.origin(self.site.base_url)}/{request.params['version']}/$metadata#users" \
+                  f"('{self._user(request, mailbox)}')/mailFolders/$entity"
+        return Response.json(200, {"@odata.context": context, "id": mailbox.folder_id(folder),
+                                   "displayName": FOLDER_NAMES[folder], "parentFolderId": mailbox.folder_id("root"),
+                                   "childFolderCount": 0, "unreadItemCount": self.store.unread(mailbox, folder),
+                                   "totalItemCount": total, "isHidden": False})
 
     def get_message(self, request: Request) -> Response:
         mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))

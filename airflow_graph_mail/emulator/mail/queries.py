@@ -82,3 +82,25 @@ def attachment_content(store, message_id: str, attachment_id: str | None = None,
     meta = {"id": row[0], "name": row[1], "contentType": row[2], "size": row[3], "isInline": bool(row[4]),
             "contentId": row[5]}
     return meta, bytes(row[6] or b"")
+
+
+def report_messages(store, mailbox, message: dict) -> list[dict]:
+    """The non-delivery reports in this mailbox about ``message`` (a sent one), for the viewer's links."""
+    if not message.get("internetMessageId") or message.get("_reportFor"):
+        return []
+    return _where(store, mailbox, "json_extract(data, '$._reportFor') = ?", message["internetMessageId"])
+
+
+def reported_messages(store, mailbox, report: dict) -> list[dict]:
+    """The sent message a non-delivery report is about (none if it was not kept in Sent Items)."""
+    if not report.get("_reportFor"):
+        return []
+    return _where(store, mailbox, "folder = 'sentitems' AND json_extract(data, '$.internetMessageId') = ?",
+                  report["_reportFor"])
+
+
+def _where(store, mailbox, condition: str, value: str) -> list[dict]:
+    with store.reading() as db:
+        rows = db.execute(f"SELECT data FROM messages WHERE mailbox_id = ? AND {condition} "  # noqa: S608
+                          "ORDER BY created", (mailbox.id, value)).fetchall()
+    return [json.loads(r[0]) for r in rows]

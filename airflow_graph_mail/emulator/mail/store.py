@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from airflow_graph_mail.emulator.mail.bounces import Bounces, Failure, report
+from airflow_graph_mail.emulator.mail.mime import build_eml
 from airflow_graph_mail.emulator.mail.queries import search_text
 from airflow_graph_mail.emulator.mail.rules import check_sendable
 from airflow_graph_mail.emulator.mail.schema import CONTENT, connect
@@ -33,6 +35,8 @@ SELECT 'AAMkAGAtt' || lower(hex(randomblob(18))), ?, position, name, content_typ
 _BLOB_STEP = 4 * 1024 * 1024
 IMMUTABLE_ID = "_immutableId"  # kept in the stored message; shown as "id" when a request prefers it
 FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "outbox", "archive", "junkemail")
+FOLDER_NAMES = {"inbox": "Inbox", "drafts": "Drafts", "sentitems": "Sent Items", "deleteditems": "Deleted Items",
+                "outbox": "Outbox", "archive": "Archive", "junkemail": "Junk Email"}
 
 
 def new_id(prefix: str = "AAMkAG") -> str:
@@ -64,8 +68,11 @@ class Mailbox:
 class MailStore:
     """One lock around one SQLite connection: simple, and fast enough for thousands of messages."""
 
-    def __init__(self, db_path: str = ":memory:", domain: str = "contoso.com"):
+    def __init__(self, db_path: str = ":memory:", domain: str = "contoso.com", bounces: Bounces | None = None,
+                 tenant_domain: str = "contoso.onmicrosoft.com"):
         self.domain = domain
+        self.tenant_domain = tenant_domain
+        self.bounces = bounces or Bounces(accepted_domains=(tenant_domain,))
         self._db = connect(db_path, lambda data: search_text(json.loads(data)))
         self._lock = threading.RLock()
         self._in_transaction = False
@@ -290,16 +297,48 @@ class MailStore:
         delivered = {**sent, "isRead": False}
         delivered.pop(IMMUTABLE_ID, None)
         delivered.pop("bccRecipients", None)
-        seen = set()
+        seen, failures = set(), []
         for name in ("toRecipients", "ccRecipients", "bccRecipients"):
             for r in message.get(name, []):
                 address = r["emailAddress"]["address"]
                 if address.lower() in seen:
                     continue
                 seen.add(address.lower())
+                known = self.find_mailbox(address)
+                status = self.bounces.status_for(address, bool(known and known.is_user))
+                if status:
+                    failures.append(Failure(address, status))
+                    continue
                 inbox = self._recipient_mailbox(address, r["emailAddress"].get("name", ""))
                 self._insert(inbox, "inbox", delivered, [], mime, copy_attachments_of=draft_id)
         self._delete(draft_id)
+        if failures:
+            self._report_failures(mailbox, sent, mime, failures)
+
+    def _report_failures(self, mailbox: Mailbox, sent: dict, mime: bytes | None, failures: list[Failure]) -> None:
+        """The sender's non-delivery report, in its Inbox after the configured delay."""
+        ndr, ndr_mime = report(sent, bytes(mime) if mime else build_eml(sent, []), self._sender(mailbox), failures,
+                               self.tenant_domain, now_iso())
+
+        def deliver() -> None:
+            with self.transaction():
+                if self.find_mailbox(mailbox.id) is not None:
+                    self._insert(mailbox, "inbox", ndr, [], ndr_mime)
+
+        self.bounces.later(deliver)
+
+    def move(self, mailbox: Mailbox, message_id: str, folder: str) -> str:
+        """Move to another folder: a new id (as Exchange gives), the immutable id kept. Returns the new id."""
+        with self.transaction():
+            message, _ = self.load(mailbox, message_id)
+            old_id, new = message["id"], new_id()
+            message.update(id=new, parentFolderId=mailbox.folder_id(folder), lastModifiedDateTime=now_iso())
+            self._db.execute("UPDATE messages SET id = ?, folder = ?, data = ? WHERE id = ?",
+                             (new, folder, json.dumps(message), old_id))
+            for table in ("attachments", "extended_properties"):
+                self._db.execute(f"UPDATE {table} SET message_id = ? WHERE message_id = ?", (new, old_id))  # noqa: S608
+            self._changed()
+            return new
 
     def _delete(self, message_id: str) -> None:
         self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
@@ -361,6 +400,11 @@ class MailStore:
                 "ORDER BY created DESC LIMIT ? OFFSET ?", (mailbox.id, *folders, limit, skip)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def unread(self, mailbox: Mailbox, folder: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM messages WHERE mailbox_id = ? AND folder = ? AND "
+                                    "json_extract(data, '$.isRead') = 0", (mailbox.id, folder)).fetchone()[0]
+
     def count(self, mailbox: Mailbox, folders: list[str]) -> int:
         with self._lock:
             return self._db.execute(
@@ -409,6 +453,7 @@ class MailStore:
         return bytes(row[0]) if row and row[0] else None
 
     def clear(self) -> None:
+        self.bounces.reset()
         with self._lock:
             self._db.executescript("DELETE FROM messages; DELETE FROM attachments; DELETE FROM extended_properties; "
                                    "DELETE FROM submissions; DELETE FROM contents; "

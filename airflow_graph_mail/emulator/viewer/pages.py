@@ -14,15 +14,20 @@ from urllib.parse import quote, urlencode
 import jinja2
 
 from airflow_graph_mail.emulator.mail.backend import MailBackend
-from airflow_graph_mail.emulator.mail.queries import attachment_content, browse, folder_counts
-from airflow_graph_mail.emulator.mail.store import FOLDERS, Mailbox, message_size
+from airflow_graph_mail.emulator.mail.queries import (
+    attachment_content,
+    browse,
+    folder_counts,
+    report_messages,
+    reported_messages,
+)
+from airflow_graph_mail.emulator.mail.store import FOLDER_NAMES, FOLDERS, IMMUTABLE_ID, Mailbox, message_size
 from airflow_graph_mail.emulator.viewer.body import framed_document, remote_references, text_body
 from airflow_graph_mail.emulator.wire import GraphError, Request, Response
 
 HERE = Path(__file__).parent
-FOLDER_LABELS = {"inbox": "Inbox", "drafts": "Drafts", "sentitems": "Sent Items", "deleteditems": "Deleted Items",
-                 "outbox": "Outbox", "archive": "Archive", "junkemail": "Junk Email"}
-USER_FOLDERS = ("inbox", "drafts", "sentitems")
+FOLDER_LABELS = FOLDER_NAMES
+USER_FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems")
 FLAG_LABELS = {"notFlagged": "not flagged", "flagged": "flagged", "complete": "complete"}
 STATIC = {"viewer.css": "text/css; charset=utf-8", "viewer.js": "text/javascript; charset=utf-8"}
 PAGE_LIMIT = 200
@@ -185,6 +190,10 @@ class Viewer:
                  ("Draft", message.get("isDraft")), ("Categories", ", ".join(message.get("categories") or []))]
         return self._page(
             "message.html", selected={"mailbox": mailbox.address, "folder": folder},
+            draft=bool(message.get("isDraft")) and folder != "deleteditems",
+            send_url=f"{base}/send", discard_url=f"{base}/discard",
+            reports=[self._link(m) for m in report_messages(self.store, mailbox, message)],
+            report_of=[self._link(m) for m in reported_messages(self.store, mailbox, message)],
             subject=message.get("subject") or "", folder_label=FOLDER_LABELS[folder],
             mailbox=mailbox.address, sender=address_label(message.get("from") or message.get("sender")),
             on_behalf=address_label(message.get("sender")) if message.get("sender") != message.get("from") else "",
@@ -198,6 +207,11 @@ class Viewer:
             body_url=f"{base}/body", source_url=f"{base}/source",
             eml_url=f"/_emulator/messages/{quote(message['id'], safe='')}.eml",
             back_url="/?" + urlencode({"mailbox": mailbox.address, "folder": folder}))
+
+    @staticmethod
+    def _link(message: dict) -> dict:
+        return {"url": f"/_viewer/messages/{quote(message['id'], safe='')}", "subject": message.get("subject") or
+                "(no subject)", "time": message_time(message)}
 
     # -- what the message page loads ----------------------------------------------------------------
 
@@ -262,6 +276,28 @@ class Viewer:
     @staticmethod
     def cross_site_refused() -> Response:
         return _html(403, "<p>Changes are allowed only from the viewer's own page.</p>")
+
+    def viewer_send(self, request: Request) -> Response:
+        """The reviewer's Send on a draft: sent as Outlook sends it, then its Sent Items copy is shown."""
+        found = self.store.find_message(request.params["id"])
+        if found is None or not found[1].get("isDraft"):
+            return self._missing("draft")
+        mailbox, draft, _ = found
+        immutable = draft.get(IMMUTABLE_ID, "")
+        self.store.send_draft(mailbox, draft["id"])
+        sent = self.store.find_message(immutable) if immutable else None
+        location = f"/_viewer/messages/{quote(sent[1]['id'], safe='')}" if sent else \
+            "/?" + urlencode({"mailbox": mailbox.address, "folder": "sentitems"})
+        return Response(303, b"", {"Location": location})
+
+    def viewer_discard(self, request: Request) -> Response:
+        """The reviewer's Discard on a draft: to Deleted Items, as Outlook does."""
+        found = self.store.find_message(request.params["id"])
+        if found is None or not found[1].get("isDraft"):
+            return self._missing("draft")
+        mailbox, draft, _ = found
+        moved = self.store.move(mailbox, draft["id"], "deleteditems")
+        return Response(303, b"", {"Location": f"/_viewer/messages/{quote(moved, safe='')}"})
 
     def viewer_clear(self, request: Request) -> Response:
         """Empty one mailbox (every folder), or all of them; only from the viewer's own pages (the emulator
