@@ -26,10 +26,12 @@ $(STAMP2): pyproject.toml
 # Airflow 2.11.0, common-compat 1.22.0, msal 1.32.0, ...), in a virtualenv of its own.
 VENVF  := .venv-floors
 STAMPF := $(VENVF)/.installed
-# What the floors must do: sign in every way, send (small, large, drafts, retries) and run DAGs through Airflow.
+# What the floors must do: sign in every way, send (small, large, drafts, retries), run DAGs through Airflow,
+# and poll with the review gate's async HTTP (httpx's floor).
 FLOOR_TESTS := tests/test_hook.py tests/test_credentials.py tests/test_delivery.py tests/test_bad_inputs.py \
 	tests/test_large_attachments.py tests/test_rendering.py tests/test_provider.py tests/test_readme.py \
-	tests/test_dags.py::test_report_distribution_example
+	tests/test_dags.py::test_report_distribution_example \
+	tests/test_review_gate.py::test_the_trigger_serialises_ids_only_and_runs_as_the_triggerer_runs_it
 
 $(STAMPF): pyproject.toml
 	$(PYTHON) -m venv $(VENVF)

@@ -1,0 +1,158 @@
+"""GraphDraftSentSensor: the review gate. Waits until a person sends (or discards) a draft in Outlook.
+
+Importing this module stays cheap (no msal, requests or httpx): the hook and the trigger are imported
+where they are used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseSensorOperator, conf
+
+from airflow_graph_mail.operators.graph_mail import check_options
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+SENT_KEY = "sent"
+
+
+class GraphDraftSentSensor(BaseSensorOperator):
+    """Wait until the draft ``message_id`` has been sent by its reviewer, or discarded.
+
+    Sent: the draft's immutable id (what GraphDraftOperator pushes as ``draft_id``) finds a message that is
+    no longer a draft. Discarded: it finds nothing (deleted) or a draft in Deleted Items. The reviewer may
+    have changed the recipients and subject: the task returns (and pushes as XCom ``sent``) what was finally
+    sent, and checks those recipients against the connection's ``allowed_recipient_domains``; a recipient
+    outside them fails the task loudly (the mail has already gone).
+
+    :param message_id: the draft's immutable id, e.g. ``"{{ ti.xcom_pull('make_draft', key='draft_id') }}"``.
+        (templated)
+    :param sender: the mailbox holding the draft; defaults to the connection's ``sender``. (templated)
+    :param on_discard: "fail" (default) or "skip" when the reviewer discards the draft.
+    :param deferrable: wait in the triggerer (async HTTP, no worker slot held while a person takes two
+        days); default from ``[operators] default_deferrable``. Otherwise ``mode="reschedule"`` or
+        ``"poke"``, ``poke_interval`` and ``timeout`` as for any sensor.
+    :param graph_mail_conn_id: the Airflow connection to use.
+    """
+
+    template_fields: Sequence[str] = ("message_id", "sender")
+    ui_color = "#cfe4f7"
+
+    def __init__(self, *, message_id: str, sender: str | None = None, on_discard: str = "fail",
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+                 graph_mail_conn_id: str = "graph_mail_default", **kwargs) -> None:
+        kwargs.setdefault("poke_interval", 60)
+        super().__init__(**kwargs)
+        check_options(on_discard=(on_discard, (str,)), deferrable=(deferrable, (bool,)),
+                      graph_mail_conn_id=(graph_mail_conn_id, (str,)))
+        if on_discard not in ("fail", "skip"):
+            from airflow_graph_mail.errors import GraphConfigError
+
+            raise GraphConfigError(f"on_discard: {on_discard!r} is not 'fail' or 'skip'")
+        self.message_id = message_id
+        self.sender = sender
+        self.on_discard = on_discard
+        self.deferrable = deferrable
+        self.graph_mail_conn_id = graph_mail_conn_id
+
+    # -- poke and reschedule modes ------------------------------------------------------------------
+
+    def poke(self, context: Context) -> bool:
+        from airflow_graph_mail.errors import ItemNotFoundError
+        from airflow_graph_mail.mail.review import SELECT, SENT, WAITING, sent_summary, state_of
+        from airflow_graph_mail.operators.failures import retries_only_when_useful
+
+        with retries_only_when_useful():
+            client = self._hook().client
+            try:
+                message = client.get_message(self.message_id, sender=self.sender, select=SELECT)
+            except ItemNotFoundError:
+                message = None
+            state = state_of(message, client.folder_id("deleteditems", sender=self.sender)
+                             if message is not None else "")
+        if state == WAITING:
+            self.log.info("Draft %s is still waiting for its reviewer", self.message_id)
+            return False
+        if state == SENT:
+            self._sent(context, sent_summary(message or {}))
+            return True
+        self._discarded("deleted" if message is None else "moved to Deleted Items")
+        return False  # pragma: no cover - _discarded raises
+
+    def execute(self, context: Context) -> Any:
+        self.sent_message: dict | None = None
+        if not self.deferrable:
+            super().execute(context)
+            return self.sent_message
+        if self.poke(context):  # already decided: no need to defer
+            return self.sent_message
+        from airflow_graph_mail.triggers.graph_mail import GraphDraftSentTrigger
+
+        deadline = time.time() + float(self.timeout) if self.timeout else None
+        self.defer(trigger=GraphDraftSentTrigger(graph_mail_conn_id=self.graph_mail_conn_id, message_id=self.message_id,
+                                                 sender=self.sender, poke_interval=float(self.poke_interval),
+                                                 deadline=deadline),
+                   method_name="execute_complete")
+        return None  # not reached: defer() raises
+
+    # -- deferrable: the trigger's event ------------------------------------------------------------
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        status = (event or {}).get("status")
+        if status == "sent":
+            return self._sent(context, event["message"])
+        if status == "discarded":
+            self._discarded(event.get("how", "discarded"))
+        if status == "timeout":
+            from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+            raise AirflowSensorTimeout(f"Draft {self.message_id} was neither sent nor discarded within "
+                                       f"{self.timeout}s")
+        from airflow.providers.common.compat.sdk import AirflowException
+
+        raise AirflowException(f"Waiting for draft {self.message_id} failed: {(event or {}).get('error', event)}")
+
+    # -- the outcome --------------------------------------------------------------------------------
+
+    def _hook(self):
+        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+        return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
+
+    def _sent(self, context: Context, sent: dict) -> dict:
+        """Push what was sent (and one outcome, for GraphBounceReportOperator); check the final recipients."""
+        from airflow_graph_mail.operators.mail_merge import OUTCOMES_KEY
+
+        self.sent_message = sent
+        ti = context["ti"]
+        ti.xcom_push(key=SENT_KEY, value=sent)
+        ti.xcom_push(key=OUTCOMES_KEY, value=[{"position": 0, "key": None, "ref": sent["ref"], "to": sent["to"],
+                                               "subject": sent["subject"], "status": "sent"}])
+        recipients = [*sent["to"], *sent["cc"], *sent["bcc"]]
+        self.log.info("The reviewer sent draft %s at %s: %r to %s", self.message_id, sent["sent_at"],
+                      sent["subject"], ", ".join(recipients))
+        allowed = self._hook().client.allowed_recipients
+        outside = [a for a in recipients if allowed is not None and not allowed.allows(a)]
+        if outside:
+            from airflow.providers.common.compat.sdk import AirflowFailException
+
+            text = (f"The reviewer SENT draft {self.message_id} to {', '.join(outside)}, outside the connection's "
+                    f"allowed_recipient_domains ({allowed.listed}). The mail has already gone: tell the recipients "
+                    "and the data owner.")
+            self.log.error(text)
+            raise AirflowFailException(text)
+        return sent
+
+    def _discarded(self, how: str) -> None:
+        text = f"The reviewer discarded draft {self.message_id} ({how}): nothing was sent"
+        if self.on_discard == "skip":
+            from airflow.providers.common.compat.sdk import AirflowSkipException
+
+            raise AirflowSkipException(text)
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        raise AirflowFailException(text)

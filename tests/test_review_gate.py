@@ -1,0 +1,208 @@
+"""The review gate: GraphDraftSentSensor waits (deferred in the triggerer, or poking) until a person sends or
+discards the draft; the reviewer is played through the emulator (its viewer's buttons, its inspection API)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+DAGS = Path(__file__).parent / "dags"
+
+
+def reviewer(emulator, act, wait: float = 2.0):
+    """A thread that waits for the first draft, lets the sensor look at it once or twice, then acts on it."""
+    def run():
+        for _ in range(400):
+            drafts = emulator.messages(emulator.default_sender, "drafts", with_content=False)
+            if drafts:
+                time.sleep(wait)
+                act(drafts[0])
+                return
+            time.sleep(0.25)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def viewer_post(emulator, path: str) -> requests.Response:
+    """A click on one of the viewer's buttons (a same-origin form POST)."""
+    return requests.post(emulator.base_url + path, headers={"Origin": emulator.base_url}, verify=emulator.ca_path,
+                         allow_redirects=False, timeout=10)
+
+
+def output(result) -> str:
+    return result.stdout + result.stderr
+
+
+def test_reviewed_report_defers_until_the_reviewer_sends(run_dag, graph_emulator):
+    """The example DAG: the gate defers (the trigger polls with async HTTP), the reviewer adds a cc and edits
+    the subject in the viewer's place, and the owner is told what finally went out."""
+    edits = {"ccRecipients": [{"emailAddress": {"address": "cfo@example.com"}}], "subject": "Weekly revenue (final)"}
+    reviewer(graph_emulator, lambda draft: graph_emulator.send_as_reviewer(draft["id"], edits))
+    result = run_dag("reviewed_report", REVIEW_POLL_SECONDS="1")
+    assert result.returncode == 0, output(result)[-4000:]
+    assert "is still waiting for its reviewer" in output(result)
+    assert "running trigger in line" in output(result)  # the gate deferred: Airflow ran its trigger
+    (note,) = graph_emulator.messages("owner@example.com")
+    assert note["subject"] == "Sent after review: Weekly revenue (final)"
+    assert "to board@example.com (cc cfo@example.com)" in note["body"]["content"]
+    (sent,) = graph_emulator.messages("cfo@example.com")
+    assert graph_emulator.attachment_bytes(sent["id"])["revenue-2026-11-20.csv"].startswith(b"region,revenue")
+    trigger_gets = [r for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
+    assert len(trigger_gets) >= 2  # looked more than once while the draft waited
+
+
+@pytest.mark.parametrize("on_discard", ["fail", "skip"])
+def test_a_discarded_draft_fails_or_skips_the_gate(run_dag, graph_emulator, on_discard):
+    """Discard from the mailbox viewer's button: the draft goes to Deleted Items; the owner hears nothing."""
+    clicked = []
+
+    def discard(draft):
+        answer = viewer_post(graph_emulator, f"/_viewer/messages/{draft['id']}/discard")
+        clicked.append(answer.status_code)
+
+    reviewer(graph_emulator, discard)
+    result = run_dag("reviewed_report", REVIEW_POLL_SECONDS="1", REVIEW_ON_DISCARD=on_discard)
+    assert clicked == [303]
+    assert "The reviewer discarded draft" in output(result) and "moved to Deleted Items" in output(result)
+    assert (result.returncode == 0) == (on_discard == "skip"), output(result)[-3000:]
+    assert graph_emulator.messages("owner@example.com") == [] and graph_emulator.messages("board@example.com") == []
+    (discarded,) = graph_emulator.messages(graph_emulator.default_sender, "deleteditems", with_content=False)
+    assert discarded["isDraft"] is True
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_the_gate_without_the_triggerer(run_dag, graph_emulator, mode):
+    """Poke and reschedule modes decide the same way; a draft deleted outright counts as discarded."""
+    reviewer(graph_emulator, lambda draft: requests.post(
+        f"{graph_emulator.base_url}/_emulator/messages/{draft['id']}/discard?hard=true", verify=graph_emulator.ca_path,
+        timeout=10))
+    result = run_dag("review_gate", DAGS, REVIEW_MODE=mode)
+    assert result.returncode != 0
+    assert "The reviewer discarded draft" in output(result) and "(deleted)" in output(result)
+
+
+def test_a_reviewer_sending_outside_the_allow_list_fails_loudly(run_dag, graph_emulator):
+    """The mail has gone: the task fails and says so, naming the recipient outside the allowed domains."""
+    edits = {"toRecipients": [{"emailAddress": {"address": "board@example.com"}},
+                              {"emailAddress": {"address": "press@elsewhere.org"}}]}
+    reviewer(graph_emulator, lambda draft: graph_emulator.send_as_reviewer(draft["id"], edits))
+    result = run_dag("review_gate", DAGS, REVIEW_MODE="deferrable",
+                     connection_extra={"allowed_recipient_domains": "example.com"})
+    assert result.returncode != 0
+    assert "The reviewer SENT draft" in output(result)
+    assert "to press@elsewhere.org, outside the connection's allowed_recipient_domains (example.com)" in output(result)
+    assert len(graph_emulator.messages("press@elsewhere.org")) == 1
+
+
+def test_the_trigger_serialises_ids_only_and_runs_as_the_triggerer_runs_it(graph_emulator, monkeypatch):
+    """Rebuilt from its serialised form (what the triggerer stores), it polls through 429 and 503 answers
+    and yields what was sent; its kwargs hold no token or secret."""
+    from airflow_graph_mail.triggers.graph_mail import GraphDraftSentTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_GRAPH_MAIL_DEFAULT", json.dumps(graph_emulator.connection()))
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+    from airflow_graph_mail.mail.message import Message
+
+    draft = GraphMailHook().create_draft(Message(to="board@example.com", subject="Q3"), idempotency_key="q3")
+    trigger = GraphDraftSentTrigger(graph_mail_conn_id="graph_mail_default", message_id=draft["id"], poke_interval=0.2,
+                                    deadline=time.time() + 60)
+    classpath, kwargs = trigger.serialize()
+    assert set(kwargs) == {"graph_mail_conn_id", "message_id", "sender", "poke_interval", "deadline"}
+    secret = graph_emulator.connection()["password"]
+    assert secret not in json.dumps(kwargs) and not any(t in json.dumps(kwargs) for t in graph_emulator.issuer.issued)
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(sys.modules[module], name)(**kwargs)
+    graph_emulator.faults.add("get_message", 429, retry_after=1)
+    graph_emulator.faults.add("get_message", 503)
+    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.5)
+
+    async def first_event():
+        ticks = 0
+
+        async def ticker():  # the event loop keeps turning while the trigger waits and signs in
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.05)
+
+        beat = asyncio.ensure_future(ticker())
+        try:
+            async for event in rebuilt.run():
+                return event, ticks
+        finally:
+            beat.cancel()
+
+    event, ticks = asyncio.run(first_event())
+    assert event.payload["status"] == "sent"
+    sent = event.payload["message"]
+    assert sent["to"] == ["board@example.com"] and sent["subject"] == "Q3" and sent["sent_at"]
+    from airflow_graph_mail.mail.ndr import ref_for
+
+    assert sent["ref"] == ref_for("q3")
+    assert ticks > 10
+    statuses = [r["status"] for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
+    assert 429 in statuses and 503 in statuses
+
+
+def test_the_trigger_times_out_and_reports_graph_refusals(graph_emulator, monkeypatch):
+    from airflow_graph_mail.triggers.graph_mail import GraphDraftSentTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_GRAPH_MAIL_DEFAULT", json.dumps(graph_emulator.connection()))
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+    from airflow_graph_mail.mail.message import Message
+
+    draft = GraphMailHook().create_draft(Message(to="board@example.com", subject="Q4"))
+
+    def first(trigger):
+        async def run():
+            async for event in trigger.run():
+                return event.payload
+            return None
+        return asyncio.run(run())
+
+    waiting = GraphDraftSentTrigger(graph_mail_conn_id="graph_mail_default", message_id=draft["id"],
+                                    poke_interval=0.2, deadline=time.time() + 1)
+    assert first(waiting) == {"status": "timeout"}
+    graph_emulator.faults.add("get_message", 403)
+    refused = first(GraphDraftSentTrigger(graph_mail_conn_id="graph_mail_default", message_id=draft["id"]))
+    assert refused["status"] == "error" and refused["error"].startswith("Graph answered 403")
+
+
+def test_the_reviewer_can_be_a_person_signed_in_to_graph(connect, graph_emulator):
+    """A delegated token (the mailbox's owner, signed in) sends the draft through /me, as Outlook would."""
+    from airflow_graph_mail.mail.message import Message
+    from airflow_graph_mail.mail.review import SELECT, SENT, state_of
+
+    app_hook = connect()
+    draft = app_hook.create_draft(Message(to="board@example.com", subject="By hand"))
+    app = graph_emulator.add_app(public_client=True)
+    token = graph_emulator.issue_refresh_token(graph_emulator.default_sender, app)
+    person = connect("graph_mail_person", login=app.client_id, password=None,
+                     extra={"refresh_token": token, "sender": None})
+    person.send_draft(draft["id"], sender="me")
+    assert any(r["method"] == "POST" and r["path"].startswith("/v1.0/me/messages/") and r["path"].endswith("/send")
+               for r in graph_emulator.request_log)
+    sent = app_hook.get_message(draft["id"], select=SELECT)
+    assert state_of(sent, app_hook.client.folder_id("deleteditems")) == SENT
+
+
+def test_a_page_on_another_site_cannot_press_the_buttons(graph_emulator, hook):
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Guarded"))
+    for path in (f"/_viewer/messages/{draft['id']}/send", f"/_emulator/messages/{draft['id']}/send",
+                 f"/_emulator/messages/{draft['id']}/discard"):
+        answer = requests.post(graph_emulator.base_url + path, headers={"Origin": "https://evil.example"},
+                               verify=graph_emulator.ca_path, timeout=10)
+        assert answer.status_code == 403, path
+    assert graph_emulator.messages("board@example.com") == []
+    assert len(graph_emulator.messages(graph_emulator.default_sender, "drafts")) == 1
