@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).parent / "templates"
 TASK_SUBJECT = "[Airflow] {{ ti.dag_id }}.{{ ti.task_id }} failed (try {{ ti.try_number }} of {{ ti.max_tries + 1 }})"
 DAG_SUBJECT = "[Airflow] DAG {{ dag.dag_id }} failed: {{ run_id }}"
+HITL_SUBJECT = "[Airflow] Your input is needed: {{ hitl.subject }}"
 HTML_TEMPLATE_EXT = (".html", ".j2")
 
 
@@ -71,12 +72,15 @@ class GraphMailNotifier(BaseNotifier):
         env = self._template_env(context)
         limit = render_seconds(self.render_timeout, None)
         dag_level = "reason" in context  # DAG callbacks carry why the run ended; task callbacks do not
+        hitl = hitl_request(context)
         values = {name: getattr(self, name) for name in self.template_fields}
         if values["subject"] is None:
-            values["subject"] = DAG_SUBJECT if dag_level else TASK_SUBJECT
+            values["subject"] = HITL_SUBJECT if hitl else DAG_SUBJECT if dag_level else TASK_SUBJECT
         if values["html_content"] is None:
-            values["html_content"] = (TEMPLATES / ("dag_failure.html" if dag_level else "task_failure.html")
-                                      ).read_text()
+            values["html_content"] = (TEMPLATES / ("hitl_request.html" if hitl else "dag_failure.html" if dag_level
+                                                   else "task_failure.html")).read_text()
+        if hitl:
+            context = cast("Context", {**context, "hitl": hitl})
         elif is_template_file(values["html_content"]) and values["html_content"].endswith(HTML_TEMPLATE_EXT):
             values["html_content"] = template_source(env, values["html_content"])
         if "dag" not in context:  # Airflow 2 reads context["dag"] while rendering; a deadline alert has none
@@ -119,3 +123,20 @@ class GraphMailNotifier(BaseNotifier):
 
         await asyncio.to_thread(self.notify, context)
 
+
+
+def hitl_request(context: Context) -> dict[str, Any] | None:
+    """What a human-in-the-loop task (Airflow 3.1+'s HITLOperator, ApprovalOperator...) asks, when the notifier
+    is one of its ``notifiers``: subject, body, options, defaults, timeout and the link to respond."""
+    task = context.get("task")
+    if task is None or not hasattr(task, "generate_link_to_ui_from_context") or not hasattr(task, "options"):
+        return None
+    try:
+        link = task.generate_link_to_ui_from_context(context=context)
+    except ValueError:  # no [api] base_url configured
+        link = ""
+    timeout = getattr(task, "response_timeout", None)
+    return {"subject": getattr(task, "subject", ""), "body": getattr(task, "body", None) or "",
+            "options": list(task.options), "defaults": list(getattr(task, "defaults", None) or []),
+            "multiple": bool(getattr(task, "multiple", False)), "timeout": str(timeout) if timeout else "",
+            "link": link}
