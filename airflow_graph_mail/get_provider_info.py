@@ -156,7 +156,20 @@ def get_provider_info():
             {
                 "integration-name": "Microsoft Graph Mail",
                 "python-modules": ["airflow_graph_mail.operators.graph_mail",
-                                   "airflow_graph_mail.operators.mail_merge"],
+                                   "airflow_graph_mail.operators.mail_merge",
+                                   "airflow_graph_mail.operators.bounce_report"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Microsoft Graph Mail",
+                "python-modules": ["airflow_graph_mail.sensors.graph_mail"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Microsoft Graph Mail",
+                "python-modules": ["airflow_graph_mail.triggers.graph_mail"],
             }
         ],
         "hooks": [
