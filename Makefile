@@ -33,10 +33,11 @@ FLOOR_TESTS := tests/test_hook.py tests/test_credentials.py tests/test_delivery.
 	tests/test_dags.py::test_report_distribution_example \
 	tests/test_review_gate.py::test_the_trigger_serialises_ids_only_and_runs_as_the_triggerer_runs_it
 
-$(STAMPF): pyproject.toml
-	$(PYTHON) -m venv $(VENVF)
+$(STAMPF): pyproject.toml scripts/floors-constraints.txt
+	rm -rf $(VENVF) && $(PYTHON) -m venv $(VENVF)  # from scratch: what an older install left would not be a floor
 	$(VENVF)/bin/python -m pip install --quiet --upgrade pip uv
-	$(VENVF)/bin/uv pip install --quiet --python $(VENVF)/bin/python --resolution lowest-direct -e ".[test]"
+	$(VENVF)/bin/uv pip install --quiet --python $(VENVF)/bin/python --resolution lowest-direct \
+		--constraint scripts/floors-constraints.txt -e ".[test]"
 	touch $(STAMPF)
 
 # The peers bench-peers compares us with, in their own virtualenv; a failed install is reported, not fatal.
