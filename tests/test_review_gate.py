@@ -206,3 +206,63 @@ def test_a_page_on_another_site_cannot_press_the_buttons(graph_emulator, hook):
         assert answer.status_code == 403, path
     assert graph_emulator.messages("board@example.com") == []
     assert len(graph_emulator.messages(graph_emulator.default_sender, "drafts")) == 1
+
+
+def _airflow_2() -> bool:
+    import airflow
+
+    return airflow.__version__.startswith("2.")
+
+
+@pytest.mark.skipif(not _airflow_2(), reason="Airflow 3's triggerer needs the scheduler and the execution API "
+                    "server beside it; there the deferral runs through `airflow dags test` (above)")
+def test_a_real_triggerer_process_wakes_the_gate(graph_emulator, airflow_template_home, tmp_path, monkeypatch):
+    """The task runs (as a worker runs it) until it defers; `airflow triggerer`, its own process, runs the
+    trigger from the database and, once the reviewer sends, hands the task back; the resumed task returns what
+    was sent. The triggerer's watchdog ("async thread was blocked") must stay silent."""
+    import sqlite3
+    import subprocess
+
+    from airflow_env import AIRFLOW, airflow_env, migrate
+
+    from airflow_graph_mail.mail.message import Message
+
+    monkeypatch.setenv("AIRFLOW_CONN_GRAPH_MAIL_DEFAULT", json.dumps(graph_emulator.connection()))
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+    draft = GraphMailHook().create_draft(Message(to="board@example.com", subject="Through the triggerer"))
+    home = tmp_path / "airflow"
+    migrate(home, template=airflow_template_home)
+    env = {**airflow_env(home, graph_emulator.connection(), DAGS), "REVIEW_DRAFT_ID": draft["id"]}
+    task = [sys.executable, str(Path(__file__).parent / "run_task_instance.py"), str(DAGS / "review_cases.py"),
+            "review_gate_fixed_draft", "wait_for_review", "manual__triggerer"]
+
+    def run_task() -> dict:
+        done = subprocess.run(task, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def state() -> str:
+        with sqlite3.connect(home / "airflow.db") as db:
+            return db.execute("SELECT state FROM task_instance WHERE run_id = 'manual__triggerer'").fetchone()[0]
+
+    assert run_task()["state"] == "deferred"
+    with (tmp_path / "triggerer.log").open("w") as log:
+        triggerer = subprocess.Popen([AIRFLOW, "triggerer"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            time.sleep(5)  # the trigger polls a draft nobody has sent yet
+            assert state() == "deferred"
+            graph_emulator.send_as_reviewer(draft["id"])
+            deadline = time.monotonic() + 60
+            while state() == "deferred" and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:
+            triggerer.terminate()
+            triggerer.wait(timeout=30)
+    output = (tmp_path / "triggerer.log").read_text()
+    assert state() == "scheduled", output[-3000:]
+    assert "completed" in output and "was blocked" not in output, output[-3000:]
+    resumed = run_task()
+    assert resumed["state"] == "success" and resumed["next_method"] is None
+    assert resumed["xcom"]["sent"]["subject"] == "Through the triggerer"
+    assert resumed["xcom"]["sent"]["to"] == ["board@example.com"]

@@ -1,8 +1,9 @@
 """The review gate's trigger: wait in the triggerer, not in a worker slot, until a person sends or discards a draft.
 
 It serialises the connection id, the mailbox, the draft's id, the interval and the deadline, never a token.
-Everything blocking (reading the connection, msal's token requests) runs in a thread; the polls are async
-HTTP (httpx) with the connection's TLS and proxy settings. Throttling, 5xx and network errors only delay
+Everything blocking (reading the connection, msal's token requests, importing httpx and the hook, building
+the client) runs in a thread; the polls are async HTTP (httpx) with the connection's TLS and proxy
+settings. Throttling, 5xx and network errors only delay
 the next look; anything else ends the wait with an error the sensor raises.
 """
 
@@ -32,25 +33,38 @@ async def in_thread(function, *args):
 
 @dataclass
 class _Graph:
-    """What the polls need from the connection, read once."""
+    """What the polls need, made in a thread: the connection read, the token source, the HTTP client, and
+    the modules they use (importing httpx or our code on the event loop would block it for a while)."""
 
     base_url: str
-    verify: Any
-    proxy: str | None
-    timeout: float
-    credential: Any
     user_path: str
+    credential: Any
+    http: Any  # httpx.AsyncClient
+    network_error: type[BaseException]
+    review: Any  # airflow_graph_mail.mail.review
 
     @classmethod
-    def from_connection(cls, conn_id: str, sender: str | None) -> _Graph:
-        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+    def prepare(cls, conn_id: str, sender: str | None) -> _Graph | str:
+        """The polls' means, or what is wrong with the connection (a missing one, a bad field), in words."""
+        import httpx
+        from airflow.providers.common.compat.sdk import AirflowException
 
-        client = GraphMailHook(graph_mail_conn_id=conn_id).client
+        from airflow_graph_mail.errors import GraphMailError
+        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+        from airflow_graph_mail.mail import review
+
+        try:
+            client = GraphMailHook(graph_mail_conn_id=conn_id).client
+            user_path = client.call(sender).user_path
+        except (GraphMailError, AirflowException) as err:
+            return f"{type(err).__name__}: {err}"
         transport = client.transport
         session = transport.session
         proxies = session.merge_environment_settings(transport.base_url, {}, None, None, None)["proxies"]
-        return cls(transport.base_url, _tls(session.verify), proxies.get("https") or proxies.get("all"),
-                   transport.timeout, transport.credential, client.call(sender).user_path)
+        http = httpx.AsyncClient(verify=_tls(session.verify), proxy=proxies.get("https") or proxies.get("all"),
+                                 timeout=transport.timeout, trust_env=False,
+                                 headers={"User-Agent": "airflow-graph-mail", "Prefer": 'IdType="ImmutableId"'})
+        return cls(transport.base_url, user_path, transport.credential, http, httpx.HTTPError, review)
 
 
 def _tls(verify):
@@ -83,24 +97,16 @@ class GraphDraftSentTrigger(BaseTrigger):
                  "sender": self.sender, "poke_interval": self.poke_interval, "deadline": self.deadline})
 
     async def run(self):
-        import httpx
-        from airflow.providers.common.compat.sdk import AirflowException
-
-        from airflow_graph_mail.errors import GraphMailError
-        from airflow_graph_mail.mail.review import SELECT, SENT, WAITING, sent_summary, state_of
-
-        try:
-            graph = await in_thread(_Graph.from_connection, self.graph_mail_conn_id, self.sender)
-        except (GraphMailError, AirflowException) as err:  # a broken or missing connection, named
-            yield TriggerEvent({"status": "error", "error": f"{type(err).__name__}: {err}"})
+        graph = await in_thread(_Graph.prepare, self.graph_mail_conn_id, self.sender)
+        if isinstance(graph, str):  # a broken or missing connection, named
+            yield TriggerEvent({"status": "error", "error": graph})
             return
+        review = graph.review
         message_url = f"{graph.base_url}{graph.user_path}/messages/{quote(self.message_id, safe='')}?" + \
-            urlencode({"$select": ",".join(SELECT)}, quote_via=quote)
+            urlencode({"$select": ",".join(review.SELECT)}, quote_via=quote)
         folder_url = f"{graph.base_url}{graph.user_path}/mailFolders/deleteditems?$select=id"
         deleted_items = ""
-        async with httpx.AsyncClient(verify=graph.verify, proxy=graph.proxy, timeout=graph.timeout,
-                                     trust_env=False, headers={"User-Agent": "airflow-graph-mail",
-                                                               "Prefer": 'IdType="ImmutableId"'}) as http:
+        async with graph.http as http:
             while True:
                 try:
                     if not deleted_items:
@@ -118,11 +124,11 @@ class GraphDraftSentTrigger(BaseTrigger):
                     yield TriggerEvent({"status": "error", "error": stop.reason})
                     return
                 message = None if answer.status_code == 404 else answer.json()
-                state = state_of(message, deleted_items)
-                if state == SENT:
-                    yield TriggerEvent({"status": "sent", "message": sent_summary(message or {})})
+                state = review.state_of(message, deleted_items)
+                if state == review.SENT:
+                    yield TriggerEvent({"status": "sent", "message": review.sent_summary(message or {})})
                     return
-                if state != WAITING:
+                if state != review.WAITING:
                     yield TriggerEvent({"status": "discarded",
                                         "how": "deleted" if message is None else "moved to Deleted Items"})
                     return
@@ -136,13 +142,11 @@ class GraphDraftSentTrigger(BaseTrigger):
 
     async def _get(self, http, graph: _Graph, url: str):
         """One GET with a fresh-enough token; 404 is an answer (the draft is gone), a 401 renews the token once."""
-        import httpx
-
         for attempt in (1, 2):
             token = await in_thread(graph.credential.get_token)
             try:
                 answer = await http.get(url, headers={"Authorization": f"Bearer {token}"})
-            except httpx.HTTPError as err:
+            except graph.network_error as err:
                 raise _Wait(f"{type(err).__name__}", self.poke_interval) from None
             if answer.status_code in (200, 404):
                 return answer

@@ -29,3 +29,13 @@ def review_gate():
 
 
 review_gate()
+
+
+@dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+def review_gate_fixed_draft():
+    """The gate alone, on a draft the test made (REVIEW_DRAFT_ID): for a run with a real triggerer."""
+    GraphDraftSentSensor(task_id="wait_for_review", message_id=os.environ.get("REVIEW_DRAFT_ID", "unset"),
+                         deferrable=True, poke_interval=1, timeout=120)
+
+
+review_gate_fixed_draft()
