@@ -178,7 +178,8 @@ def bulk(work: Path) -> dict:
             "sequential_per_message": sequential["seconds"] / SEQUENTIAL_MESSAGES}
 
 
-def seed_store(state: Path, sends: int) -> None:
+def seed_store(state: Path, sends: int, subject: str = "earlier",
+               recipient=lambda n: f"customer{n % 100}@example.com", body: dict | None = None) -> None:
     """A state directory whose store already holds ``sends`` sent mails (each in Sent Items and an Inbox),
     written straight into the store: sending them over HTTPS would take minutes."""
     from airflow_graph_mail.emulator.server import GraphEmulator
@@ -188,9 +189,9 @@ def seed_store(state: Path, sends: int) -> None:
     sender = store.find_mailbox(emulator.default_sender)
     with store.transaction():
         for n in range(sends):
-            store.send_new(sender, {"subject": f"earlier {n}", "body": {"contentType": "text", "content": "x"},
-                                    "toRecipients": [{"emailAddress": {"address": f"customer{n % 100}@example.com"}}]},
-                           [], True)
+            store.send_new(sender, {"subject": f"{subject} {n}",
+                                    "body": body or {"contentType": "text", "content": "x"},
+                                    "toRecipients": [{"emailAddress": {"address": recipient(n)}}]}, [], True)
     emulator.stop()
 
 
@@ -200,16 +201,8 @@ def viewer_pages(work: Path) -> dict:
     import requests
 
     state = work / "viewer"
-    from airflow_graph_mail.emulator.server import GraphEmulator
-
-    emulator = GraphEmulator(state)
-    store = emulator.store
-    sender = store.find_mailbox(emulator.default_sender)
-    with store.transaction():
-        for n in range(VIEWER_MESSAGES):
-            store.send_new(sender, {"subject": f"report {n}", "body": {"contentType": "html", "content": "<p>x</p>"},
-                                    "toRecipients": [{"emailAddress": {"address": "ann@example.com"}}]}, [], True)
-    emulator.stop()
+    seed_store(state, VIEWER_MESSAGES, subject="report", recipient=lambda n: "ann@example.com",
+               body={"contentType": "html", "content": "<p>x</p>"})
     process, connection = start_emulator(state)
     try:
         session = requests.Session()

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from airflow_graph_mail.emulator.mail import mime as mime_io
 from airflow_graph_mail.emulator.mail.backend import MailBackend
 from airflow_graph_mail.emulator.mail.queries import folder_counts
 from airflow_graph_mail.emulator.mail.rules import message_from_json
@@ -66,11 +65,7 @@ class Inspection:
     def eml(self, message_id: str) -> bytes | None:
         """The original MIME when the message arrived as MIME, else one built from what was stored."""
         found = self.store.find_message(message_id)
-        if found is None:
-            return None
-        message_id = found[1]["id"]
-        raw = self.store.raw_mime(message_id)
-        return raw or mime_io.build_eml(found[1], self.store.attachments(message_id, with_content=True))
+        return self.store.eml(found[1]) if found is not None else None
 
     def export_eml(self, address: str, directory: str | Path, folder: str = "inbox") -> list[Path]:
         directory = Path(directory)

@@ -76,17 +76,17 @@ class GraphBounceReportOperator(BaseOperator):
         self.graph_mail_conn_id = graph_mail_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self._sent(context)  # nothing to report on is an error now, not after the wait
+        sent = self._sent(context)  # nothing to report on is an error now, not after the wait
         seconds = self.settle.total_seconds()
         if seconds > 0:
             self.log.info("Waiting %s for non-delivery reports", self.settle)
             if self.deferrable:
                 self.defer(trigger=_time_delta_trigger(self.settle), method_name="execute_complete")
             time.sleep(seconds)
-        return self._report(context)
+        return self._report(context, sent)
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
-        return self._report(context)
+        return self._report(context, self._sent(context))  # a new process: read the upstream outcomes again
 
     # -- what the upstream tasks sent -------------------------------------------------------------
 
@@ -116,12 +116,11 @@ class GraphBounceReportOperator(BaseOperator):
 
     # -- the report --------------------------------------------------------------------------------
 
-    def _report(self, context: Context) -> dict[str, Any]:
+    def _report(self, context: Context, sent: list[dict]) -> dict[str, Any]:
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
         from airflow_graph_mail.mail.ndr import NDR_FILTER, read_report
         from airflow_graph_mail.operators.failures import retries_only_when_useful
 
-        sent = self._sent(context)
         by_ref = {o["ref"]: o for o in sent if o["ref"]}
         since = _run_start(context)
         query = NDR_FILTER + (f" and receivedDateTime ge {since}" if since else "")
@@ -149,13 +148,12 @@ class GraphBounceReportOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=BOUNCES_KEY, value=bounces)
         ti.xcom_push(key=OUTCOMES_KEY, value=_with_bounces(sent, bounces))
-        self._judge(bounces, mails)
-        return {"mails": mails, "bounced_mails": len({(b["task_id"], b["position"]) for b in bounces}),
-                "bounces": bounces}
-
-    def _judge(self, bounces: list[dict], mails: int) -> None:
-        """fail_on_bounce: True (any), False (never) or the share of mails with a bounce that is too many."""
         bounced = len({(b["task_id"], b["position"]) for b in bounces})
+        self._judge(bounces, bounced, mails)
+        return {"mails": mails, "bounced_mails": bounced, "bounces": bounces}
+
+    def _judge(self, bounces: list[dict], bounced: int, mails: int) -> None:
+        """fail_on_bounce: True (any), False (never) or the share of mails with a bounce that is too many."""
         if not bounced or self.fail_on_bounce is False:
             return
         share = bounced / mails if mails else 1.0

@@ -78,7 +78,7 @@ class GraphDraftSentSensor(BaseSensorOperator):
             self.log.info("Draft %s is still waiting for its reviewer", self.message_id)
             return False
         if state == SENT:
-            self._sent(context, sent_summary(message or {}))
+            self._sent(context, sent_summary(message or {}), client)
             return True
         self._discarded("deleted" if message is None else "moved to Deleted Items")
         return False  # pragma: no cover - _discarded raises
@@ -104,7 +104,7 @@ class GraphDraftSentSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         status = (event or {}).get("status")
         if status == "sent":
-            return self._sent(context, event["message"])
+            return self._sent(context, event["message"], self._hook().client)
         if status == "discarded":
             self._discarded(event.get("how", "discarded"))
         if status == "timeout":
@@ -123,7 +123,7 @@ class GraphDraftSentSensor(BaseSensorOperator):
 
         return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
 
-    def _sent(self, context: Context, sent: dict) -> dict:
+    def _sent(self, context: Context, sent: dict, client) -> dict:
         """Push what was sent (and one outcome, for GraphBounceReportOperator); check the final recipients."""
         from airflow_graph_mail.operators.mail_merge import OUTCOMES_KEY
 
@@ -135,7 +135,7 @@ class GraphDraftSentSensor(BaseSensorOperator):
         recipients = [*sent["to"], *sent["cc"], *sent["bcc"]]
         self.log.info("The reviewer sent draft %s at %s: %r to %s", self.message_id, sent["sent_at"],
                       sent["subject"], ", ".join(recipients))
-        allowed = self._hook().client.allowed_recipients
+        allowed = client.allowed_recipients
         outside = [a for a in recipients if allowed is not None and not allowed.allows(a)]
         if outside:
             from airflow.providers.common.compat.sdk import AirflowFailException

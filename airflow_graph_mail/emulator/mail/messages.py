@@ -108,9 +108,7 @@ class MessageResponses:
         """$value: the message's MIME (as it arrived, or built from what is stored)."""
         mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))
         message, _ = self.store.load(mailbox, request.params["id"])
-        raw = self.store.raw_mime(message["id"]) or mime_io.build_eml(
-            message, self.store.attachments(message["id"], with_content=True))
-        return Response(200, raw, {"Content-Type": "text/plain"})
+        return Response(200, self.store.eml(message), {"Content-Type": "text/plain"})
 
     def get_folder(self, request: Request) -> Response:
         """A mail folder by well-known name or id: its id and counts."""

@@ -309,7 +309,7 @@ class MailStore:
                 if status:
                     failures.append(Failure(address, status))
                     continue
-                inbox = self._recipient_mailbox(address, r["emailAddress"].get("name", ""))
+                inbox = known or self._recipient_mailbox(address, r["emailAddress"].get("name", ""))
                 self._insert(inbox, "inbox", delivered, [], mime, copy_attachments_of=draft_id)
         self._delete(draft_id)
         if failures:
@@ -446,6 +446,10 @@ class MailStore:
         if row is None or mailbox is None:
             return None
         return mailbox, json.loads(row[1]), row[2]
+
+    def eml(self, message: dict) -> bytes:
+        """A stored message's MIME: as it arrived, or built from what is stored (Graph's ``$value``, .eml)."""
+        return self.raw_mime(message["id"]) or build_eml(message, self.attachments(message["id"], with_content=True))
 
     def raw_mime(self, message_id: str) -> bytes | None:
         with self._lock:

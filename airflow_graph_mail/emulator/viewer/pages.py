@@ -26,7 +26,6 @@ from airflow_graph_mail.emulator.viewer.body import framed_document, remote_refe
 from airflow_graph_mail.emulator.wire import GraphError, Request, Response
 
 HERE = Path(__file__).parent
-FOLDER_LABELS = FOLDER_NAMES
 USER_FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems")
 FLAG_LABELS = {"notFlagged": "not flagged", "flagged": "flagged", "complete": "complete"}
 STATIC = {"viewer.css": "text/css; charset=utf-8", "viewer.js": "text/javascript; charset=utf-8"}
@@ -112,7 +111,7 @@ class Viewer:
         for mailbox in self.store.mailboxes():
             counts = all_counts.get(mailbox.id, {})
             shown = [f for f in FOLDERS if counts.get(f) or (mailbox.is_user and f in USER_FOLDERS)] or ["inbox"]
-            folders = [{"label": FOLDER_LABELS[f], "count": counts.get(f, 0),
+            folders = [{"label": FOLDER_NAMES[f], "count": counts.get(f, 0),
                         "url": "/?" + urlencode({"mailbox": mailbox.address, "folder": f}),
                         "active": selected["mailbox"] == mailbox.address and selected["folder"] == f}
                        for f in shown]
@@ -144,7 +143,7 @@ class Viewer:
         selected = {"mailbox": mailbox.address if mailbox else None, "folder": folder}
         heading = "All mailboxes" if mailbox is None else mailbox.address
         if folder:
-            heading += " · " + FOLDER_LABELS[folder]
+            heading += " · " + FOLDER_NAMES[folder]
         return self._page("index.html", selected=selected, q=query, heading=heading, notice=notice, total=total,
                           rows=[self._row(m, show_mailbox=mailbox is None) for m in rows],
                           all_mailboxes=mailbox is None, version=self.store.version,
@@ -160,7 +159,7 @@ class Viewer:
                 "inline": message["_inline"] or 0, "draft": bool(message.get("isDraft")),
                 "unread": message.get("isRead") is False, "importance": message.get("importance", "normal"),
                 "flagged": (message.get("flag") or {}).get("flagStatus") == "flagged",
-                "where": f"{message['_mailbox']} · {FOLDER_LABELS[message['_folder']]}" if show_mailbox else ""}
+                "where": f"{message['_mailbox']} · {FOLDER_NAMES[message['_folder']]}" if show_mailbox else ""}
 
     def viewer_message(self, request: Request) -> Response:
         """One message: envelope, attachments, and tabs for the HTML, the text, the headers and the source."""
@@ -194,7 +193,7 @@ class Viewer:
             send_url=f"{base}/send", discard_url=f"{base}/discard",
             reports=[self._link(m) for m in report_messages(self.store, mailbox, message)],
             report_of=[self._link(m) for m in reported_messages(self.store, mailbox, message)],
-            subject=message.get("subject") or "", folder_label=FOLDER_LABELS[folder],
+            subject=message.get("subject") or "", folder_label=FOLDER_NAMES[folder],
             mailbox=mailbox.address, sender=address_label(message.get("from") or message.get("sender")),
             on_behalf=address_label(message.get("sender")) if message.get("sender") != message.get("from") else "",
             recipients=[(label, value) for label, value in recipients if value], time=message_time(message),
