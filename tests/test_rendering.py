@@ -59,7 +59,7 @@ def test_autoescape_applies_to_an_html_body_only(tmp_path):
 def test_an_endless_template_fails_the_task_naming_the_field(tmp_path):
     send = operator(tmp_path, body=ENDLESS, render_timeout=0.5)
     outer = signal.getitimer(signal.ITIMER_REAL)[0]  # pytest-timeout's own alarm, if any
-    with pytest.raises(AirflowFailException, match="body: RenderTimeoutError: body: the template did not finish "
+    with pytest.raises(AirflowFailException, match=r"body: RenderTimeoutError: body: the template did not finish "
                                                    "rendering within 0.5s") as raised:
         send.render_template_fields({"params": {}})
     assert isinstance(raised.value.__cause__, RenderTimeoutError)
@@ -69,7 +69,7 @@ def test_an_endless_template_fails_the_task_naming_the_field(tmp_path):
 
 def test_a_shorter_execution_timeout_bounds_rendering_too(tmp_path):
     send = operator(tmp_path, subject=ENDLESS, execution_timeout=timedelta(seconds=0.5))
-    with pytest.raises(AirflowFailException, match="subject: .* within 0.5s"):
+    with pytest.raises(AirflowFailException, match=r"subject: .* within 0\.5s"):
         send.render_template_fields({"params": {}})
 
 
@@ -103,3 +103,51 @@ def test_attachment_content_keeps_its_last_newline(tmp_path):
                     attachments=[("totals-{{ params.team }}.csv", "team,total\n{{ params.team }},3\n")])
     send.render_template_fields({"params": {"team": "R&D"}})
     assert send.attachments == [("totals-R&D.csv", "team,total\nR&D,3\n")]
+
+
+RECURSIVE = "{% macro again(n) %}{{ again(n + 1) }}{% endmacro %}{{ again(0) }}"
+
+
+@pytest.mark.parametrize(("field", "template", "error", "text"), [
+    ("subject", "{{ 1 / 0 }}", ZeroDivisionError, "division by zero"),
+    ("body", RECURSIVE, RecursionError, "maximum recursion depth exceeded"),
+    ("to", "{{ params.team | round }}@example.com", TypeError, "type str doesn't define __round__ method"),
+    ("headers", {"x-team": "{{ {}.pop('team') }}"}, KeyError, "'team'"),
+    ("attachments", [("a.csv", "{{ 'x'.encode('no-such-codec') }}")], LookupError, "unknown encoding: no-such-codec"),
+])
+@pytest.mark.parametrize("kind", ["send", "draft"])
+def test_a_template_that_raises_fails_the_task_naming_the_field(tmp_path, kind, field, template, error, text):
+    """Like a template error, an exception the template raises is the same on every try: the task fails at
+    once, and the error says which field ("<field>: <ErrorType>: <message>")."""
+    from airflow_graph_mail.operators.graph_mail import GraphDraftOperator
+
+    with DAG("raising", schedule=None, params={"team": "R&D"}):
+        kinds = {"send": GraphSendMailOperator, "draft": GraphDraftOperator}
+        task = kinds[kind](task_id="mail", **{"to": "ann@example.com", field: template})
+    with pytest.raises(AirflowFailException) as raised:
+        task.render_template_fields({"params": {"team": "R&D"}})
+    assert str(raised.value).startswith(f"{field}: {error.__name__}: ")
+    assert text in str(raised.value) and "(not retried: a retry cannot fix this)" in str(raised.value)
+    assert isinstance(raised.value.__cause__, error)
+
+
+def test_an_endless_recursion_leaves_no_thousand_frame_traceback(tmp_path):
+    """The stack is unwound before the error is handled, and the cause carries no traceback of ~1000
+    template frames into the task log (the message names the field)."""
+    send = operator(tmp_path, body=RECURSIVE)
+    with pytest.raises(AirflowFailException, match=r"^body: RecursionError: ") as raised:
+        send.render_template_fields({"params": {}})
+    assert raised.value.__cause__.__traceback__ is None
+
+
+def test_an_outside_failure_while_rendering_keeps_the_retries(tmp_path, caplog):
+    """A template reaching outside (an XCom, a Variable, a service) may fail for a moment: that is not a
+    template fault, so the task keeps its retries; the log names the field."""
+    def fetch():
+        raise ConnectionError("the API server did not answer")
+
+    with DAG("outside", schedule=None, user_defined_macros={"fetch": fetch}):
+        send = GraphSendMailOperator(task_id="send", to="ann@example.com", subject="{{ fetch() }}")
+    with pytest.raises(ConnectionError, match="did not answer"):
+        send.render_template_fields({"params": {}})
+    assert "Rendering the template of field 'subject' of task send failed" in caplog.text

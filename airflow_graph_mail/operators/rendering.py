@@ -9,6 +9,9 @@ What differs from Airflow's default, and why:
 - Each field renders within a time limit (the operator's ``render_timeout``, or the task's
   ``execution_timeout`` if shorter): Airflow renders before the execution timeout starts, so an endless
   loop in a template would otherwise hold a worker forever. The error names the field.
+- A template that raises from its own code (``{{ 1 / 0 }}``, endless recursion, a filter given the wrong
+  type) fails the task at once like a template error, as ``<field>: <ErrorType>: <message>``; an error
+  from outside (an XCom or a Variable out of reach) keeps the task's retries, its field logged.
 - ``cid('chart.png')`` is available in every template.
 
 The hook: Airflow renders a task through ``render_template_fields``, but a mapped task (``.expand()``)
@@ -37,6 +40,9 @@ BODY_TEMPLATE_EXT = (".html", ".htm", ".txt", ".j2")
 CONTENT_FIELDS = ("attachments", "inline_images")
 # Seconds a field may take to render when the task sets no shorter execution_timeout.
 DEFAULT_RENDER_TIMEOUT = 60.0
+# What a template's own code raises: the same on every try (with TemplateError and RenderTimeoutError).
+TEMPLATE_FAULTS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RecursionError,
+                   AssertionError)
 
 
 def is_template_file(value) -> bool:
@@ -76,18 +82,32 @@ def time_limit(seconds: float | None, field):
             signal.setitimer(signal.ITIMER_REAL, max(pending - (time.monotonic() - started), 0.001), interval)
 
 
-def raise_permanent(field: str, err: Exception) -> None:
-    """A template that does not parse, names what is not there, or never ends fails the same way on every
-    try: fail the task without using its retries (AirflowFailException, the error as its cause)."""
+def is_template_fault(err: BaseException) -> bool:
+    """A template that does not parse, names what is not there, never ends, or raises from its own code
+    (``{{ 1 / 0 }}``, endless recursion, a filter given the wrong type) fails the same way on every try.
+    Other errors (a connection, an XCom or a Variable out of reach) may pass, and keep the task's retries."""
     from jinja2 import TemplateError
 
     from airflow_graph_mail.errors import RenderTimeoutError
 
-    if isinstance(err, (TemplateError, RenderTimeoutError)):
+    return isinstance(err, (TemplateError, RenderTimeoutError, *TEMPLATE_FAULTS))
+
+
+def render_problem(err: BaseException) -> str:
+    """``<ErrorType>: <message>``, the way every render error is told (after the field it came from). An
+    endless recursion's traceback (a thousand template frames) is dropped: the field and message say it."""
+    if isinstance(err, RecursionError):
+        err.with_traceback(None)
+    return f"{type(err).__name__}: {err}"
+
+
+def raise_permanent(field: str, err: Exception) -> None:
+    """A template fault fails the task without using its retries (AirflowFailException, the error as its
+    cause), as ``<field>: <ErrorType>: <message>``."""
+    if is_template_fault(err):
         from airflow.providers.common.compat.sdk import AirflowFailException
 
-        raise AirflowFailException(f"{field}: {type(err).__name__}: {err} (not retried: a retry cannot fix "
-                                   "this)") from err
+        raise AirflowFailException(f"{field}: {render_problem(err)} (not retried: a retry cannot fix this)") from err
 
 
 def content_env(field: str, jinja_env):
