@@ -26,7 +26,7 @@ def test_list_of_strings_and_graph_dicts():
 
 
 def test_an_address_given_twice_is_refused_case_insensitively():
-    with pytest.raises(MessageValidationError, match="cc: 'A@EXAMPLE.com' is listed twice; remove one"):
+    with pytest.raises(MessageValidationError, match=r"cc: 'A@EXAMPLE\.com' is listed twice; remove one"):
         parse_recipients(["a@example.com", "A@EXAMPLE.com"], field="cc")
 
 
@@ -87,3 +87,101 @@ def test_formatted_list_parses_back_to_the_same_addresses(entries):
     parsed = parse_recipients(text)
     expected = [f"{local}@example.com" for _, local in entries]
     assert [r.address for r in parsed] == expected
+
+
+# -- mail merge: a row's values fill the template's slots, never its structure ----------------------------
+
+# Fragments an attacker would put in a row: address punctuation, quotes, escapes, whole addresses.
+_hostile = st.lists(st.one_of(
+    st.sampled_from(['"', "\\", "<", ">", ",", ";", ":", "(", ")", "[", "]", "@", ".", " ", "eve@evil.example",
+                     "<eve@evil.example>", ">, <eve@evil.example", '", eve@evil.example, "', "Bcc: eve@evil.example",
+                     "dora@example.com"]),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=5)), max_size=6).map("".join)
+_row_email = st.one_of(_local.map(lambda local: f"{local}@example.com"), _hostile)
+
+# (to, cc) as DAG authors write them, and the recipients each gives: the row columns filling each one (a
+# recipient whose columns are all blank is left out, as an empty cc column means no cc; () is a literal).
+_TEMPLATES = [
+    (("{{ row.email }}", ""), [("email",)], []),
+    (("{{ row.name }} <{{ row.email }}>", ""), [("name", "email")], []),
+    (('"{{ row.name }}" <{{ row.email }}>', "boss@contoso.com"), [("name", "email")], [()]),
+    (("{{ row.name }} <{{ row.email }}>, ops@contoso.com", "{{ row.email2 }}"), [("name", "email"), ()],
+     [("email2",)]),
+    ((["{{ row.email }}", "ops@contoso.com"], ["{{ row.name }} <{{ row.email2 }}>"]), [("email",), ()],
+     [("name", "email2")]),
+]
+_LITERALS = {"boss@contoso.com", "ops@contoso.com"}
+
+
+def _row_messages(rows, to, cc=""):
+    from airflow.providers.common.compat.sdk import DAG
+
+    from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator, RowMessages
+
+    with DAG("merge_slots", schedule=None) as dag:
+        merge = GraphMailMergeOperator(task_id="merge", rows=rows, to=to, cc=cc, subject="Statement", body="x")
+    return RowMessages(merge, rows, merge._compile(dag.get_template_env()), {}, None)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(rows=st.lists(st.fixed_dictionaries({"name": _hostile, "email": _row_email, "email2": _row_email}),
+                     min_size=1, max_size=3),
+       template=st.sampled_from(_TEMPLATES))
+def test_a_merge_row_never_adds_a_recipient(rows, template):
+    """Whatever a row holds, its mail goes to as many recipients as the template's text says, each one
+    literally the row's email value or an address written in the template."""
+    (to, cc), to_slots, cc_slots = template
+    messages = _row_messages(rows, to, cc)
+    for position, row in enumerate(rows):
+        try:
+            message = messages[position]
+        except MessageValidationError as err:
+            assert err.field.split("[")[0] in ("to", "cc"), err
+            continue
+        expected = [sum(1 for columns in slots if not columns or any(row[c].strip() for c in columns))
+                    for slots in (to_slots, cc_slots)]
+        assert [len(message.to), len(message.cc)] == expected
+        values = {row["email"].strip(), row["email2"].strip()}
+        assert {r.address for r in [*message.to, *message.cc]} <= values | _LITERALS
+        names = {r.name for r in [*message.to, *message.cc]} - {""}
+        assert names <= {row["name"].strip()}  # a name is the row's name, whole
+
+
+@pytest.mark.parametrize("name", ["Dora <eve@evil.example>, Dora", 'Dora "\\" <eve@evil.example>', "Smith; Ann",
+                                  'x", <eve@evil.example', "Müller, Jürgen (CFO)"])
+def test_a_hostile_display_name_is_one_recipient_in_json_and_mime(name):
+    from email import message_from_bytes
+    from email.policy import default
+
+    from airflow_graph_mail.mail.routing import mime_recipients
+
+    message = _row_messages([{"name": name, "email": "dora@example.com"}], "{{ row.name }} <{{ row.email }}>")[0]
+    assert message.to == [Recipient("dora@example.com", name)]
+    assert message.to_graph()["toRecipients"] == [{"emailAddress": {"address": "dora@example.com", "name": name}}]
+    raw = message.to_mime()
+    assert [(a.display_name, a.addr_spec) for a in message_from_bytes(raw, policy=default)["To"].addresses] == [
+        (name, "dora@example.com")]
+    assert [(h, r.address) for h, r in mime_recipients(raw)] == [("To", "dora@example.com")]
+
+
+def test_a_list_value_gives_one_recipient_per_entry_and_empty_values_none():
+    rows = [{"emails": ["ann@example.com", " bob@example.com "], "cc": "", "none": []}]
+    message = _row_messages(rows, "{{ row.emails }}, {{ row.none }}", "{{ row.cc }}")[0]
+    assert message.to == [Recipient("ann@example.com"), Recipient("bob@example.com")]
+    assert message.cc == []
+
+
+def test_a_recipient_value_is_one_slot_even_in_a_native_dag():
+    """With render_template_as_native_obj a value is still one address: never a string read as a list."""
+    from airflow.providers.common.compat.sdk import DAG
+
+    from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator, RowMessages
+
+    rows = [{"email": "['ann@example.com', 'eve@evil.example']"}]
+    with DAG("merge_native", schedule=None, render_template_as_native_obj=True) as dag:
+        merge = GraphMailMergeOperator(task_id="merge", rows=rows, to="{{ row.email }}", subject="{{ 6 * 7 }}")
+    messages = RowMessages(merge, rows, merge._compile(dag.get_template_env()), {}, None)
+    with pytest.raises(MessageValidationError, match=r"to: \"\['ann@example.com', 'eve@evil.example'\]\" is not"):
+        messages[0]
+    rows[0]["email"] = "ann@example.com"
+    assert messages[0].subject == "42"

@@ -39,7 +39,8 @@ class AllowedDomains:
         return domain in self.exact or any(domain.endswith(suffix) for suffix in self.suffixes)
 
     def check(self, message) -> None:
-        """Every recipient of a Message, a Graph message dict or MIME must be in a listed domain."""
+        """Every address a Message, a Graph message dict or MIME goes to, or that a reply to it reaches
+        (Reply-To), must be in a listed domain."""
         for field, address in recipients_of(message):
             if not self.allows(address):
                 raise MessageValidationError(field, f"{address!r} is outside the allowed recipient domains "

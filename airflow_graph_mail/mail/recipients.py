@@ -67,29 +67,23 @@ def _is_object_id(text: str) -> bool:
         return False
 
 
+# The pieces _split walks over: a quoted display name (backslash escapes inside), an <address> (quotes in it are
+# plain characters; it may be left open), a run of anything else, a separator, or a quote never closed.
+_PIECES = re.compile(r'"(?:[^"\\]|\\.)*"|<[^>]*>?|[^"<,;]+|[,;]|"', re.DOTALL)
+
+
 def _split(text: str) -> list[str]:
     """Split on ',' and ';' outside quoted display names and <...>; nothing is merged or dropped."""
     parts: list[str] = []
     current: list[str] = []
-    quoted, bracket, escaped = False, False, False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quoted:
-            escaped = True
-        elif char == '"' and not bracket:
-            quoted = not quoted
-        elif char == "<" and not quoted:
-            bracket = True
-        elif char == ">" and not quoted:
-            bracket = False
-        elif char in ",;" and not quoted and not bracket:
+    for piece in _PIECES.findall(text):
+        if piece in (",", ";"):
             parts.append("".join(current))
             current = []
-            continue
-        current.append(char)
-    if quoted:
-        raise ValueError(f"unbalanced quote in {text!r}: close the display name's quotes")
+        elif piece == '"':
+            raise ValueError(f"unbalanced quote in {text!r}: close the display name's quotes")
+        else:
+            current.append(piece)
     parts.append("".join(current))
     return [p.strip() for p in parts if p.strip()]
 
@@ -105,6 +99,12 @@ def _parse_one(text: str) -> Recipient:
     if len(name) >= 2 and name[0] == name[-1] == '"':
         name = re.sub(r"\\(.)", r"\1", name[1:-1])
     return Recipient(address=found["address"].strip(), name=name.strip())
+
+
+def parse_shape(text: str) -> list[Recipient]:
+    """A recipient string split and read ("Name <address>"), nothing checked yet: the shape a template's
+    own text gives before its values fill it in (a mail merge). ValueError on an unbalanced quote."""
+    return [_parse_one(part) for part in _split(text)]
 
 
 def _entries(value, field: str) -> Iterable:
@@ -165,7 +165,7 @@ def parse_recipients(value, field: str = "to") -> list[Recipient]:
         if listed and not entry.strip():
             raise MessageValidationError(f"{field}[{position}]", "empty address: remove the entry or fill it in")
         try:
-            found.extend(_parse_one(part) for part in _split(entry))
+            found.extend(parse_shape(entry))
         except ValueError as err:
             raise MessageValidationError(field, str(err)) from None
     seen: dict[str, Recipient] = {}

@@ -1,10 +1,11 @@
-"""Who a message goes to, read the same way from each shape it can take: a Message, a Graph-shaped
-dict, or MIME.
+"""Who a message goes to, and who a reply reaches, read the same way from each shape it can take: a
+Message, a Graph-shaped dict, or MIME.
 
 On the MIME path Graph takes the recipients from the headers that route mail: To, Cc, Bcc and the
 Resent- ones. Each is read with this project's address parser (the one the JSON path uses) and with
 the email package's RFC 5322 parser; when the two disagree, or the header has defects, it is refused
-rather than guessed at, since Exchange might read it a third way.
+rather than guessed at, since Exchange might read it a third way. The headers a reply or a read
+receipt goes to (Reply-To and its kin) are read the same way for the allow-list.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ from airflow_graph_mail.mail.recipients import (
     parse_recipients,
 )
 
-_SINGLE = ("to", "cc", "bcc")  # RFC 5322: at most once each; the Resent- block may repeat
+_COUNTED = ("to", "cc", "bcc")  # Graph's 500 recipients per message
+_SINGLE = (*_COUNTED, "reply-to")  # RFC 5322: at most once each; the Resent- block may repeat
+# Where replies (Reply-To; Mail-Reply-To and Mail-Followup-To, which some clients honour) and read receipts
+# (Disposition-Notification-To, RFC 8098; the older Return-Receipt-To) go: addresses the allow-list covers.
+REPLY_HEADERS = ("reply-to", "mail-reply-to", "mail-followup-to", "disposition-notification-to",
+                 "return-receipt-to")
 _EMPTY_GROUP = re.compile(r'^\s*(?:[^:;,<>"@]+|"[^"]*")\s*:\s*;\s*$')  # undisclosed-recipients:;
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_GRAPH_FIELDS = (("to", "toRecipients"), ("cc", "ccRecipients"), ("bcc", "bccRecipients"))
+_GRAPH_FIELDS = (("to", "toRecipients"), ("cc", "ccRecipients"), ("bcc", "bccRecipients"), ("reply_to", "replyTo"))
 
 
 def _header_text(name: str, raw: str) -> str:
@@ -54,7 +60,7 @@ def _strict_addresses(name: str, value: str) -> list[Recipient]:
         raise MessageValidationError(name, f"{err.problem} (in a MIME header, give addresses as "
                                      "\"Name\" <address>, separated by commas; groups and comments are not "
                                      "accepted)") from None
-    header = default.header_factory(name, value)
+    header = default.header_factory("To", value)  # each header read here is an address list, parsed as To is
     if header.defects:
         raise MessageValidationError(name, f"cannot be read strictly ({header.defects[0]}); give addresses as "
                                      "\"Name\" <address>, separated by commas")
@@ -68,6 +74,13 @@ def _strict_addresses(name: str, value: str) -> list[Recipient]:
 
 def mime_recipients(mime) -> list[tuple[str, Recipient]]:
     """(header, recipient) for every address in the headers that route a MIME message, checked strictly."""
+    found = _mime_addresses(mime, ROUTING)
+    check_recipient_count(*([r] for h, r in found if h.lower() in _COUNTED))
+    return found
+
+
+def _mime_addresses(mime, names: tuple[str, ...]) -> list[tuple[str, Recipient]]:
+    """(header, address) for every address in the MIME headers ``names`` (lower case), checked strictly."""
     if isinstance(mime, EmailMessage):
         mime = mime.as_bytes()
     if isinstance(mime, str):
@@ -80,21 +93,22 @@ def mime_recipients(mime) -> list[tuple[str, Recipient]]:
     seen: set[str] = set()
     for name, raw in headers.raw_items():
         key = name.lower()
-        if key not in ROUTING:
+        if key not in names:
             continue
         if key in _SINGLE and key in seen:
             raise MessageValidationError(name, "appears twice in the MIME headers; give one header listing all "
                                          "its addresses")
         seen.add(key)
         found.extend((name, recipient) for recipient in _strict_addresses(name, _header_text(name, raw)))
-    check_recipient_count(*([r] for h, r in found if h.lower() in _SINGLE))
     return found
 
 
 def recipients_of(message) -> list[tuple[str, str]]:
-    """(field, address) for to, cc and bcc (and Resent- headers in MIME) of any message form."""
+    """(field, address) for to, cc, bcc and reply_to (and Resent- and reply headers in MIME) of any message
+    form: every address the message goes to, or a reply to it can reach."""
     if isinstance(message, (bytes, bytearray, str, EmailMessage)):
-        return [(field, recipient.address) for field, recipient in mime_recipients(message)]
+        return [(field, recipient.address) for field, recipient in
+                [*mime_recipients(message), *_mime_addresses(message, REPLY_HEADERS)]]
     if isinstance(message, Mapping):
         return [(graph, r.address) for _, graph in _GRAPH_FIELDS
                 for r in parse_recipients(one_of(graph, message, graph), field=graph)]

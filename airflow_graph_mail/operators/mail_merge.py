@@ -6,15 +6,17 @@ imported in ``execute``.
 
 from __future__ import annotations
 
-from collections import Counter
+import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_graph_mail.errors import RenderTimeoutError
+from airflow_graph_mail.errors import MessageValidationError, RenderTimeoutError
 from airflow_graph_mail.operators.graph_mail import OUTCOMES_KEY, _GraphMessageOperator
 from airflow_graph_mail.operators.rendering import (
     content_env,
     is_template_file,
+    render_problem,
     render_seconds,
     template_source,
     time_limit,
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 _ROW_LABEL = "rows[{position}].{field}"
 _ROW_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "body", "attachments", "inline_images", "importance",
                "headers")
+_RECIPIENT_FIELDS = ("to", "cc", "bcc", "reply_to")
+# A value in a recipient field, while the template's own text is read: its JSON, hex-encoded, between two
+# private-use characters. Nothing in a value can reach the text that is parsed for addresses.
+_SLOT = re.compile("\ue000([0-9a-f]*)\ue001")
 
 
 class GraphMailMergeOperator(_GraphMessageOperator):
@@ -37,6 +43,13 @@ class GraphMailMergeOperator(_GraphMessageOperator):
     checked before anything is sent; the rendered mails are not kept (each is rendered again as it is
     sent), so memory does not grow with the number of rows. ``check_only=True`` stops after the check.
 
+    Row values are data: they never add a recipient or a header. In to, cc, bcc and reply_to the
+    template's own text gives the addresses, and each ``{{ ... }}`` fills one address or one display
+    name: with ``to="{{ row.name }} <{{ row.email }}>"`` a name ``Dora <eve@x.com>, Dora`` is one display
+    name, and an email ``gus@x.com>, <eve@x.com`` is an invalid address (the row's error), never a second
+    recipient. A list value (JSON rows, XCom) gives one address per entry, the way to give several;
+    ``"a@x.com, b@x.com"`` in one value is one (invalid) address.
+
     Messages go out concurrently, at most ``concurrency`` requests at a time (Graph allows 4 per mailbox),
     slowing down when Graph throttles. Each row's outcome is pushed to XCom (key ``outcomes``). If any
     row fails, the task fails naming them; its retry sends only the rows that did not go out.
@@ -45,6 +58,9 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         .csv, .json or .jsonl file path or fsspec URI. Keep them in the same order across retries, or set
         ``key_field``. (templated)
     :param key_field: a row column that identifies the mail (e.g. "email"); by default the row's position.
+        Values are compared as Exchange compares addresses, without regard to case or surrounding spaces:
+        ``Fay@Example.com`` and ``fay@example.com`` are one recipient, so two such rows are refused (naming
+        both) rather than sending her two mails. Keys are used as given, so keys of earlier runs still match.
     :param concurrency: concurrent requests to the mailbox, 1 to 4.
     :param save_to_sent_items: keep copies in Sent Items (needed to recognise rows already sent).
     :param idempotency_key: a base for every row's key (e.g. "statements-{{ ds }}") to send once across
@@ -86,7 +102,7 @@ class GraphMailMergeOperator(_GraphMessageOperator):
     def _merge(self, context: Context) -> dict[str, int]:
         import time
 
-        from airflow_graph_mail.errors import BatchFailedError, MessageValidationError
+        from airflow_graph_mail.errors import BatchFailedError
         from airflow_graph_mail.graph.bulk import check_all
         from airflow_graph_mail.mail.attachments import cid
         from airflow_graph_mail.mail.rows import load_rows
@@ -98,14 +114,20 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         messages = RowMessages(self, rows, self._compile(env), context,
                                render_seconds(self.render_timeout, self.execution_timeout))
         keys, check_first = [], False
+        firsts: dict[str, int] = {}  # a key as compared -> the first row holding it
         for position, row in enumerate(rows):
-            ident = position if self.key_field is None else _key_value(row, self.key_field, position)
+            ident: int | str = position
+            if self.key_field is not None:
+                ident = _key_value(row, self.key_field, position)
+                first = firsts.setdefault(ident.strip().casefold(), position)
+                if first != position:
+                    raise MessageValidationError(
+                        f"rows[{position}].{self.key_field}", f"{ident!r} is also the key of rows[{first}] "
+                        f"({_key_value(rows[first], self.key_field, first)!r}); key_field must identify each row, "
+                        "compared as Exchange compares addresses (without regard to case or surrounding spaces): "
+                        "remove or merge one of the two rows")
             key, check_first = self.idempotency(context, ident)
             keys.append(key)
-        duplicates = sorted(k for k, n in Counter(keys).items() if k is not None and n > 1)
-        if self.key_field and duplicates:
-            raise MessageValidationError(f"rows.{self.key_field}", f"the same value in several rows "
-                                         f"({', '.join(duplicates[:3])}); key_field must identify each row")
         hook = self.get_hook()
         started = time.monotonic()
         check_all(hook.client, messages, label=_ROW_LABEL)
@@ -131,15 +153,17 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         """Each row field's templates, compiled once for all rows (the body's file read once)."""
         from jinja2 import TemplateError
 
-        from airflow_graph_mail.errors import MessageValidationError
-
         templates = {}
         for name in _ROW_FIELDS:
             value = getattr(self, name)
             try:
                 if name == "body" and is_template_file(value):
                     value = template_source(env, value)
-                templates[name] = _compiled(value, self.body_env(env) if name == "body" else content_env(name, env))
+                if name in _RECIPIENT_FIELDS and isinstance(value, (str, list, tuple)):
+                    templates[name] = RecipientTemplates(value, env)
+                else:
+                    templates[name] = _compiled(value, self.body_env(env) if name == "body" else
+                                                content_env(name, env))
             except TemplateError as err:
                 raise MessageValidationError(name, f"{type(err).__name__}: {err}") from None
         return templates
@@ -158,10 +182,8 @@ class RowMessages(Sequence):
         return len(self.rows)
 
     def __getitem__(self, position):  # a Sequence's index (slices are not asked for)
-        from jinja2 import TemplateError
-
-        from airflow_graph_mail.errors import MessageValidationError
         from airflow_graph_mail.mail.message import Message
+        from airflow_graph_mail.operators.rendering import is_template_fault
 
         row_context = {**self.context, "row": self.rows[position]}
         fields: dict[str, Any] = {}
@@ -169,12 +191,93 @@ class RowMessages(Sequence):
         try:
             with time_limit(self.limit, lambda: current):
                 for current, template in self.templates.items():
-                    fields[current] = _rendered(template, row_context)
-        except TemplateError as err:
-            raise MessageValidationError(current, f"{type(err).__name__}: {err}") from None
+                    fields[current] = _rendered(template, row_context, current)
         except RenderTimeoutError as err:
             raise RenderTimeoutError(_ROW_LABEL.format(position=position, field=err.field), err.seconds) from None
+        except MessageValidationError:
+            raise
+        except Exception as err:  # the stack is unwound here, even after an endless recursion
+            if not is_template_fault(err):
+                self.operator.log.error("Rendering %s failed", _ROW_LABEL.format(position=position, field=current))
+                raise
+            raise MessageValidationError(current, render_problem(err)) from None
         return Message(body_type=self.operator.body_type, max_glob_matches=self.operator.max_glob_matches, **fields)
+
+
+class RecipientTemplates:
+    """A recipient field of the merge (a string, or a list of strings and Graph recipient dicts), compiled
+    so that each ``{{ ... }}`` fills one slot of the address grammar: its text is split into addresses and
+    display names first, then the values fill them in. A row value is one address or one display name (a
+    list value: one address per entry), whatever punctuation it holds."""
+
+    def __init__(self, value: str | list | tuple, env):
+        previous = env.finalize
+        slots = env.overlay(finalize=(lambda v: _slot(previous(v))) if previous else _slot)
+        self.listed = not isinstance(value, str)
+        self.entries = [slots.from_string(entry) if isinstance(entry, str) else _compiled(entry, env)
+                        for entry in ([value] if isinstance(value, str) else value)]
+
+    def render(self, context: dict, field: str) -> list:
+        """Recipient objects (and Graph dicts as rendered), for Message to check."""
+        from jinja2 import Template
+
+        found: list = []
+        for position, entry in enumerate(self.entries):
+            if not isinstance(entry, Template):
+                found.append(_rendered(entry, context, field))
+                continue
+            # generate(), not render(): a native DAG's render() would read the text as a Python literal
+            filled = _filled(field, "".join(str(piece) for piece in entry.generate(context)))
+            if self.listed and not filled:
+                raise MessageValidationError(f"{field}[{position}]", "empty address: remove the entry or fill it in")
+            found.extend(filled)
+        return found
+
+
+def _slot(value) -> str:
+    """The recipient fields' ``finalize``: a value (a list: its entries) as an opaque slot."""
+    value = [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
+    return "\ue000" + json.dumps(value).encode("utf-8").hex() + "\ue001"
+
+
+def _value(slot: re.Match):
+    return json.loads(bytes.fromhex(slot[1]).decode("utf-8"))
+
+
+def _fill(text: str) -> str:
+    """Text with its slots filled (a list value's entries joined, as in a display name)."""
+    def value(slot: re.Match) -> str:
+        found = _value(slot)
+        return ", ".join(found) if isinstance(found, list) else found
+
+    return _SLOT.sub(value, text).strip()
+
+
+def _filled(field: str, text: str) -> list:
+    """The addresses the template's text gives, each slot filled with its value."""
+    from airflow_graph_mail.mail.recipients import Recipient, is_valid_address, parse_shape
+
+    try:
+        shapes = parse_shape(text)
+    except ValueError:
+        raise MessageValidationError(field, "unbalanced quote in the template's text: close the display name's "
+                                     "quotes") from None
+    found: list[Recipient] = []
+    for shape in shapes:
+        whole = _SLOT.fullmatch(shape.address)
+        value = _value(whole) if whole and not shape.name else None
+        if isinstance(value, list):  # a list value alone: one address per entry
+            found.extend(Recipient(entry.strip()) for entry in value)
+            continue
+        recipient = Recipient(_fill(shape.address), _fill(shape.name))
+        if recipient.address or recipient.name:  # an empty value (no cc for this row) gives no recipient
+            found.append(recipient)
+    for recipient in found:
+        if re.search(r"[,;<>]", recipient.address) and not is_valid_address(recipient.address):
+            raise MessageValidationError(field, f"{recipient.address!r} is not a valid e-mail address: each "
+                                         "{{ ... }} fills one address or one display name; give several addresses "
+                                         "as a list")
+    return found
 
 
 def _compiled(value, env):
@@ -188,21 +291,21 @@ def _compiled(value, env):
     return value
 
 
-def _rendered(value, context: dict):
+def _rendered(value, context: dict, field: str):
     from jinja2 import Template
 
+    if isinstance(value, RecipientTemplates):
+        return value.render(context, field)
     if isinstance(value, Template):
         return value.render(context)
     if isinstance(value, list):
-        return [_rendered(v, context) for v in value]
+        return [_rendered(v, context, field) for v in value]
     if isinstance(value, dict):
-        return {k: _rendered(v, context) for k, v in value.items()}
+        return {k: _rendered(v, context, field) for k, v in value.items()}
     return value
 
 
 def _key_value(row: dict, key_field: str, position: int) -> str:
-    from airflow_graph_mail.errors import MessageValidationError
-
     value = row.get(key_field)
     if value in (None, ""):
         raise MessageValidationError(f"rows[{position}].{key_field}", "empty, but key_field names it; every row "
