@@ -74,6 +74,22 @@ def dora(**values):
     return [{"name": "Dora", "email": "dora@example.com", **values}]
 
 
+def reports_of(row_id: str, *, shape: str = "path"):
+    """A merge attaching each row's own report, ``reports/{{ row.id }}.pdf``, from a folder holding two."""
+    def run(ctx):
+        folder = ctx.tmp / "reports"
+        folder.mkdir(exist_ok=True)
+        for name in ("ann.pdf", "bob.pdf"):
+            (folder / name).write_bytes(b"%PDF-1.4 " + name.encode())
+        (ctx.tmp / "secret.pdf").write_bytes(b"%PDF-1.4 not for customers")
+        path = f"{folder}/{{{{ row.id }}}}.pdf"
+        attachments = {"path": [path], "dict": [{"path": path}], "inline": None}[shape]
+        inline = {"chart": path} if shape == "inline" else None
+        return run_merge(ctx, dora(id=row_id), attachments=attachments, inline_images=inline,
+                         body='<img src="cid:chart">' if inline else "")
+    return run
+
+
 def hook_send(message, allow="example.com"):
     return lambda ctx: ctx.hook(allow).send_mail(message)
 
@@ -119,6 +135,15 @@ def draft_given_outside_reply_to(ctx):
 
 ROWS = [
     # (case, action, error type, field named, text)
+    # -- a row value in an attachment path names one file: no glob, no walking up ---------------------------
+    ("row value as a glob in an attachment path", reports_of("*"), MessageValidationError, "rows[0].attachments",
+     "matched no file"),
+    ("row value as a glob in an attachment dict", reports_of("[ab]*", shape="dict"), MessageValidationError,
+     "rows[0].attachments", "matched no file"),
+    ("row value walking up from the reports folder", reports_of("../secret"), MessageValidationError,
+     "rows[0].attachments", "'../secret' cannot name a parent folder ('..')"),
+    ("row value walking up in an inline image", reports_of("../secret", shape="inline"), MessageValidationError,
+     "rows[0].inline_images", "'../secret' cannot name a parent folder ('..')"),
     # -- a row value fills one address or one display name, never more ----------------------------------
     ("email closing its bracket to add an address", merge(dora(email="gus@example.com>, <eve@evil.example"),
                                                          to=README_TO), MessageValidationError, "rows[0].to",

@@ -29,6 +29,7 @@ _ROW_LABEL = "rows[{position}].{field}"
 _ROW_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "body", "attachments", "inline_images", "importance",
                "headers")
 _RECIPIENT_FIELDS = ("to", "cc", "bcc", "reply_to")
+_SOURCE_FIELDS = ("attachments", "inline_images")
 # A value in a recipient field, while the template's own text is read: its JSON, hex-encoded, between two
 # private-use characters. Nothing in a value can reach the text that is parsed for addresses.
 _SLOT = re.compile("\ue000([0-9a-f]*)\ue001")
@@ -161,6 +162,8 @@ class GraphMailMergeOperator(_GraphMessageOperator):
                     value = template_source(env, value)
                 if name in _RECIPIENT_FIELDS and isinstance(value, (str, list, tuple)):
                     templates[name] = RecipientTemplates(value, env)
+                elif name in _SOURCE_FIELDS:
+                    templates[name] = _compiled_sources(value, content_env(name, env), _literal_paths(env, name))
                 else:
                     templates[name] = _compiled(value, self.body_env(env) if name == "body" else
                                                 content_env(name, env))
@@ -278,6 +281,42 @@ def _filled(field: str, text: str) -> list:
                                          "{{ ... }} fills one address or one display name; give several addresses "
                                          "as a list")
     return found
+
+
+def _literal_paths(env, field: str):
+    """The environment for attachment paths: a row value in a path names one file, in the folder the
+    template's text gives. Glob characters in it match themselves, and it cannot walk up ('..')."""
+    import glob
+
+    def literal(value) -> str:
+        text = str(value)
+        if ".." in re.split(r"[/\\]", text):
+            raise MessageValidationError(field, f"{text!r} cannot name a parent folder ('..'): a row value in an "
+                                         "attachment path names a file in the folder the template gives")
+        return glob.escape(text)
+
+    previous = env.finalize
+    return env.overlay(finalize=(lambda v: literal(previous(v))) if previous else literal)
+
+
+def _compiled_sources(value, env, path_env):
+    """Attachment sources (a field's value: one source, a list of them, or inline images' {content id:
+    source}): a path or URI -- a string, or a dict's path or uri -- takes row values literally; names
+    and contents are rendered as they are."""
+    def source(item):
+        if isinstance(item, str):
+            return path_env.from_string(item)
+        if isinstance(item, dict):
+            return {k: path_env.from_string(v) if k in ("path", "uri") and isinstance(v, str) else _compiled(v, env)
+                    for k, v in item.items()}
+        return _compiled(item, env)  # a (name, content) pair, or anything Message will refuse
+
+    if isinstance(value, (list, tuple)) and not (len(value) == 2 and isinstance(value[0], str)
+                                                 and not isinstance(value[1], str)):
+        return [source(item) for item in value]
+    if isinstance(value, dict) and not {"path", "uri", "content", "content_base64"} & set(value):
+        return {content_id: source(item) for content_id, item in value.items()}  # inline images
+    return source(value)
 
 
 def _compiled(value, env):
