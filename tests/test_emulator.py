@@ -23,6 +23,13 @@ def test_openid_configuration_and_token(http, graph_emulator):
     assert set(claims["roles"]) == {"Mail.Send", "Mail.ReadWrite"} and claims["tid"] == graph_emulator.tenant_id
 
 
+def test_a_token_request_that_is_not_utf8_is_refused_as_entra_refuses_it(http, graph_emulator):
+    answer = http.post(f"{graph_emulator.base_url}/{graph_emulator.tenant_id}/oauth2/v2.0/token",
+                       data=b"grant_type=\xff\xfe&client_id=\xc3", headers={
+                           "Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 400 and answer.json()["error"] == "unsupported_grant_type"
+
+
 def test_token_errors(http, graph_emulator):
     wrong = get_token(http, graph_emulator, secret="nope")
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
@@ -298,3 +305,123 @@ def test_the_command_has_a_fixed_port_and_imports_nothing_of_airflow(tmp_path):
                                "sys.modules} & {'airflow', 'msal', 'requests'}))"],
                               capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"  # any project's tests can use it, Airflow or not
+
+
+LINE_BREAKS = {
+    "subject": "Weekly report\r\nBcc: evil@evil.example",
+    "name": 'Ann "the boss", <x@evil.example>\r\nBcc: evil@evil.example',
+    "header": "run 7\r\nBcc: evil@evil.example",
+}
+
+
+def _headers_of(raw: bytes):
+    from email import policy
+    from email.parser import BytesParser
+
+    return BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+
+
+def test_line_breaks_in_a_subject_or_a_name_are_kept_and_written_safely(graph, graph_emulator, http, tmp_path):
+    """Graph keeps a subject or a display name as given; every MIME the emulator writes of it ($value, the
+    .eml export, the viewer's source) holds it on one line, so it can never add a header or a recipient."""
+    message = simple(subject=LINE_BREAKS["subject"],
+                     toRecipients=[{"emailAddress": {"address": "ann@example.com", "name": LINE_BREAKS["name"]}}],
+                     internetMessageHeaders=[{"name": "x-run", "value": LINE_BREAKS["header"]}])
+    assert graph("POST", "/sendMail", json={"message": message}).status_code == 202
+    draft = graph("POST", "/messages", json=simple(to="ann@example.com\r\nBcc: evil@evil.example")).json()
+    (received,) = graph_emulator.messages("ann@example.com")
+    (sent,) = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+    assert received["subject"] == sent["subject"] == LINE_BREAKS["subject"]  # stored as given
+    for message_id in (sent["id"], draft["id"], received["id"]):
+        value = graph("GET", f"/messages/{message_id}/$value") if message_id != received["id"] else None
+        assert value is None or value.status_code == 200, value.text
+        for raw in ([value.content] if value else []) + [
+                http.get(f"{graph_emulator.base_url}/_emulator/messages/{message_id}.eml").content,
+                http.get(f"{graph_emulator.base_url}/_viewer/messages/{message_id}/source").content]:
+            headers = _headers_of(raw)
+            assert "Bcc" not in headers and len(headers.get_all("Subject")) == 1
+            assert len(headers["To"].addresses) == 1
+        assert http.get(f"{graph_emulator.base_url}/_viewer/messages/{message_id}").status_code == 200
+    headers = _headers_of(graph_emulator.eml(received["id"]))
+    assert str(headers["Subject"]) == "Weekly report  Bcc: evil@evil.example"
+    assert headers["To"].addresses[0].addr_spec == "ann@example.com"
+    assert headers["To"].addresses[0].display_name == 'Ann "the boss", <x@evil.example>  Bcc: evil@evil.example'
+    assert str(headers["x-run"]) == "run 7  Bcc: evil@evil.example"
+    assert len(graph_emulator.export_eml(graph_emulator.default_sender, tmp_path, "sentitems")) == 1
+
+
+def test_a_bounce_of_a_message_with_a_line_break_in_its_subject(graph, graph_emulator):
+    graph_emulator.set_ndr_delay(0)
+    graph_emulator.bounce("gone@example.com", "5.1.1")
+    sent = graph("POST", "/sendMail", json={"message": simple(to="gone@example.com", subject="a\r\nb")})
+    assert sent.status_code == 202, sent.text
+    (report,) = graph_emulator.messages(graph_emulator.default_sender)
+    assert report["subject"] == "Undeliverable: a\r\nb"
+    assert str(_headers_of(graph_emulator.eml(report["id"]))["Subject"]) == "Undeliverable: a  b"
+
+
+def test_mime_in_a_charset_python_does_not_know_is_read(graph, graph_emulator, http):
+    """A MIME body in an unknown charset, with a subject whose encoded word hides a line break: accepted, read
+    as UTF-8, shown by the viewer (never a 500)."""
+    raw = (b"From: airflow@contoso.com\r\nTo: ann@example.com\r\nSubject: =?utf-8?q?caf=C3=A9=0D=0AX-Injected:_1?=\r\n"
+           b"Content-Type: text/plain; charset=x-unknown-charset\r\n\r\nbody text\r\n")
+    answer = graph("POST", "/sendMail", data=base64.b64encode(raw), headers={"Content-Type": "text/plain"})
+    assert answer.status_code == 202, answer.text
+    (received,) = graph_emulator.messages("ann@example.com")
+    assert received["body"]["content"].strip() == "body text" and received["subject"] == "café\r\nX-Injected: 1"
+    page = http.get(f"{graph_emulator.base_url}/_viewer/messages/{received['id']}")
+    assert page.status_code == 200 and "body text" in page.text
+
+
+def test_private_files_are_created_private(tmp_path, graph, monkeypatch):
+    """The server key, the credentials, the mailboxes (and SQLite's journal of them) and upload files are
+    private from the moment they exist: no chmod afterwards, which would leave a window."""
+    import os
+
+    monkeypatch.setattr(os, "chmod", lambda *args, **kwargs: None)  # only the mode given at creation counts
+    previous = os.umask(0o022)
+    try:
+        with GraphEmulator(tmp_path) as emu:
+            session = requests.Session()
+            session.verify, session.trust_env = str(emu.ca_path), False
+            token = get_token(session, emu).json()["access_token"]
+            url = f"{emu.base_url}/v1.0/users/{emu.default_sender}/messages"
+            draft = session.post(url, json=simple(), headers={"Authorization": f"Bearer {token}"}).json()
+            created = session.post(f"{url}/{draft['id']}/attachments/createUploadSession", json={"AttachmentItem": {
+                "attachmentType": "file", "name": "big.bin", "size": 4_000_000}},
+                headers={"Authorization": f"Bearer {token}"})
+            assert created.status_code == 201
+            (upload,) = (tmp_path / "uploads").iterdir()
+            files = [tmp_path / name for name in ("emulator.json", "airflow-connection.json", "tls/server-key.pem",
+                                                   "mail.sqlite", "mail.sqlite-wal")] + [upload]
+            modes = {str(path.relative_to(tmp_path)): oct(path.stat().st_mode & 0o777) for path in files}
+    finally:
+        os.umask(previous)
+    assert set(modes.values()) == {oct(0o600)}, modes
+
+
+def test_a_state_directory_from_before_is_made_private(tmp_path):
+    with GraphEmulator(tmp_path):
+        pass
+    (tmp_path / "mail.sqlite").chmod(0o644)
+    with GraphEmulator(tmp_path):
+        assert (tmp_path / "mail.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_paths_handed_out_are_absolute(tmp_path, monkeypatch, capsys):
+    """A scheduler started in another directory must find the CA bundle the emulator wrote."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    with GraphEmulator(".emulator") as emu:
+        written = json.loads((tmp_path / ".emulator" / "airflow-connection.json").read_text())
+        bundles = [emu.connection()["extra"]["ca_bundle"], written["extra"]["ca_bundle"], str(emu.ca_path)]
+        emu.store.send_new(emu.store.find_mailbox(emu.default_sender), simple(), [], True)
+        exported = emu.export_eml("ann@example.com", "out")
+    monkeypatch.chdir("/")
+    assert all(Path(bundle).is_absolute() and Path(bundle).is_file() for bundle in bundles), bundles
+    assert [path.parent for path in exported] == [tmp_path / "out"] and emu.state_dir == tmp_path / ".emulator"
+    monkeypatch.chdir(tmp_path)
+    assert emulator_main(["--state-dir", ".emulator", "--export-eml", "exported"]) == 0
+    (printed,) = capsys.readouterr().out.split()
+    assert Path(printed).is_absolute() and Path(printed).parent == tmp_path / "exported" / "ann@example.com"

@@ -122,3 +122,25 @@ def test_fault_rates_are_drawn_per_request(graph, graph_emulator):
     assert refused and all(r["fault"] == 503 for r in refused)
     graph_emulator.reset()
     assert graph("POST", "/sendMail", json={"message": simple()}).status_code == 202
+
+
+def test_an_unknown_address_in_the_senders_own_domain_bounces(graph, graph_emulator):
+    """The mailboxes' domain (contoso.com) is one of the tenant's accepted domains, as Exchange requires of
+    any address it gives a mailbox: mail to an address there that no user has bounces with 5.1.10."""
+    graph_emulator.set_ndr_delay(0)
+    assert graph_emulator.default_sender.endswith("@contoso.com")
+    assert graph("POST", "/sendMail", json={"message": simple(to="nobody@contoso.com", subject="lost")}).status_code \
+        == 202
+    assert graph_emulator.messages("nobody@contoso.com") == []
+    (report,) = graph_emulator.messages(graph_emulator.default_sender)
+    assert report["subject"] == "Undeliverable: lost" and b"Status: 5.1.10" in graph_emulator.eml(report["id"])
+    expanded = graph("GET", f"/messages/{report['id']}", params={
+        "$expand": "singleValueExtendedProperties($filter=id eq 'String 0x001A')"}).json()
+    assert expanded["singleValueExtendedProperties"] == [{"id": "String 0x1a", "value": "REPORT.IPM.Note.NDR"}]
+    graph_emulator.add_user("known@contoso.com")
+    graph_emulator.add_user("ops@fabrikam.example")  # a user's domain is accepted too
+    assert graph("POST", "/sendMail", json={"message": simple(to="known@contoso.com")}).status_code == 202
+    assert graph("POST", "/sendMail", json={"message": simple(to="gone@fabrikam.example")}).status_code == 202
+    assert [m["subject"] for m in graph_emulator.messages("known@contoso.com")] == ["Hi"]
+    assert graph_emulator.messages("gone@fabrikam.example") == []
+    assert len(graph_emulator.messages(graph_emulator.default_sender)) == 2  # a second report

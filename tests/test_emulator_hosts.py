@@ -73,15 +73,38 @@ def test_the_pytest_plugin_serves_a_project_without_airflow(tmp_path):
             _, body = post(f"https://login.microsoftonline.com/{emu.tenant_id}/oauth2/v2.0/token", form, {})
             token = json.loads(body)["access_token"]
             message = {"message": {"subject": "from another project",
-                                   "toRecipients": [{"emailAddress": {"address": "ann@contoso.com"}}]}}
+                                   "toRecipients": [{"emailAddress": {"address": "ann@fabrikam.com"}}]}}
             status, _ = post(f"https://graph.microsoft.com/v1.0/users/{emu.default_sender}/sendMail",
                              json.dumps(message).encode(),
                              {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
             assert status == 202
-            assert [m["subject"] for m in emu.messages("ann@contoso.com")] == ["from another project"]
+            assert [m["subject"] for m in emu.messages("ann@fabrikam.com")] == ["from another project"]
             assert "airflow" not in sys.modules
     '''))
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                          cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout
+
+
+def test_host_name_mode_keeps_what_the_process_trusted(graph_emulator, tmp_path, monkeypatch):
+    """A corporate CA trusted through SSL_CERT_FILE and REQUESTS_CA_BUNDLE stays trusted inside
+    microsoft_hosts(): the bundle it installs adds the emulator's CA to what was trusted, never replaces it."""
+    import ssl
+    import urllib.request
+
+    import requests
+
+    with GraphEmulator(tmp_path / "corporate") as corporate:  # a host only the corporate CA vouches for
+        monkeypatch.setenv("SSL_CERT_FILE", str(corporate.ca_path))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(corporate.ca_path))
+        internal = f"{corporate.base_url}/_viewer/version"
+        with microsoft_hosts(graph_emulator):
+            assert requests.get(internal, timeout=10).status_code == 200
+            with urllib.request.urlopen(internal, context=ssl.create_default_context(), timeout=10) as answer:
+                assert answer.status == 200
+            assert requests.get(f"https://graph.microsoft.com/v1.0/users/{graph_emulator.default_sender}/messages",
+                                timeout=10).status_code == 401  # the emulator, trusted, asking for a token
+        import os
+
+        assert os.environ["SSL_CERT_FILE"] == os.environ["REQUESTS_CA_BUNDLE"] == str(corporate.ca_path)

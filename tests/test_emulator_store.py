@@ -16,7 +16,7 @@ KEY = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name key"
 
 def message(n: int) -> dict:
     return {"subject": f"statement {n}", "body": {"contentType": "text", "content": "x"},
-            "toRecipients": [{"emailAddress": {"address": f"customer{n % 50}@contoso.com"}}],
+            "toRecipients": [{"emailAddress": {"address": f"customer{n % 50}@fabrikam.com"}}],
             "singleValueExtendedProperties": [{"id": KEY, "value": f"key-{n}"}]}
 
 
@@ -65,7 +65,7 @@ def test_attachment_bytes_are_stored_once_and_go_with_the_last_copy(tmp_path):
     sender = store.add_user("airflow@contoso.com")
     attachment = {"name": "report.csv", "contentType": "text/csv", "isInline": False, "contentId": None,
                   "content": b"a,b\n1,2\n" * 1000}
-    many = {**message(1), "toRecipients": [{"emailAddress": {"address": f"r{n}@contoso.com"}} for n in range(5)]}
+    many = {**message(1), "toRecipients": [{"emailAddress": {"address": f"r{n}@fabrikam.com"}} for n in range(5)]}
     store.send_new(sender, many, [attachment], True)
     rows = store._db.execute("SELECT COUNT(*) FROM attachments").fetchone()[0]
     contents = store._db.execute("SELECT COUNT(*) FROM contents").fetchone()[0]
@@ -102,7 +102,7 @@ def old_state(tmp_path):
     db.executescript(OLD_SCHEMA)
     db.execute("INSERT INTO mailboxes VALUES ('m1', 'airflow@contoso.com', 'airflow', 1, 1)")
     draft = {"id": "AAMkAGolddraft0000000000000000000000", "subject": "kept", "isDraft": True,
-             "toRecipients": [{"emailAddress": {"address": "ann@contoso.com"}}],
+             "toRecipients": [{"emailAddress": {"address": "ann@fabrikam.com"}}],
              "body": {"contentType": "text", "content": "x"}, "createdDateTime": "2026-01-01T00:00:00Z"}
     import json
 
@@ -120,6 +120,6 @@ def test_a_state_directory_from_before_keeps_its_attachments(old_state):
         assert emulator.attachment_bytes(draft_id) == {"old.txt": b"old bytes"}
         sender = emulator.store.find_mailbox("airflow@contoso.com")
         emulator.store.send_draft(sender, draft_id)
-        delivered = emulator.messages("ann@contoso.com")
+        delivered = emulator.messages("ann@fabrikam.com")
         assert [m["subject"] for m in delivered] == ["kept"]
         assert emulator.attachment_bytes(delivered[0]["id"]) == {"old.txt": b"old bytes"}

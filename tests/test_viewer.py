@@ -215,3 +215,59 @@ def test_demo_serve_keeps_the_viewer_up_until_interrupted(tmp_path):
         assert "Stopped." in demo.stdout.read()
     finally:
         demo.kill()
+
+
+def test_a_stored_content_type_never_reaches_a_header(graph, http, graph_emulator):
+    """A state directory from before the API refused them may hold attachments whose content type ends the
+    headers early: the download and the cid: answers name a media type of their own, never the stored text."""
+    body = {"contentType": "html", "content": '<img src="cid:logo">'}
+    draft = graph("POST", "/messages", json={"subject": "old state", "body": body}).json()
+    mailbox = graph_emulator.store.find_mailbox(graph_emulator.default_sender)
+    for name, content_type, cid in (("page.html", "text/html\r\n\r\n<script>alert(1)</script>", None),
+                                    ("logo.png", "image/png\r\nX-Injected: 1", "logo")):
+        graph_emulator.store.add_attachment(mailbox, draft["id"], {"name": name, "contentType": content_type,
+                                                                   "isInline": cid is not None, "contentId": cid,
+                                                                   "content": b"<script>alert(1)</script>"})
+    base = f"{graph_emulator.base_url}/_viewer/messages/{draft['id']}"
+    page = {a["name"]: a for a in graph_emulator.full_message(draft["id"])["attachments"]}["page.html"]
+    download = http.get(f"{base}/attachments/{page['id']}")
+    inline = http.get(f"{base}/cid/logo")
+    for answer in (download, inline):
+        assert answer.status_code == 200 and "X-Injected" not in answer.headers
+        assert answer.content == b"<script>alert(1)</script>"  # the bytes, never a page of the viewer's origin
+    assert download.headers["Content-Type"] == "application/octet-stream"
+    assert download.headers["Content-Disposition"].startswith("attachment;")
+    assert inline.headers["Content-Type"] == "application/octet-stream"  # not a media type: not an image
+    assert http.get(base).status_code == 200 and http.get(f"{graph_emulator.base_url}/_emulator/messages/"
+                                                          f"{draft['id']}.eml").status_code == 200
+
+
+def _raw_answer(emulator, path: str, headers: dict):
+    """(status, [(name, value)]) as the wire carried them; http.client sends a folded header as given."""
+    import http.client
+    import ssl
+
+    connection = http.client.HTTPSConnection(emulator.host, emulator.port, timeout=10,
+                                             context=ssl.create_default_context(cafile=str(emulator.ca_path)))
+    try:
+        connection.request("GET", path, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status, answer.getheaders()
+    finally:
+        connection.close()
+
+
+def test_the_http_layer_never_writes_a_line_break_into_a_header(graph_emulator, monkeypatch):
+    """Whatever a handler puts in a response header (a bug, a value from a client), no CR or LF reaches the
+    wire: the answer becomes a 500 without it. A folded request header is read as one line (RFC 9112)."""
+    from airflow_graph_mail.emulator.wire import Response
+
+    monkeypatch.setitem(graph_emulator.dispatcher.handlers, "viewer_version",
+                        lambda request: Response(200, b"{}", {"X-Note": "a\r\nX-Injected: 1"}))
+    status, headers = _raw_answer(graph_emulator, "/_viewer/version", {})
+    assert status == 500 and not [name for name, _ in headers if name.lower() in ("x-injected", "x-note")]
+    monkeypatch.undo()
+    status, headers = _raw_answer(graph_emulator, "/_viewer/version", {"client-request-id": "abc\r\n X-Injected: 1"})
+    echoed = dict(headers)["client-request-id"]
+    assert status == 200 and "\r" not in echoed and "\n" not in echoed and echoed == "abc X-Injected: 1"

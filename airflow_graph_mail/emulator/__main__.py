@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from airflow_graph_mail.emulator.mail.uploads import MB
 from airflow_graph_mail.emulator.server import CONNECTION_FILE, DEFAULT_PORT, GraphEmulator
@@ -24,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"default {DEFAULT_PORT}, so that a connection added once keeps working after a "
                         "restart; 0 picks a free port")
-    parser.add_argument("--sender", action="append", default=[], help="another mailbox allowed to send")
+    parser.add_argument("--sender", action="append", default=[],
+                        help="another user's mailbox: it may send, and mail to it is delivered (mail to an address "
+                        "of its domain that no user has bounces, as in Exchange)")
     parser.add_argument("--token-lifetime", type=int, default=3600, help="seconds")
     parser.add_argument("--message-size-limit-mb", type=float, default=35,
                         help="the tenant's message size limit (Exchange Online: 35, at most 150)")
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0, help="added to every mailbox request")
     parser.add_argument("--accepted-domain", action="append", default=[], metavar="DOMAIN",
                         help="another of the tenant's domains: mail to an address there that is no user bounces "
-                        "with 5.1.10 (the tenant's contoso.onmicrosoft.com always is one)")
+                        "with 5.1.10 (the tenant's contoso.onmicrosoft.com and its users' domains, such as the "
+                        "sender's contoso.com, always are)")
     parser.add_argument("--bounce", action="append", default=[], metavar="ADDRESS=STATUS",
                         help="mail to ADDRESS (* wildcards allowed) bounces with STATUS, e.g. "
                         "full@contoso.com=5.2.2; the sender gets a non-delivery report")
@@ -82,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Graph mail emulator on {emulator.base_url}", flush=True)
     print(f"CA bundle: {emulator.ca_path}")
     print(f"Mailbox viewer: {emulator.viewer_url} (trust the CA bundle in the browser, or accept its warning)")
-    if args.state_dir:
-        print(f"Airflow connection written to {Path(args.state_dir) / CONNECTION_FILE}")
+    if emulator.state_dir:
+        print(f"Airflow connection written to {emulator.state_dir / CONNECTION_FILE}")
     print(f"export AIRFLOW_CONN_GRAPH_MAIL_DEFAULT='{connection}'")
     managed = " ".join(f"{k}={v}" for k, v in emulator.managed_identity_env().items())
     print(f"Managed identity (extra credential=managed_identity): export {managed}", flush=True)

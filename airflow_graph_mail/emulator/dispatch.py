@@ -126,6 +126,8 @@ class Dispatcher:
         if request.params.get("version") and request.params.get("id") is not None \
                 and not well_formed_id(request.params["id"]):
             raise GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.")
+        if request.params.get("version"):
+            request.system_options()  # Graph refuses a query option given twice on any of its URLs
         if params.get("user") is None:
             return self._run(name, request)
         with self.backend.throttle.slot(request.params["user"]):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,16 +78,44 @@ def redirect_hosts(host: str, port: int, names=MICROSOFT_HOSTS) -> Iterator[None
             _install(bool(_targets))
 
 
-def trust_bundle(ca_path: Path) -> Path:
-    """A CA file trusting the emulator and the public roots (certifi's, when installed), written beside the
-    emulator's CA: for REQUESTS_CA_BUNDLE and SSL_CERT_FILE, so that other HTTPS keeps working."""
-    bundle = ca_path.with_name("trust-bundle.pem")
-    public = b""
+# Where the process found its trust before: requests' variables, then the ssl module's (OpenSSL's) file.
+_TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _trusted_before() -> list[Path]:
+    """The CA files (or directories of them) this process trusted before: those the variables name (a
+    corporate CA), the ssl module's default file, and certifi's roots (requests' and httpx's default)."""
+    places = [os.environ.get(name) for name in _TRUST_VARIABLES]
+    places.append(ssl.get_default_verify_paths().openssl_cafile)
     with contextlib.suppress(ImportError):
         import certifi
 
-        public = Path(certifi.where()).read_bytes()
-    bundle.write_bytes(ca_path.read_bytes() + b"\n" + public)
+        places.append(certifi.where())
+    return [Path(place) for place in places if place]
+
+
+def _certificates(path: Path) -> list[bytes]:
+    """The PEM certificates in a file, or in the files of a directory; none from what cannot be read."""
+    with contextlib.suppress(OSError):
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        found = []
+        for file in files:
+            with contextlib.suppress(OSError):
+                found += _PEM_CERTIFICATE.findall(file.read_bytes())
+        return found
+    return []
+
+
+def trust_bundle(ca_path: Path) -> Path:
+    """A CA file trusting the emulator and everything the process trusted before (``_trusted_before``),
+    written beside the emulator's CA: for REQUESTS_CA_BUNDLE and SSL_CERT_FILE, so that other HTTPS keeps
+    working (a corporate proxy's CA included)."""
+    bundle = ca_path.with_name("trust-bundle.pem")
+    certificates: dict[bytes, None] = {}  # in order, each once
+    for path in (ca_path, *_trusted_before()):
+        certificates.update(dict.fromkeys(_certificates(path)))
+    bundle.write_bytes(b"\n".join(certificates) + b"\n")
     return bundle
 
 
@@ -93,7 +123,7 @@ def trust_bundle(ca_path: Path) -> Path:
 def microsoft_hosts(emulator) -> Iterator[None]:
     """login.microsoftonline.com, graph.microsoft.com and outlook.office.com answered by ``emulator``, its CA
     trusted by requests (REQUESTS_CA_BUNDLE), httpx and the ssl module's defaults (SSL_CERT_FILE), in this
-    process."""
+    process, besides everything those trusted before (``trust_bundle``)."""
     if not emulator.public_hosts:
         raise ValueError("start the emulator with public_hosts=True (--microsoft-hosts) to serve Microsoft's "
                          "host names")

@@ -13,12 +13,27 @@ from pathlib import Path
 from airflow_graph_mail.emulator.dispatch import Dispatcher
 from airflow_graph_mail.emulator.faults import DropConnection
 from airflow_graph_mail.emulator.mail.backend import MAX_REQUEST_BYTES
-from airflow_graph_mail.emulator.wire import Request, Site
+from airflow_graph_mail.emulator.wire import GraphError, Request, Response, Site, graph_error
 
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1024 * 1024
 # Upload URLs carry their token in the query; request lines in the emulator's own log hide it.
 _QUERY_SECRET = re.compile(r"(?i)\b(authtoken|access_token|client_secret|code)=[^&\s\"]+")
+# What may be written as a response header (RFC 9110): a token for the name; visible ASCII, spaces and tabs
+# for the value. Never a CR or LF, whoever made the response.
+_FIELD_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FIELD_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+_DIGITS = re.compile(r"^[0-9]+$")
+_HEX = re.compile(r"^[0-9A-Fa-f]+$")
+
+
+class _BadFraming(Exception):
+    """A request whose body cannot be delimited (a Content-Length or chunk size that is not a number)."""
+
+
+def _writable(headers: dict) -> bool:
+    return all(isinstance(name, str) and isinstance(value, str) and _FIELD_NAME.match(name)
+               and _FIELD_VALUE.match(value) for name, value in headers.items())
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -26,7 +41,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "GraphMailEmulator/1.0"
 
     def _handle(self) -> None:
-        body, oversize = self._read_body()
+        try:
+            body, oversize = self._read_body()
+        except _BadFraming as err:  # the rest of the stream cannot be read as requests: answer, then close
+            self.close_connection = True
+            request = Request.build(self.command, self.path, self.headers, b"")
+            self._write(graph_error(GraphError(400, "BadRequest", str(err)), request), request)
+            return
         request = Request.build(self.command, self.path, self.headers, body)
         request.oversize = oversize
         try:
@@ -34,8 +55,17 @@ class _Handler(BaseHTTPRequestHandler):
         except DropConnection:  # a scripted fault: the client sees the connection close, no answer
             self.close_connection = True
             return
-        self.send_response(response.status)
+        self._write(response, request)
+
+    def _write(self, response: Response, request: Request) -> None:
+        """Send the response; one whose headers would hold a line break or a control character (an emulator
+        bug) is never written: a 500 goes instead."""
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not _writable(response.headers):
+            log.error("emulator bug: refused to write the response headers %r", list(response.headers))
+            failed = graph_error(GraphError(500, "InternalServerError", "The emulator failed."), request)
+            response = Response(500, failed.body, {**failed.headers, "X-Content-Type-Options": "nosniff"})
+        self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
@@ -48,7 +78,10 @@ class _Handler(BaseHTTPRequestHandler):
         usable for the 413 answer)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
+        given = (self.headers.get("Content-Length") or "0").strip()
+        if not _DIGITS.match(given):
+            raise _BadFraming(f"The Content-Length header '{given[:40]}' is not a number of bytes.")
+        length = int(given)
         if length <= MAX_REQUEST_BYTES:
             return (self.rfile.read(length) if length else b""), False
         remaining = length
@@ -63,16 +96,23 @@ class _Handler(BaseHTTPRequestHandler):
         parts, size = [], 0
         while True:
             line = self.rfile.readline(65537)
-            chunk_size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            size_text = line.split(b";", 1)[0].strip().decode("latin-1")
+            if not _HEX.match(size_text) or len(size_text) > 16:
+                raise _BadFraming(f"The chunk size '{size_text[:40]}' is not a hexadecimal number.")
+            chunk_size = int(size_text, 16)
             if chunk_size == 0:
                 while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers
                     pass
                 break
-            data = self.rfile.read(chunk_size)
+            while chunk_size > 0:  # in pieces: a chunk past the limit is drained, never held
+                data = self.rfile.read(min(_DRAIN_CHUNK, chunk_size))
+                if not data:
+                    raise _BadFraming("The request body ended inside a chunk.")
+                chunk_size -= len(data)
+                size += len(data)
+                if size <= MAX_REQUEST_BYTES:
+                    parts.append(data)
             self.rfile.readline(65537)  # the CRLF after the chunk
-            size += len(data)
-            if size <= MAX_REQUEST_BYTES:
-                parts.append(data)
         return (b"", True) if size > MAX_REQUEST_BYTES else (b"".join(parts), False)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle

@@ -68,7 +68,8 @@ class Inspection:
         return self.store.eml(found[1]) if found is not None else None
 
     def export_eml(self, address: str, directory: str | Path, folder: str = "inbox") -> list[Path]:
-        directory = Path(directory)
+        """Write a folder's messages as .eml files; their (absolute) paths, oldest first."""
+        directory = Path(directory).absolute()
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
         for index, message in enumerate(reversed(self.messages(address, folder, with_content=False)), 1):

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from airflow_graph_mail.emulator.private import write_private
+
 CA_FILE = "ca.pem"
 CERT_FILE = "server.pem"
 KEY_FILE = "server-key.pem"
@@ -118,8 +120,7 @@ def ensure_certificates(directory: Path, names=SERVER_NAMES) -> tuple[Path, Path
     server_key, server_cert = authority.issue("localhost", server_names=names, days=365)
     ca_path.write_bytes(certificate_pem(authority.certificate))
     cert_path.write_bytes(certificate_pem(server_cert))
-    key_path.write_bytes(key_pem(server_key))
-    key_path.chmod(0o600)
+    write_private(key_path, key_pem(server_key))
     return ca_path, cert_path, key_path
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import ipaddress
 import json
-import os
 import secrets
 import signal
 import socket
@@ -34,6 +33,7 @@ from airflow_graph_mail.emulator.mail.messages import MessageResponses
 from airflow_graph_mail.emulator.mail.store import Mailbox, MailStore
 from airflow_graph_mail.emulator.mail.uploads import MB
 from airflow_graph_mail.emulator.pki import SERVER_NAMES, ensure_certificates
+from airflow_graph_mail.emulator.private import write_private
 from airflow_graph_mail.emulator.viewer import Viewer
 from airflow_graph_mail.emulator.wire import MICROSOFT_HOSTS, Site
 
@@ -66,7 +66,8 @@ class GraphEmulator:
                  mailbox_concurrency: int = 4, mailbox_requests: int = 10_000, mailbox_window: float = 600.0,
                  latency: float = 0.0, allowed_hosts: tuple[str, ...] = (), public_hosts: bool = False,
                  accepted_domains: tuple[str, ...] = (), bounce: tuple[str, ...] = (), ndr_delay: float = 1.0):
-        self.state_dir = Path(state_dir) if state_dir else None
+        # Absolute: the paths handed out (the CA bundle in connection()) must work from any directory.
+        self.state_dir = Path(state_dir).absolute() if state_dir else None
         self._tmp = None if self.state_dir else tempfile.TemporaryDirectory(prefix="graph-emulator-")
         self.files_dir = self.state_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.files_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,7 @@ class GraphEmulator:
                   "client_id": str(uuid.uuid4()), "client_secret": secrets.token_urlsafe(30),
                   "sender": DEFAULT_SENDER}
         if self.state_dir:
-            _write_owner_only(path, json.dumps(config, indent=2))
+            write_private(path, json.dumps(config, indent=2).encode())
         return config
 
     # -- the tenant ----------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class GraphEmulator:
     def start(self) -> GraphEmulator:
         self._server.start()
         if self.state_dir:  # it holds the client secret: owner-only, like emulator.json
-            _write_owner_only(self.state_dir / CONNECTION_FILE, json.dumps(self.connection(), indent=2))
+            write_private(self.state_dir / CONNECTION_FILE, json.dumps(self.connection(), indent=2).encode())
         return self
 
     def stop(self) -> None:
@@ -334,10 +335,3 @@ class GraphEmulator:
         self.backend.reset()
         self.faults.clear()
         self.dispatcher.request_log.clear()
-
-
-def _write_owner_only(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    path.chmod(0o600)

@@ -7,9 +7,15 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 _SLASHES = re.compile(r"/{2,}")
+# obs-fold: a header value continued on the next line; RFC 9112 lets a server replace it with a space.
+_FOLD = re.compile(r"\r?\n[ \t]*")
+# Control characters (C0 and DEL), and the characters Python's str.splitlines also ends a line at.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+# A Host header: a name or an address, then an optional port.
+_HOST = re.compile(r"^(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[^\s:\[\]/@]+))(?::[0-9]{1,5})?$")
 # Microsoft's sign-in, Graph and Outlook upload hosts, served when a client is pointed here by name
 # (``public_hosts``); Outlook's upload URLs are on the last.
 OUTLOOK_UPLOAD_HOST = "outlook.office.com"
@@ -30,6 +36,17 @@ class GraphError(Exception):
 
 def bad_request(code: str, message: str) -> GraphError:
     return GraphError(400, code, message)
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character or a line break: such a value must never reach a header."""
+    return bool(_CONTROL.search(text))
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character and line break made a space: safe in a header line, where a
+    line break would end the header and start a forged one."""
+    return _CONTROL.sub(" ", text)
 
 
 @dataclass
@@ -57,9 +74,10 @@ class Site:
 class Request:
     method: str
     path: str
-    query: dict
+    query: dict  # the last non-empty value of each name
     headers: dict  # lower-cased names
     body: bytes
+    query_pairs: list = field(default_factory=list)  # every (name, value), in order
     params: dict = field(default_factory=dict)
     oversize: bool = False
     fault: int | str | None = None  # the injected fault this request met, for the request log
@@ -69,13 +87,26 @@ class Request:
     def build(cls, method: str, target: str, headers, body: bytes) -> Request:
         path, _, query = target.partition("?")
         path = _SLASHES.sub("/", path)  # Graph reads ".../v1.0//users/..." (msgraph-sdk sends it) as one slash
-        return cls(method, path, {k: v[-1] for k, v in parse_qs(query).items()},
-                   {k.lower(): v for k, v in headers.items()}, body)
+        pairs = parse_qsl(query, keep_blank_values=True)
+        headers = {k.lower(): _FOLD.sub(" ", v) for k, v in headers.items()}
+        return cls(method, path, {k: v for k, v in pairs if v}, headers, body, pairs)
+
+    def system_options(self) -> dict[str, str]:
+        """The OData system query options ($select, $top, ...) by lower-cased name. One given twice, in any
+        case, is refused as OData refuses it."""
+        options: dict[str, str] = {}
+        for name, value in self.query_pairs:
+            if name.startswith("$"):
+                if name.lower() in options:
+                    raise bad_request("BadRequest", f"Query option '{name.lower()}' was specified more than once, "
+                                      "but it must be specified at most once.")
+                options[name.lower()] = value
+        return options
 
     def json(self):
         try:
             return json.loads(self.body.decode("utf-8") or "null")
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: arrays nested 100,000 deep
             raise bad_request("BadRequest", "Unable to read JSON request payload. Please ensure Content-Type "
                               "header is set and payload is of valid JSON format.") from None
 
@@ -99,8 +130,9 @@ class Request:
     def client_request_id(self) -> str:
         """The client's id for this request, or one made for it, as Graph makes one (echoed in the answer's
         header and in an error's innerError)."""
-        if "client-request-id" in self.headers:
-            return self.headers["client-request-id"]
+        given = self.headers.get("client-request-id")
+        if given is not None and not has_control(given) and given.isascii():  # echoed in a header
+            return given
         if not self.generated_id:
             self.generated_id = str(uuid.uuid4())
         return self.generated_id
@@ -112,14 +144,14 @@ class Request:
 
     @property
     def host_name(self) -> str | None:
-        """The name in the Host header, without its port (None when there is no Host header)."""
+        """The name in the Host header, without its port (None when there is no Host header); a malformed
+        header is returned whole, so that it matches no allowed name."""
         host = self.headers.get("host")
         if host is None:
             return None
         host = host.strip().lower()
-        if host.startswith("["):
-            return host[1:].split("]", 1)[0]
-        return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        found = _HOST.match(host)
+        return (found.group("v6") or found.group("name")) if found else host
 
     @property
     def is_mime(self) -> bool:

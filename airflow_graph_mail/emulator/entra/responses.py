@@ -85,7 +85,7 @@ class EntraResponses:
         tenant_id = self._tenant(tenant)
         if tenant_id is None:
             return self._oauth_error(400, "invalid_request", f"AADSTS90002: Tenant '{tenant}' not found.", 90002)
-        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8")).items()}
+        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         grant_type = form.get("grant_type")
         if grant_type not in ("client_credentials", "refresh_token"):
             return self._oauth_error(400, "unsupported_grant_type",

@@ -6,7 +6,7 @@ import re
 
 from airflow_graph_mail.emulator.mail.access import Access
 from airflow_graph_mail.emulator.mail.backend import MAX_REQUEST_BYTES, MailBackend
-from airflow_graph_mail.emulator.mail.rules import boolean, canonical_keys, file_attachment
+from airflow_graph_mail.emulator.mail.rules import boolean, canonical_keys, file_attachment, header_safe
 from airflow_graph_mail.emulator.mail.uploads import MAX_CHUNK_BYTES, MB
 from airflow_graph_mail.emulator.wire import GraphError, Request, Response, Site, bad_request, now_iso
 
@@ -81,9 +81,10 @@ class AttachmentResponses:
         if size > MAX_ATTACHMENT_BYTES:
             raise bad_request("ErrorAttachmentSizeExceeded", "An attachment can be at most 150 MB.")
         self._check_message_size(request.params["id"], message, size)
-        attachment = {"name": str(item["name"]), "size": size,
-                      "contentType": str(item.get("contentType") or "application/octet-stream"),
-                      "isInline": boolean(item.get("isInline", False), "isInline"), "contentId": item.get("contentId")}
+        attachment = {"name": header_safe(item["name"], "name"), "size": size,
+                      "contentType": header_safe(item.get("contentType") or "application/octet-stream", "contentType"),
+                      "isInline": boolean(item.get("isInline", False), "isInline"),
+                      "contentId": header_safe(item.get("contentId"), "contentId")}
         session = self.uploads.open(mailbox.id, request.params["id"], attachment,
                                         self.backend.limits.upload_session_lifetime)
         version = request.params["version"]
@@ -126,7 +127,7 @@ class AttachmentResponses:
                                                           sha256=session.digest.hexdigest())
         finally:
             self.uploads.close(session)
-        location = (f"{request.origin(self.site.base_url)}/api/v2.0/Users('{request.params['upload_user']}')"
+        location = (f"{request.origin(self.site.base_url)}/api/v2.0/Users('{session.mailbox_id}@{self.tenant_id}')"
                     f"/Messages('{session.message_id}')/Attachments('{attachment_id}')")
         return Response(201, b"", {"Location": location})
 

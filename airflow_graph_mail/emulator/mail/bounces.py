@@ -2,6 +2,9 @@
 
 A recipient bounces when a rule names it (``--bounce 'full@contoso.com=5.2.2'``, ``*@gone.example=5.1.1``),
 or with 5.1.10 when its domain is one of the tenant's accepted domains and no user there has the address.
+The accepted domains are the tenant's own (contoso.onmicrosoft.com), those configured, and every domain its
+users' addresses are in: Exchange gives a mailbox an address only in an accepted domain, so the sender's own
+domain (contoso.com) is always one.
 The sender then finds in its Inbox, after a delay, a report of class REPORT.IPM.Note.NDR whose MIME is a
 ``multipart/report`` (RFC 6522) with a ``message/delivery-status`` part (RFC 3464) and the original's
 headers, as Exchange writes it.
@@ -13,10 +16,13 @@ import fnmatch
 import re
 import threading
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
+
+from airflow_graph_mail.emulator.wire import one_line
 
 # PidTagMessageClass as an extended property id, and the class Exchange gives a non-delivery report.
 MESSAGE_CLASS_PROPERTY = "String 0x001A"
@@ -85,13 +91,15 @@ class Bounces:
     def add(self, pattern: str, status: str = "5.1.10") -> None:
         self.rules.append(parse_rule(f"{pattern}={status}"))
 
-    def status_for(self, address: str, is_user: bool) -> str | None:
-        """The code this recipient bounces with, or None when it is delivered."""
+    def status_for(self, address: str, is_user: bool, user_domains: Collection[str] = frozenset()) -> str | None:
+        """The code this recipient bounces with, or None when it is delivered (``user_domains``: the domains
+        of the tenant's users, accepted domains too)."""
         lowered = address.lower()
         for pattern, status in self.rules:
             if fnmatch.fnmatchcase(lowered, pattern):
                 return status
-        if lowered.rpartition("@")[2] in self.accepted_domains and not is_user:
+        domain = lowered.rpartition("@")[2]
+        if (domain in self.accepted_domains or domain in user_domains) and not is_user:
             return "5.1.10"
         return None
 
@@ -133,11 +141,11 @@ def _report_mime(original: dict, original_mime: bytes, sender: dict, postmaster:
     mime["From"] = f"{postmaster['emailAddress']['name']} <{postmaster['emailAddress']['address']}>"
     mime["To"] = sender["emailAddress"]["address"]
     mime["Date"] = format_datetime(when)
-    mime["Subject"] = subject
+    mime["Subject"] = one_line(subject)  # the original's subject, which may hold a line break
     mime["Message-ID"] = message_id
     if original.get("internetMessageId"):
-        mime["In-Reply-To"] = original["internetMessageId"]
-        mime["References"] = original["internetMessageId"]
+        mime["In-Reply-To"] = one_line(original["internetMessageId"])
+        mime["References"] = one_line(original["internetMessageId"])
     mime["Auto-Submitted"] = "auto-replied"
     mime["X-MS-Exchange-Message-Is-Ndr"] = ""
     mime["Content-Language"] = "en-US"

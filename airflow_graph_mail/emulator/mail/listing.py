@@ -5,17 +5,18 @@ with Graph's rules for how they combine.
 Graph lists newest first (by ``receivedDateTime``); ``$top`` is the page size (10 by default, at most
 1,000); ``$orderby`` with ``$filter`` must name the filter's properties first and in the same order, or
 Graph answers ``InefficientFilter``; ``$search`` takes neither ``$filter``, ``$orderby`` nor ``$skip``.
+``$expand`` brings extended properties (``expand.py``). An option given twice, or empty where it needs a
+value, is refused with OData's words.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from airflow_graph_mail.emulator.mail import odata_filter
+from airflow_graph_mail.emulator.mail import expand, odata_filter
 from airflow_graph_mail.emulator.mail.resource import DEFAULT_PROPERTIES, selected
 from airflow_graph_mail.emulator.wire import Request, bad_request
 
@@ -29,6 +30,8 @@ _ORDERABLE.update({"from/emailaddress/address": "from/emailAddress/address",
 _SEARCH_FIELDS = ("subject", "body", "from", "to", "cc", "bcc", "participants", "attachment")
 _IMPORTANCE_RANK = {"low": 0, "normal": 1, "high": 2}
 _KNOWN_OPTIONS = {"$select", "$top", "$skip", "$orderby", "$count", "$search", "$filter", "$expand", "$format"}
+_INT64_MAX = 2**63 - 1  # $top and $skip are Edm.Int64
+_SEARCH_TERM = re.compile(r'(?:[^\s"]+|"[^"]*")+')  # a word, with any quoted (phrase) parts
 
 
 @dataclass
@@ -41,6 +44,7 @@ class ListQuery:
     match: Callable[[dict], bool] | None = None  # $filter and $search, over the full resource
     property_lookup: tuple[str, str] | None = None  # the indexed extended-property form of $filter
     page_size_applied: int | None = None  # Prefer: odata.maxpagesize honoured
+    expand: expand.Expansion = field(default_factory=dict)
 
     @property
     def default_order(self) -> bool:
@@ -48,14 +52,12 @@ class ListQuery:
 
 
 def parse(request: Request) -> ListQuery:
-    query, options = ListQuery(), {k.lower(): v for k, v in request.query.items() if k.startswith("$")}
+    query, options = ListQuery(), request.system_options()
     for name in options:
         if name not in _KNOWN_OPTIONS:
             raise bad_request("BadRequest", f"Query option '{name}' is not allowed. Make sure that the query "
                               "option is spelled correctly.")
-    if "$expand" in options:
-        raise bad_request("BadRequest", "The emulator does not expand navigation properties ($expand); "
-                          "list attachments at /messages/{id}/attachments.")
+    query.expand = expand.parse(options.get("$expand"))
     query.names = selected(options.get("$select"))
     query.page = _page_size(request, options, query)
     query.skip = _non_negative(options.get("$skip", "0"), "$skip")
@@ -81,18 +83,21 @@ def parse(request: Request) -> ListQuery:
 def _page_size(request: Request, options: dict, query: ListQuery) -> int:
     if "$top" in options:
         return min(_non_negative(options["$top"], "$top"), MAX_PAGE)
-    prefer = re.search(r"odata\.maxpagesize\s*=\s*(\d+)", request.headers.get("prefer", ""), re.IGNORECASE)
+    prefer = re.search(r"odata\.maxpagesize\s*=\s*([0-9]+)", request.headers.get("prefer", ""), re.IGNORECASE)
     if prefer:
-        query.page_size_applied = min(max(int(prefer.group(1)), 1), MAX_PAGE)
+        asked = prefer.group(1).lstrip("0") or "0"
+        query.page_size_applied = min(max(int(asked) if len(asked) <= 4 else MAX_PAGE, 1), MAX_PAGE)
         return query.page_size_applied
     return DEFAULT_PAGE
 
 
 def _non_negative(value: str, option: str) -> int:
-    if not value.strip().isdigit():
+    """ASCII digits only (``str.isdigit`` also takes "²" and "①", which ``int`` refuses), within Int64."""
+    digits = value.strip()
+    if not re.fullmatch(r"[0-9]{1,19}", digits) or int(digits) > _INT64_MAX:
         raise bad_request("BadRequest", f"Invalid value '{value}' for {option} query option found. The {option} "
                           "query option requires a non-negative integer value.")
-    return int(value)
+    return int(digits)
 
 
 def _boolean(value: str, option: str) -> bool:
@@ -125,14 +130,14 @@ def _check_order_follows_filter(order: list[tuple[str, bool]], filtered: list[st
 
 def _search(text: str) -> Callable[[dict], bool]:
     """KQL's basic form: words (all must match) in subject, body, people or attachment names, or
-    ``field:word`` for one of subject, body, from, to, cc, bcc, participants, attachment."""
+    ``field:word`` for one of subject, body, from, to, cc, bcc, participants, attachment. Double quotes
+    make a phrase; an apostrophe is part of a word (O'Brien)."""
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
-    try:
-        words = shlex.split(text)
-    except ValueError:
-        raise bad_request("BadRequest", f"Syntax error: the $search value '{text}' is not valid.") from None
+    if text.count('"') % 2:
+        raise bad_request("BadRequest", f"Syntax error: the $search value '{text}' has an unclosed quote.")
+    words = [w.replace('"', "") for w in _SEARCH_TERM.findall(text) if w.replace('"', "").strip()]
     if not words:
         raise bad_request("BadRequest", "The $search value is empty.")
     terms: list[tuple[str | None, str]] = []

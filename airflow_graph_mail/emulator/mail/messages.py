@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_graph_mail.emulator.mail import listing, resource
+from airflow_graph_mail.emulator.mail import expand, listing, resource
 from airflow_graph_mail.emulator.mail import mime as mime_io
 from airflow_graph_mail.emulator.mail.access import Access
 from airflow_graph_mail.emulator.mail.backend import MAX_REQUEST_BYTES, MailBackend
@@ -152,7 +152,7 @@ class MessageResponses:
                       mailbox), collection, query.names, entity=False)}
         if query.count:
             body["@odata.count"] = total
-        body["value"] = [self._shown(request, m, query.names) for m in page]
+        body["value"] = [self._shown(request, m, query.names, query.expand) for m in page]
         link = listing.next_link(request, origin, query, total)
         if link:
             body["@odata.nextLink"] = link
@@ -169,15 +169,18 @@ class MessageResponses:
         full["_attachmentNames"] = list(attachment_names)
         return full
 
-    def _shown(self, request: Request, full: dict, names: tuple[str, ...]) -> dict:
+    def _shown(self, request: Request, full: dict, names: tuple[str, ...], expansion: expand.Expansion) -> dict:
         shown_id = full[IMMUTABLE_ID] if request.immutable_ids and IMMUTABLE_ID in full else full["id"]
-        return resource.project(full, names, shown_id)
+        return {**resource.project(full, names, shown_id), **expand.expanded(full, expansion)}
 
     def _render(self, request: Request, mailbox: Mailbox, message_id: str) -> dict:
-        """One message, as create (201), get and update answer it."""
+        """One message, as create (201), get and update answer it (get with $select and $expand)."""
         message, _ = self.store.load(mailbox, message_id)
-        names = resource.selected(request.query.get("$select")) if request.method == "GET" else \
-            resource.DEFAULT_PROPERTIES
+        names: tuple[str, ...] = resource.DEFAULT_PROPERTIES
+        expansion: expand.Expansion = {}
+        if request.method == "GET":
+            options = request.system_options()
+            names, expansion = resource.selected(options.get("$select")), expand.parse(options.get("$expand"))
         context = resource.context_url(request.origin(self.site.base_url), request.params["version"],
                                        self._user(request, mailbox), "messages", names, entity=True)
-        return {"@odata.context": context, **self._shown(request, self._full(message), names)}
+        return {"@odata.context": context, **self._shown(request, self._full(message), names, expansion)}

@@ -1,4 +1,9 @@
-"""MIME in (a base64 request body, as Graph takes it) and out (.eml files of stored messages)."""
+"""MIME in (a base64 request body, as Graph takes it) and out (.eml files of stored messages).
+
+What a client stored (a subject or a name with a line break in it) is kept as given and written into MIME
+safely: every header value on one line, every display name quoted and escaped, so no value can end its
+header and forge another, nor add a recipient.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,33 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import re
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime, getaddresses, quote
 
-from airflow_graph_mail.emulator.wire import bad_request
+from airflow_graph_mail.emulator.mail.rules import FIELD_NAME
+from airflow_graph_mail.emulator.wire import bad_request, one_line
 
 INVALID_MIME = ("ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
 _IMPORTANCE = {"1": "high", "2": "high", "3": "normal", "4": "low", "5": "low"}
+_MEDIA_TYPE = re.compile(r"^([A-Za-z0-9!#$&^_.+-]+)/([A-Za-z0-9!#$&^_.+-]+)$")
+
+
+def media_type(content_type: str) -> tuple[str, str]:
+    """(type, subtype) of a stored content type, or application/octet-stream when it is not one."""
+    found = _MEDIA_TYPE.match(str(content_type).split(";", 1)[0].strip())
+    return (found.group(1).lower(), found.group(2).lower()) if found else ("application", "octet-stream")
+
+
+def text_of(part: Message) -> str:
+    """A text part's content; bytes in a charset Python does not know are read as UTF-8, never refused."""
+    try:
+        return part.get_content()  # type: ignore[attr-defined]
+    except (LookupError, UnicodeError):
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
 
 
 def _recipients(header) -> list[dict]:
@@ -37,6 +60,15 @@ def decode_body(body: bytes) -> bytes:
 
 
 def message_from_mime(raw: bytes) -> tuple[dict, list[dict]]:
+    """(message, attachments) from RFC 5322 bytes. Headers the email package cannot read (it fails on some
+    malformed address lists) make the MIME malformed, answered as Graph documents it: 400, never a 500."""
+    try:
+        return _read_mime(raw)
+    except (IndexError, AttributeError, TypeError, ValueError):
+        raise bad_request(*INVALID_MIME) from None
+
+
+def _read_mime(raw: bytes) -> tuple[dict, list[dict]]:
     mime = BytesParser(policy=policy.default).parsebytes(raw)
     message: dict = {"subject": str(mime.get("Subject", ""))}
     for header, name in (("To", "toRecipients"), ("Cc", "ccRecipients"), ("Bcc", "bccRecipients"),
@@ -56,7 +88,7 @@ def message_from_mime(raw: bytes) -> tuple[dict, list[dict]]:
     body = mime.get_body(preferencelist=("html", "plain"))
     if body is not None:
         message["body"] = {"contentType": "html" if body.get_content_subtype() == "html" else "text",
-                           "content": body.get_content()}
+                           "content": text_of(body)}
     else:
         message["body"] = {"contentType": "text", "content": ""}
     attachments = []
@@ -75,10 +107,12 @@ def message_from_mime(raw: bytes) -> tuple[dict, list[dict]]:
 
 
 def _address_list(recipients: list[dict]) -> str:
+    """Addresses as a header holds them: names quoted, their quotes and backslashes escaped (a quote or a
+    comma in a name never makes another address), everything on one line."""
     parts = []
     for r in recipients:
-        email = r["emailAddress"]
-        parts.append(f'"{email["name"]}" <{email["address"]}>' if email.get("name") else email["address"])
+        name, address = (one_line(str(r["emailAddress"].get(key) or "")) for key in ("name", "address"))
+        parts.append(f'"{quote(name)}" <{address}>' if name else address)
     return ", ".join(parts)
 
 
@@ -92,23 +126,24 @@ def build_eml(message: dict, attachments: list[dict]) -> bytes:
                          ("replyTo", "Reply-To")):
         if message.get(name):
             mime[header] = _address_list(message[name])
-    mime["Subject"] = message.get("subject", "")
+    mime["Subject"] = one_line(message.get("subject", ""))
     when = message.get("sentDateTime") or message.get("createdDateTime")
     if when:
         mime["Date"] = format_datetime(dt.datetime.fromisoformat(when.replace("Z", "+00:00")))
     if message.get("internetMessageId"):
-        mime["Message-ID"] = message["internetMessageId"]
+        mime["Message-ID"] = one_line(message["internetMessageId"])
     if message.get("importance", "normal") != "normal":
         mime["Importance"] = message["importance"]
     for header in message.get("internetMessageHeaders", []):
-        mime[header["name"]] = header["value"]
+        if FIELD_NAME.match(header["name"]):  # names are checked when stored; older state may hold others
+            mime[header["name"]] = one_line(header["value"])
     body = message.get("body") or {"contentType": "text", "content": ""}
     mime.set_content(body["content"], subtype="html" if body["contentType"] == "html" else "plain")
     for att in attachments:
-        maintype, _, subtype = att["contentType"].partition("/")
-        mime.add_attachment(att["content"], maintype=maintype or "application", subtype=subtype or "octet-stream",
-                            filename=att["name"], disposition="inline" if att["isInline"] else "attachment",
-                            cid=f"<{att['contentId']}>" if att.get("contentId") else None)
+        maintype, subtype = media_type(att["contentType"])
+        mime.add_attachment(att["content"], maintype=maintype, subtype=subtype, filename=one_line(att["name"]),
+                            disposition="inline" if att["isInline"] else "attachment",
+                            cid=f"<{one_line(att['contentId'])}>" if att.get("contentId") else None)
     if mime.is_multipart():  # the same message always exports to the same bytes
         mime.set_boundary("=_" + hashlib.sha256(message.get("id", "").encode()).hexdigest()[:32])
     return mime.as_bytes()

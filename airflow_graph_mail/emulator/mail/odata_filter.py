@@ -5,14 +5,16 @@ over collections (``toRecipients/any(r: r/emailAddress/address eq '...')``, ``ca
 '...')``, ``singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')``).
 
 A parsed filter is a predicate over a message as ``resource.full`` gives it. Strings compare without
-regard to case, as Exchange compares them.
+regard to case, as Exchange compares them. Nesting (parentheses, ``not``, lambdas) is bounded, as OData's
+parser bounds it, so that no filter can exhaust the stack.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from airflow_graph_mail.emulator.wire import bad_request
@@ -27,6 +29,8 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<punct>[(),:])
 )""", re.VERBOSE)
 _COMPARE = {"eq", "ne", "gt", "ge", "lt", "le"}
+# How deep parentheses, "not" and lambdas may nest: far beyond any real filter, far below Python's stack.
+MAX_NESTING = 100
 _FUNCTIONS = {"contains", "startswith", "endswith"}
 # What a lambda's collection holds: its elements' properties, or plain strings (None).
 COLLECTIONS = {"torecipients": "recipient", "ccrecipients": "recipient", "bccrecipients": "recipient",
@@ -45,6 +49,10 @@ MESSAGE_PATHS = {
 
 def invalid(detail: str):
     return bad_request("BadRequest", f"Invalid filter clause: {detail}")
+
+
+def too_deep():
+    return bad_request("BadRequest", "Recursion depth exceeded allowed limit.")
 
 
 def unknown_property(name: str, type_name: str = "message"):
@@ -82,6 +90,7 @@ class FilterParser:
         self.position = 0
         self.properties: list[str] = []
         self.variables: dict[str, str | None] = {}  # lambda variable -> element kind
+        self.depth = 0
 
     def parse(self) -> Predicate:
         if not self.tokens:
@@ -123,14 +132,27 @@ class FilterParser:
             parts.append(self._unary())
         return parts[0] if len(parts) == 1 else _all_of(tuple(parts))
 
+    @contextlib.contextmanager
+    def _nested(self) -> Iterator[None]:
+        """One level deeper (a parenthesis, a "not", a lambda); past MAX_NESTING the filter is refused."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise too_deep()
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
     def _unary(self) -> Predicate:
         if self._keyword("not"):
-            inner = self._unary()
+            with self._nested():
+                inner = self._unary()
             return lambda m: not inner(m)
         token = self._peek()
         if token is not None and token.text == "(":
             self._take("(")
-            inner = self._or()
+            with self._nested():
+                inner = self._or()
             self._take(")")
             return inner
         return self._primary()
@@ -190,12 +212,18 @@ class FilterParser:
 
     def _lambda(self, collection: str, operator: str) -> Predicate:
         self._take("(")
-        variable = self._take().text
+        token = self._take(what="a range variable")
+        if token.kind != "name" or "/" in token.text:
+            raise invalid(f"expected a range variable, found '{token.text}'.")
+        variable = token.text.lower()
+        if variable in self.variables:
+            raise bad_request("BadRequest", f"The range variable '{token.text}' has already been declared.")
         self._take(":")
         self.properties.append(collection.lower())
-        self.variables[variable.lower()] = COLLECTIONS[collection.lower()]
-        inner = self._or()
-        del self.variables[variable.lower()]
+        self.variables[variable] = COLLECTIONS[collection.lower()]
+        with self._nested():
+            inner = self._or()
+        del self.variables[variable]
         self._take(")")
         key = collection.lower()
         quantifier = any if operator == "any" else all
@@ -227,7 +255,12 @@ class FilterParser:
         if token.kind == "string":
             return token.text[1:-1].replace("''", "'")
         if token.kind == "date":
-            return _as_datetime(token.text)
+            try:
+                return _as_datetime(token.text)
+            except ValueError:  # a month 13, a February 30th, an hour 25
+                raise bad_request("BadRequest", f"The DateTimeOffset text '{token.text}' should be in format "
+                                  "'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field value is within valid "
+                                  "range.") from None
         if token.kind == "number":
             return float(token.text)
         if token.kind == "name" and token.text.lower() in ("true", "false", "null"):

@@ -11,7 +11,7 @@ import binascii
 import re
 from collections.abc import Sequence
 
-from airflow_graph_mail.emulator.wire import GraphError, bad_request
+from airflow_graph_mail.emulator.wire import GraphError, bad_request, has_control
 
 MAX_RECIPIENTS = 500
 
@@ -37,6 +37,8 @@ _ENUMS = {
     "inferenceClassificationType": ("focused", "other"),
 }
 _ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\".]+$")
+# A header field name (RFC 5322): printable ASCII but the colon.
+FIELD_NAME = re.compile(r"^[!-9;-~]+$")
 
 
 def unknown_property(name: str, type_name: str) -> GraphError:
@@ -97,6 +99,18 @@ def decode_base64(text, what: str) -> bytes:
         raise bad_request("RequestBodyRead", f"Invalid base64 in {what}.") from None
 
 
+def header_safe(value, what: str) -> str | None:
+    """An attachment's name, content type or content id: each reaches a header (the .eml's, the viewer's
+    download), so a control character or line break in it is refused."""
+    if value is None:
+        return None
+    text = str(value)
+    if has_control(text):
+        raise bad_request("ErrorInvalidParameter", f"The attachment's {what} {text!r} contains a control character "
+                          "or a line break; remove it.")
+    return text
+
+
 def file_attachment(value) -> dict:
     """A fileAttachment from JSON -> {name, contentType, isInline, contentId, content(bytes)}."""
     if not isinstance(value, dict):
@@ -110,10 +124,10 @@ def file_attachment(value) -> dict:
     if not fields.get("name"):
         raise bad_request("ErrorInvalidParameter", "The attachment name is required.")
     return {
-        "name": str(fields["name"]),
-        "contentType": str(fields.get("contentType") or "application/octet-stream"),
+        "name": header_safe(fields["name"], "name"),
+        "contentType": header_safe(fields.get("contentType") or "application/octet-stream", "contentType"),
         "isInline": boolean(fields.get("isInline", False), "isInline"),
-        "contentId": fields.get("contentId"),
+        "contentId": header_safe(fields.get("contentId"), "contentId"),
         "content": decode_base64(fields.get("contentBytes") or "", "contentBytes"),
     }
 
@@ -149,6 +163,9 @@ def message_from_json(obj, api_version: str) -> tuple[dict, list[dict]]:
         if not name.lower().startswith("x-"):
             raise bad_request("InvalidInternetMessageHeader",
                               f"The internet message header name '{name}' should start with 'x-' or 'X-'.")
+        if not FIELD_NAME.match(name):  # a space, a colon or a line break would forge other headers
+            raise bad_request("InvalidInternetMessageHeader", f"The internet message header name {name!r} may "
+                              "hold only printable ASCII characters other than the colon.")
         headers.append({"name": name, "value": str(header.get("value") or "")})
     if headers:
         out["internetMessageHeaders"] = headers

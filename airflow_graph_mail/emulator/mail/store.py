@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 from airflow_graph_mail.emulator.mail.bounces import Bounces, Failure, report
@@ -23,6 +24,7 @@ from airflow_graph_mail.emulator.mail.mime import build_eml
 from airflow_graph_mail.emulator.mail.queries import search_text
 from airflow_graph_mail.emulator.mail.rules import check_sendable
 from airflow_graph_mail.emulator.mail.schema import CONTENT, connect
+from airflow_graph_mail.emulator.private import create_private
 from airflow_graph_mail.emulator.wire import GraphError, now_iso
 
 # Delivery copies attachment rows, not bytes: each copy points at the same contents row (rows from before
@@ -73,7 +75,12 @@ class MailStore:
         self.domain = domain
         self.tenant_domain = tenant_domain
         self.bounces = bounces or Bounces(accepted_domains=(tenant_domain,))
+        if db_path != ":memory:":  # SQLite gives its -wal and -shm files the database's mode
+            create_private(Path(db_path))
         self._db = connect(db_path, lambda data: search_text(json.loads(data)))
+        # Accepted domains by being a user's (users outlive clear(); add_user adds to it).
+        self.user_domains = {_domain(row[0]) for row in self._db.execute("SELECT address FROM mailboxes WHERE "
+                                                                         "is_user = 1")}
         self._lock = threading.RLock()
         self._in_transaction = False
         self.version = 0  # goes up with every change, so a viewer knows when to refresh
@@ -117,6 +124,7 @@ class MailStore:
             mailbox_id = existing.id if existing else str(uuid.uuid4())
             self._db.execute("INSERT OR REPLACE INTO mailboxes VALUES (?,?,?,?,?)",
                              (mailbox_id, address, display_name or address.split("@")[0], 1, int(rest_enabled)))
+            self.user_domains.add(_domain(address))
             self._changed()
             return self._existing(address)
 
@@ -305,7 +313,7 @@ class MailStore:
                     continue
                 seen.add(address.lower())
                 known = self.find_mailbox(address)
-                status = self.bounces.status_for(address, bool(known and known.is_user))
+                status = self.bounces.status_for(address, bool(known and known.is_user), self.user_domains)
                 if status:
                     failures.append(Failure(address, status))
                     continue
@@ -484,6 +492,10 @@ def message_size(message: dict, attached_bytes: int) -> int:
     """What the tenant's size limit counts: subject, body and attachments, before any encoding."""
     body = (message.get("body") or {}).get("content", "")
     return len(message.get("subject", "").encode()) + len(body.encode()) + attached_bytes
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
 
 
 def property_key(property_id: str) -> str:

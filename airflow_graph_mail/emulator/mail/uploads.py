@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_graph_mail.emulator.private import create_private
 from airflow_graph_mail.emulator.wire import GraphError
 
 MB = 1024 * 1024
@@ -92,7 +93,7 @@ class UploadSessions:
         session_id = "AAMkAGUpl" + secrets.token_urlsafe(18)
         session = UploadSession(session_id, secrets.token_urlsafe(32), mailbox_id, message_id, item,
                                 time.time() + lifetime, self.directory / f"{session_id}.part")
-        session.path.write_bytes(b"")
+        create_private(session.path)  # the attachment's bytes wait here
         with self._lock:
             self._sessions[session_id] = session
             self.issued_tokens.append(session.token)

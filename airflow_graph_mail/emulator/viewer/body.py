@@ -9,6 +9,7 @@ from email.parser import BytesParser
 from html import escape
 from urllib.parse import quote, unquote
 
+from airflow_graph_mail.emulator.mail.mime import text_of
 from airflow_graph_mail.emulator.mail.text import html_to_text
 
 _CID = re.compile(r"""\bcid:([^\s"'()<>]+)""", re.IGNORECASE)
@@ -45,7 +46,7 @@ def text_body(body: dict, raw_mime: bytes | None) -> tuple[str, str]:
     if raw_mime:
         part = BytesParser(policy=policy.default).parsebytes(raw_mime).get_body(preferencelist=("plain",))
         if part is not None:
-            return part.get_content(), "the message's text/plain part"
+            return text_of(part), "the message's text/plain part"
     content = body.get("content") or ""
     if (body.get("contentType") or "text").lower() != "html":
         return content, "the message's text body"

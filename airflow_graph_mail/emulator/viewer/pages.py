@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 
 from airflow_graph_mail.emulator.mail.backend import MailBackend
+from airflow_graph_mail.emulator.mail.mime import media_type
 from airflow_graph_mail.emulator.mail.queries import (
     attachment_content,
     browse,
@@ -236,7 +237,8 @@ class Viewer:
         if part is None:
             return Response(404, b"", {"Content-Type": "text/plain", **_NO_STORE})
         meta, content = part
-        kind = meta["contentType"] if meta["contentType"].lower().startswith("image/") else "application/octet-stream"
+        maintype, subtype = media_type(meta["contentType"])  # never the stored text itself in a header
+        kind = f"image/{subtype}" if maintype == "image" else "application/octet-stream"
         return Response(200, content, {"Content-Type": kind, "Content-Disposition": "inline",
                                        "Content-Security-Policy": _CONTENT_POLICY, **_NO_STORE})
 
@@ -247,7 +249,7 @@ class Viewer:
         if part is None:
             return self._missing("attachment")
         meta, content = part
-        return Response(200, content, {"Content-Type": meta["contentType"] or "application/octet-stream",
+        return Response(200, content, {"Content-Type": "/".join(media_type(meta["contentType"])),
                                        "Content-Disposition": _download_name(meta["name"]),
                                        "Content-Security-Policy": _CONTENT_POLICY, **_NO_STORE})
 
