@@ -47,6 +47,14 @@ def multipart_mime() -> bytes:
     return mime.as_bytes()
 
 
+@pytest.fixture(autouse=True)
+def colleagues(graph_emulator):
+    """The people Microsoft's examples write to are users of the tenant (contoso.com is an accepted domain
+    there: an address no user has would bounce)."""
+    for name in ("frannis", "danas", "alexw", "meganb", "samb", "adelev"):
+        graph_emulator.add_user(f"{name}@contoso.com")
+
+
 @pytest.fixture(params=["v1.0", "beta"])
 def versioned_hook(request, connect):
     return connect(extra={"api_version": request.param})
@@ -157,6 +165,7 @@ def test_old_sdk_example_with_capitalised_parameters_and_204(tmp_path, monkeypat
     from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
     with GraphEmulator(tmp_path, sendmail_status=204) as emulator:
+        emulator.add_user("x@contoso.com")
         monkeypatch.setenv("AIRFLOW_CONN_GRAPH_MAIL_DEFAULT", json.dumps(emulator.connection()))
         hook = GraphMailHook()
         sample = {"@odata.type": "#microsoft.graph.message", "id": "ignored", "subject": "Subject value",

@@ -42,6 +42,12 @@ def secret_of(app) -> str:
 # -- tokens ------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def colleague(graph_emulator):
+    """Ann is a user of the tenant: contoso.com is an accepted domain there, so an unknown address bounces."""
+    graph_emulator.add_user("ann@contoso.com")
+
+
 def test_msal_with_its_defaults(graph_microsoft_hosts):
     msal = need("msal")
     requests = need("requests")
