@@ -12,9 +12,9 @@ from __future__ import annotations
 __all__ = ["AccessDeniedError", "AttachmentReadError", "BatchFailedError", "GraphAuthError", "GraphConfigError",
            "GraphConnectionError", "GraphMailError", "GraphRequestError", "InvalidAuthenticationTokenError",
            "InvalidMimeError", "InvalidRecipientsError", "ItemNotFoundError", "MailboxNotEnabledError",
-           "MessageSizeError", "MessageTooLargeError", "MessageValidationError", "OutcomeUnknownError",
-           "RenderTimeoutError", "ServiceUnavailableError", "ThrottledError", "UnexpectedAnswerError",
-           "UploadFailedError"]
+           "MailboxNotFoundError", "MalformedIdError", "MessageSizeError", "MessageTooLargeError",
+           "MessageValidationError", "OutcomeUnknownError", "RenderTimeoutError", "ServiceUnavailableError",
+           "ThrottledError", "UnexpectedAnswerError", "UploadFailedError"]
 
 
 class GraphMailError(Exception):
@@ -111,6 +111,7 @@ class GraphRequestError(GraphMailError):
     """Graph answered with an error body; carries Graph's code, message and request-id."""
 
     hint = ""
+    retry_after: float | None = None  # seconds Graph asked to wait (429, 5xx), read into a sane range
 
     def __init__(self, status: int, code: str, message: str, request_id: str = "", client_request_id: str = ""):
         self.status = status
@@ -153,6 +154,20 @@ class InvalidRecipientsError(GraphRequestError):
 
 class ItemNotFoundError(GraphRequestError):
     hint = "the message or mailbox does not exist (a draft already sent, or the wrong sender)"
+
+
+class MalformedIdError(ItemNotFoundError):
+    """Graph cannot read the id at all (400 ErrorInvalidIdMalformed): a typo, never a message that is gone.
+
+    An ItemNotFoundError for callers that only ask "is it there?"; the review gate tells the two apart."""
+
+    hint = "this is not an id Graph gave: pass the message's id as Graph returned it"
+
+
+class MailboxNotFoundError(ItemNotFoundError):
+    """No such user or mailbox in the tenant (404 ErrorInvalidUser): the sender is wrong, not the message."""
+
+    hint = "no such mailbox in the tenant: check the sender (or the connection's sender)"
 
 
 class MessageTooLargeError(GraphRequestError):

@@ -145,9 +145,7 @@ def test_the_trigger_serialises_ids_only_and_runs_as_the_triggerer_runs_it(graph
     assert event.payload["status"] == "sent"
     sent = event.payload["message"]
     assert sent["to"] == ["board@example.com"] and sent["subject"] == "Q3" and sent["sent_at"]
-    from airflow_graph_mail.mail.ndr import ref_for
-
-    assert sent["ref"] == ref_for("q3")
+    assert sent["ref"] == GraphMailHook().client.ref_for("q3")  # the ref the draft was tagged with
     assert ticks > 10
     statuses = [r["status"] for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
     assert 429 in statuses and 503 in statuses
@@ -266,3 +264,168 @@ def test_a_real_triggerer_process_wakes_the_gate(graph_emulator, airflow_templat
     assert resumed["state"] == "success" and resumed["next_method"] is None
     assert resumed["xcom"]["sent"]["subject"] == "Through the triggerer"
     assert resumed["xcom"]["sent"]["to"] == ["board@example.com"]
+
+
+# -- a typo is not a decision (issue 23) ---------------------------------------------------------------
+
+
+def gate(**kwargs):
+    from airflow_graph_mail.sensors.graph_mail import GraphDraftSentSensor
+
+    return GraphDraftSentSensor(task_id="wait_for_review", poke_interval=0.2, **kwargs)
+
+
+def first_payload(trigger, limit: float = 60.0) -> dict:
+    """The trigger's one event, run in an event loop as the triggerer runs it (a hang fails, not blocks)."""
+    async def run():
+        async for event in trigger.run():
+            return event.payload
+        return None
+
+    return asyncio.run(asyncio.wait_for(run(), limit))
+
+
+def draft_trigger(message_id: str, **kwargs):
+    from airflow_graph_mail.triggers.graph_mail import GraphDraftSentTrigger
+
+    kwargs.setdefault("poke_interval", 0.2)
+    kwargs.setdefault("deadline", time.time() + 30)
+    return GraphDraftSentTrigger(graph_mail_conn_id="graph_mail_default", message_id=message_id, **kwargs)
+
+
+@pytest.mark.parametrize("on_discard", ["fail", "skip"])
+def test_a_draft_id_of_none_fails_the_gate_naming_it_never_as_discarded(hook, graph_emulator, on_discard):
+    """What xcom_pull of a misspelled task id renders: not a decision of the reviewer, whatever on_discard says."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    with pytest.raises(AirflowFailException) as raised:
+        gate(message_id="None", on_discard=on_discard).poke({})
+    assert "message_id: 'None'" in str(raised.value) and "xcom_pull" in str(raised.value)
+    assert "discarded" not in str(raised.value)
+    payload = first_payload(draft_trigger("None"))
+    assert payload["status"] == "error" and "message_id: 'None'" in payload["error"]
+
+
+@pytest.mark.parametrize("on_discard", ["fail", "skip"])
+def test_an_unknown_mailbox_fails_the_gate_naming_it(hook, graph_emulator, on_discard):
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Q1"))
+    with pytest.raises(AirflowFailException) as raised:
+        gate(message_id=draft["id"], sender="nobody@example.com", on_discard=on_discard).poke({})
+    assert "sender: Graph knows no mailbox 'nobody@example.com'" in str(raised.value)
+    assert "discarded" not in str(raised.value)
+    payload = first_payload(draft_trigger(draft["id"], sender="nobody@example.com"))
+    assert payload["status"] == "error" and "sender: Graph knows no mailbox 'nobody@example.com'" in payload["error"]
+
+
+def test_one_missing_answer_does_not_discard_a_draft_while_poking(hook, graph_emulator):
+    """A replica that has not seen the draft yet answers 404 once: the gate looks again before deciding."""
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Lagging"))
+    graph_emulator.faults.add("get_message", 404)
+    assert gate(message_id=draft["id"]).poke({}) is False  # still waiting for its reviewer
+    statuses = [r["status"] for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
+    assert statuses == [404, 200]
+
+
+def test_one_missing_answer_does_not_discard_a_draft_in_the_trigger(hook, graph_emulator):
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Lagging"))
+    graph_emulator.faults.add("get_message", 404)
+    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.0)
+    payload = first_payload(draft_trigger(draft["id"]))
+    assert payload["status"] == "sent", payload
+
+
+def test_a_draft_really_deleted_is_discarded_after_looking_again(hook, graph_emulator):
+    from airflow.providers.common.compat.sdk import AirflowSkipException
+
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Gone"))
+    graph_emulator.discard_as_reviewer(draft["id"], hard=True)
+    with pytest.raises(AirflowSkipException, match=r"discarded draft .* \(deleted\)"):
+        gate(message_id=draft["id"], on_discard="skip").poke({})
+    assert first_payload(draft_trigger(draft["id"])) == {"status": "discarded", "how": "deleted"}
+    looks = [r["status"] for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
+    assert looks == [404] * 6  # three looks each, spaced apart
+
+
+def test_the_trigger_waits_when_deleted_items_answers_404(hook, graph_emulator):
+    """Graph's answer without an id used to raise KeyError 'id' out of the trigger."""
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Folder"))
+    graph_emulator.faults.add("get_folder", 404)
+    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.0)
+    assert first_payload(draft_trigger(draft["id"]))["status"] == "sent"
+    assert any(r["status"] == 404 and "/mailFolders/" in r["path"] for r in graph_emulator.request_log)
+
+
+def test_a_retry_after_of_nan_does_not_put_the_trigger_to_sleep_forever(hook, graph_emulator):
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="NaN"))
+    graph_emulator.faults.add("get_message", 429, retry_after=float("nan"))
+    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.0)
+    assert first_payload(draft_trigger(draft["id"]), limit=20)["status"] == "sent"
+
+
+def test_a_retry_after_of_inf_waits_until_the_deadline_not_ends_the_gate_at_once(hook, graph_emulator):
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Inf"))
+    graph_emulator.faults.add("get_message", 429, retry_after=float("inf"))
+    started = time.monotonic()
+    assert first_payload(draft_trigger(draft["id"], deadline=time.time() + 3)) == {"status": "timeout"}
+    assert time.monotonic() - started > 2.5  # waited (Retry-After clamped) until the deadline
+
+
+def test_a_slow_answer_cannot_carry_the_trigger_past_its_deadline(hook, graph_emulator):
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Slow"))
+    graph_emulator.faults.add("get_message", "slow", delay=8)
+    started = time.monotonic()
+    assert first_payload(draft_trigger(draft["id"], deadline=time.time() + 2)) == {"status": "timeout"}
+    assert time.monotonic() - started < 4
+    graph_emulator.dispatcher.settle()
+
+
+def test_the_trigger_waits_out_throttling_on_the_loop_not_in_a_thread(hook, graph_emulator, caplog):
+    """Its looks run with the client's retries off: a 429's Retry-After and a 503's backoff are the trigger's own
+    asyncio.sleep (no pool thread sleeps), and each named in its log."""
+    import logging
+
+    from airflow_graph_mail.mail.message import Message
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="Throttled"))
+    graph_emulator.faults.add("get_message", 429, retry_after=1)
+    graph_emulator.faults.add("get_message", 503)
+    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.0)
+    with caplog.at_level(logging.INFO, logger="airflow_graph_mail"):
+        assert first_payload(draft_trigger(draft["id"]))["status"] == "sent"
+    waits = [r.getMessage() for r in caplog.records if r.name == "airflow_graph_mail.triggers.graph_mail"]
+    assert any("429 TooManyRequests" in w and "looking again in 1.0s" in w for w in waits), waits
+    assert any("503 ServiceUnavailable" in w for w in waits), waits
+    transport = [r for r in caplog.records if r.name == "airflow_graph_mail.graph.transport"]
+    assert not [r for r in transport if "retry" in r.getMessage()]
+
+
+def test_importing_the_trigger_on_the_event_loop_stays_cheap():
+    """The triggerer imports a trigger's module on its loop's thread: no HTTP client, msal, asgiref or hook there."""
+    import subprocess
+
+    code = ("import sys, airflow.triggers.base; before = set(sys.modules); "
+            "import airflow_graph_mail.triggers.graph_mail; added = set(sys.modules) - before; "
+            "print(sorted(m for m in added if m.split('.')[0] in ('msal', 'requests', 'urllib3', 'httpx', 'asgiref') "
+            "or m.startswith(('airflow_graph_mail.hooks', 'airflow_graph_mail.graph'))), len(added))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, added = out.rsplit(" ", 1)
+    assert heavy == "[]", heavy
+    assert int(added) < 10, added

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from functools import cached_property
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from airflow_graph_mail.errors import (
@@ -18,13 +19,16 @@ from airflow_graph_mail.errors import (
     GraphMailError,
     GraphRequestError,
     ItemNotFoundError,
+    MailboxNotFoundError,
+    MalformedIdError,
     MessageSizeError,
     MessageValidationError,
+    UnexpectedAnswerError,
 )
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
 from airflow_graph_mail.graph.call import Call
 from airflow_graph_mail.graph.config import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES, ClientConfig
-from airflow_graph_mail.graph.idempotency import key_filter, tag
+from airflow_graph_mail.graph.idempotency import PROCESS_REF_SECRET, key_filter, tag
 from airflow_graph_mail.graph.retry import RetryPolicy
 from airflow_graph_mail.graph.submit import submit_once
 from airflow_graph_mail.graph.transport import GraphTransport, fits_one_request
@@ -33,6 +37,7 @@ from airflow_graph_mail.mail.allow_list import AllowedDomains
 from airflow_graph_mail.mail.attachments import MB
 from airflow_graph_mail.mail.graph_shape import graph_document, summary
 from airflow_graph_mail.mail.message import Message
+from airflow_graph_mail.mail.ndr import ref_for
 from airflow_graph_mail.mail.recipients import check_sender
 from airflow_graph_mail.mail.routing import mime_recipients
 from airflow_graph_mail.outcomes import Status
@@ -64,6 +69,10 @@ def encode_mime(mime: bytes | str | EmailMessage) -> bytes:
     return base64.b64encode(mime_bytes(mime))
 
 
+# A secret, or a function that finds one; None for a secret of this process.
+RefSecret = str | bytes | Callable[[], str | bytes | None] | None
+
+
 @dataclass
 class Prepared:
     """A message checked once and turned into Graph's JSON (attachments streamed in at send time)."""
@@ -77,17 +86,35 @@ class Prepared:
             return summary(self.document)
         return [r.address for r in self.message.to], self.message.subject
 
+    def recipients(self) -> dict[str, list[str]]:
+        """The to, cc and bcc addresses, as sent (a bounce report believes a report only about these)."""
+        def addresses(name: str) -> list[str]:
+            found = []
+            for entry in self.document.get(name) or []:
+                if isinstance(entry, dict):  # {"emailAddress": {...}}, or the inner dict alone
+                    email = entry.get("emailAddress")
+                    found.append(str((email if isinstance(email, dict) else entry).get("address", "")))
+            return found
+
+        return {"to": addresses("toRecipients"), "cc": addresses("ccRecipients"), "bcc": addresses("bccRecipients")}
+
     def describe(self) -> str:
         to, subject = self.summary()
         return f"{subject!r} to {len(to) if self.message is None else self.message.recipient_count} recipient(s)"
 
 
 class GraphMailClient:
-    """The mail calls of one connection; ``sender`` picks the mailbox per call ('me' for delegated tokens)."""
+    """The mail calls of one connection; ``sender`` picks the mailbox per call ('me' for delegated tokens).
+
+    ``ref_secret`` keys the bounce ref of every keyed mail (``mail/ndr.py``): give the deployment's, the same in
+    every process, so that a retry elsewhere computes the same ref (or a function that finds it, asked at the
+    first keyed mail); without one, a secret of this process."""
 
     def __init__(self, transport: GraphTransport, *, default_sender: str | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, allowed_recipients: AllowedDomains | None = None):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, allowed_recipients: AllowedDomains | None = None,
+                 ref_secret: RefSecret = None):
         self.transport = transport
+        self._ref_secret_source = ref_secret
         self.default_sender = check_sender("sender", default_sender) if default_sender is not None else None
         self.allowed_recipients = allowed_recipients
         if not 0 < max_message_bytes <= MAX_MESSAGE_BYTES:
@@ -95,7 +122,7 @@ class GraphMailClient:
         self.max_message_bytes = max_message_bytes
 
     @classmethod
-    def from_config(cls, config: ClientConfig) -> GraphMailClient:
+    def from_config(cls, config: ClientConfig, *, ref_secret: RefSecret = None) -> GraphMailClient:
         from airflow_graph_mail.graph.credentials import build_credential, session_for
 
         session = session_for(config)
@@ -104,7 +131,17 @@ class GraphMailClient:
                                    timeout=config.timeout,
                                    retry=RetryPolicy(max_wait=config.retry_max_wait, backoff=config.retry_backoff))
         return cls(transport, default_sender=config.sender, max_message_bytes=config.max_message_bytes,
+                   ref_secret=ref_secret or config.ref_secret,
                    allowed_recipients=config.allowed_recipients)
+
+    def ref_for(self, key: str | None) -> str:
+        """The bounce ref a mail sent with this idempotency key carries ("" without a key)."""
+        return ref_for(key, self._ref_secret) if key else ""
+
+    @cached_property
+    def _ref_secret(self) -> str | bytes:
+        source = self._ref_secret_source
+        return (source() if callable(source) else source) or PROCESS_REF_SECRET
 
     @property
     def concurrency(self) -> int:
@@ -173,7 +210,7 @@ class GraphMailClient:
         call = self.call(sender)
         prepared = self.prepare(message)
         key = idempotency_key
-        document = tag(dict(prepared.document), key) if key else prepared.document
+        document = tag(dict(prepared.document), key, self._ref_secret) if key else prepared.document
         if key and check_first:
             if not save_to_sent_items:
                 log.warning("Cannot check whether %r was sent before: save_to_sent_items=False leaves no copy "
@@ -234,8 +271,8 @@ class GraphMailClient:
         if key and check_first:
             self._discard_drafts(call, key, folder)
         if prepared.message is None:
-            return self._create(call, tag(dict(prepared.document), key), folder, key)
-        body = StreamingJson(tag(dict(prepared.document), key), prepared.streams)
+            return self._create(call, tag(dict(prepared.document), key, self._ref_secret), folder, key)
+        body = StreamingJson(tag(dict(prepared.document), key, self._ref_secret), prepared.streams)
         if fits_one_request(body):
             return self._create(call, body, folder, key)
         draft = self._build_draft(call, prepared.message, folder, key)
@@ -271,7 +308,7 @@ class GraphMailClient:
         document, _ = message_document(message, with_attachments=False)
         if delete_after_submit:
             document.setdefault("singleValueExtendedProperties", []).append(DELETE_AFTER_SUBMIT)
-        draft = self._create(call, tag(document, key), folder, key, what="body")
+        draft = self._create(call, tag(document, key, self._ref_secret), folder, key, what="body")
         try:
             for position, attachment in enumerate(message.attachments):
                 self.add_attachment(draft["id"], attachment, call=call, position=position)
@@ -328,8 +365,8 @@ class GraphMailClient:
         if not message_id.strip():
             raise GraphConfigError("message_id: empty draft id; pass the id returned when the draft was created")
         call = self.call(sender)
-        if self.allowed_recipients is not None:  # a person may have added recipients in Outlook since
-            fields = "toRecipients,ccRecipients,bccRecipients"
+        if self.allowed_recipients is not None:  # a person may have added recipients (or a Reply-To) since
+            fields = "toRecipients,ccRecipients,bccRecipients,replyTo"
             draft = self.transport.request(call, "GET", call.message_path(message_id) + f"?$select={fields}").json()
             self.check_recipients({k: draft.get(k) or [] for k in fields.split(",")})
         if check_first and self._is_draft(call, message_id) is False:
@@ -375,6 +412,8 @@ class GraphMailClient:
         """Whether the message is still a draft; None when it is gone."""
         try:
             found = self.transport.request(call, "GET", call.message_path(message_id) + "?$select=id,isDraft").json()
+        except (MalformedIdError, MailboxNotFoundError):
+            raise  # a wrong id or mailbox says nothing about whether the draft went
         except ItemNotFoundError:
             return None
         return found.get("isDraft", True)
@@ -424,9 +463,12 @@ class GraphMailClient:
         call = self.call(sender)
         return self.transport.request(call, "GET", call.message_path(message_id) + "/$value").content
 
-    def folder_id(self, folder: str, *, sender: str | None = None) -> str:
+    def folder_id(self, folder: str, *, sender: str | None = None, call: Call | None = None) -> str:
         """A well-known folder's id (``deleteditems``), to tell where a message now is from its parentFolderId."""
-        call = self.call(sender)
-        return self.transport.request(call, "GET", f"{call.user_path}/mailFolders/{quote(folder, safe='')}"
-                                      "?$select=id").json()["id"]
+        call = call or self.call(sender)
+        found = self.transport.request(call, "GET", f"{call.user_path}/mailFolders/{quote(folder, safe='')}"
+                                       "?$select=id").json()
+        if not isinstance(found, dict) or not isinstance(found.get("id"), str) or not found["id"]:
+            raise UnexpectedAnswerError(f"Graph answered the folder {folder!r} without its id")
+        return found["id"]
 

@@ -14,6 +14,8 @@ from airflow_graph_mail.errors import (  # noqa: F401 - re-exported for ``graph`
     InvalidRecipientsError,
     ItemNotFoundError,
     MailboxNotEnabledError,
+    MailboxNotFoundError,
+    MalformedIdError,
     MessageTooLargeError,
     OutcomeUnknownError,
     ServiceUnavailableError,
@@ -28,8 +30,8 @@ _BY_CODE = {
     "MailboxNotEnabledForRESTAPI": MailboxNotEnabledError,
     "ErrorInvalidRecipients": InvalidRecipientsError,
     "ErrorItemNotFound": ItemNotFoundError,
-    "ErrorInvalidIdMalformed": ItemNotFoundError,
-    "ErrorInvalidUser": ItemNotFoundError,
+    "ErrorInvalidIdMalformed": MalformedIdError,
+    "ErrorInvalidUser": MailboxNotFoundError,
     "ResourceNotFound": ItemNotFoundError,
     "ErrorMessageSizeExceeded": MessageTooLargeError,
     "RequestEntityTooLarge": MessageTooLargeError,
@@ -63,8 +65,13 @@ def error_from_response(response) -> GraphRequestError:
     if cls is None and response.status_code >= 500:
         cls = ServiceUnavailableError
     cls = cls or GraphRequestError
-    if cls is ThrottledError:
-        from airflow_graph_mail.graph.retry import retry_after_seconds
+    if cls is not ThrottledError and response.status_code < 500:
+        return cls(**kwargs)
+    from airflow_graph_mail.graph.retry import retry_after_seconds
 
-        return ThrottledError(retry_after=retry_after_seconds(response.headers.get("Retry-After")), **kwargs)
-    return cls(**kwargs)
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    if cls is ThrottledError:
+        return ThrottledError(retry_after=retry_after, **kwargs)
+    error = cls(**kwargs)
+    error.retry_after = retry_after  # a 503 may carry it too
+    return error

@@ -9,6 +9,7 @@ of retries and a bounded total wait, shared by all the requests it makes.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,23 +22,29 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_WAIT = 300.0
 DEFAULT_BACKOFF = 1.0
+# The longest Retry-After believed: Graph's throttling windows are 10 minutes at most. A longer (or infinite)
+# one is read as this, so that no answer can put a caller to sleep for days or end a wait at once.
+MAX_RETRY_AFTER = 600.0
 _RETRY_AFTER = Retry(0)  # urllib3's Retry-After parser (numbers and HTTP dates)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds from now (0 for a date in the past), or None when absent or unreadable.
+    """Retry-After as seconds from now, within 0 (a date in the past) to MAX_RETRY_AFTER; None when absent or
+    unreadable (``nan`` included), which means: back off as without one.
 
     Seconds may have a fraction (a test service's); the HTTP-date form is urllib3's to read."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max(0.0, float(_RETRY_AFTER.parse_retry_after(value.strip())))
-    except (InvalidHeader, ValueError, TypeError, OverflowError):
+        try:
+            seconds = float(_RETRY_AFTER.parse_retry_after(value.strip()))
+        except (InvalidHeader, ValueError, TypeError, OverflowError):
+            return None
+    if math.isnan(seconds):
         return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def never_sent(error: requests.RequestException) -> bool:

@@ -11,6 +11,7 @@ import requests
 
 from airflow_graph_mail.errors import (
     GraphConnectionError,
+    GraphMailError,
     GraphRequestError,
     MessageSizeError,
     OutcomeUnknownError,
@@ -79,6 +80,33 @@ class GraphTransport:
         connection was never made. Other errors become typed exceptions. ``what`` names the field a
         request body too large for Graph comes from.
         """
+        data, content_type = self._body(json_body, data, content_type, what)
+        headers = self._headers(data, content_type)
+        idempotent = method in ("GET", "DELETE") if idempotent is None else idempotent
+        pacer = self.pacer(call)
+        url = self.base_url + path
+        renewed = False
+        while True:
+            try:
+                response = self._send(pacer, method, url, data, headers)
+            except requests.RequestException as err:
+                failure: GraphMailError = self._no_answer(method, path, url, err, idempotent)
+            else:
+                if response.status_code in expect:
+                    pacer.succeeded()
+                    return response
+                if response.status_code == 401 and not renewed:
+                    self._renew(method, path, response)
+                    renewed = True
+                    continue
+                failure = self._refusal(method, path, response, idempotent)
+            self._wait_or_raise(call, pacer, method, path, failure)
+
+    # -- the steps of one request ----------------------------------------------------------------------
+
+    @staticmethod
+    def _body(json_body, data, content_type: str | None, what: str) -> tuple[bytes | StreamingJson | None, str | None]:
+        """The request body and its type; a body too large for Graph is refused here, naming ``what``."""
         if isinstance(data, StreamingJson):
             content_type = "application/json"
             if len(data) <= SMALL_BODY_BYTES:  # one send() for headers and body: no per-piece round trips
@@ -88,51 +116,63 @@ class GraphTransport:
             content_type = "application/json"
         if data is not None:
             check_request_size(what, data)
+        return data, content_type
+
+    @staticmethod
+    def _headers(data, content_type: str | None) -> dict[str, str]:
         headers = {"client-request-id": str(uuid.uuid4()), "Prefer": PREFER_IMMUTABLE_IDS,
                    "Content-Length": "0" if data is None else str(len(data))}
         if content_type:
             headers["Content-Type"] = content_type
-        idempotent = method in ("GET", "DELETE") if idempotent is None else idempotent
-        pacer = self.pacer(call)
-        url = self.base_url + path
-        renewed = False
-        while True:
-            headers["Authorization"] = "Bearer " + self.credential.get_token()
-            retry_after = None
-            failure: Exception
-            try:
-                with pacer.slot():
-                    response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout)
-            except requests.RequestException as err:
-                if not (idempotent or never_sent(err)):
-                    raise OutcomeUnknownError(method, path, err) from err
-                failure, reason = GraphConnectionError(method, url, err), f"{type(err).__name__}: {err}"
-            else:
-                if response.status_code in expect:
-                    pacer.succeeded()
-                    return response
-                if response.status_code == 401 and not renewed:
-                    log.info("Graph answered 401 to %s %s; renewing the token once (request-id %s)",
-                             method, path, response.headers.get("request-id", ""))
-                    self.credential.invalidate()
-                    renewed = True
-                    continue
-                error = error_from_response(response)
-                if isinstance(error, ThrottledError) or response.status_code == 429:
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                elif response.status_code >= 500:
-                    if not idempotent:
-                        raise OutcomeUnknownError(method, path, error) from error
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                else:
-                    raise error
-                failure = error
-                reason = f"{error.status} {error.code} (request-id {error.request_id or 'none'})"
-            delay = call.budget.delay(retry_after)
-            if delay is None:
-                raise failure
-            if isinstance(failure, GraphRequestError) and failure.status == 429:
+        return headers
+
+    def _send(self, pacer: MailboxPacer, method: str, url: str, data, headers: dict) -> requests.Response:
+        """One try, with the current token, in one of the mailbox's slots."""
+        headers["Authorization"] = "Bearer " + self.credential.get_token()
+        with pacer.slot():
+            return self.session.request(method, url, data=data, headers=headers, timeout=self.timeout)
+
+    def _renew(self, method: str, path: str, response: requests.Response) -> None:
+        log.info("Graph answered 401 to %s %s; renewing the token once (request-id %s)",
+                 method, path, response.headers.get("request-id", ""))
+        self.credential.invalidate()
+
+    @staticmethod
+    def _no_answer(method: str, path: str, url: str, err: requests.RequestException,
+                   idempotent: bool) -> GraphConnectionError:
+        """No answer: worth another try when the request changes nothing or never left; else unknown."""
+        if not (idempotent or never_sent(err)):
+            raise OutcomeUnknownError(method, path, err) from err
+        return GraphConnectionError(method, url, err)
+
+    @staticmethod
+    def _refusal(method: str, path: str, response: requests.Response, idempotent: bool) -> GraphRequestError:
+        """Graph's error answer, typed: returned when another try may pass (429, 5xx), raised otherwise."""
+        error = error_from_response(response)
+        if isinstance(error, ThrottledError) or response.status_code == 429:
+            if error.retry_after is None:
+                error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            return error
+        if response.status_code >= 500:
+            if not idempotent:
+                raise OutcomeUnknownError(method, path, error) from error
+            return error
+        raise error
+
+    def _wait_or_raise(self, call: Call, pacer: MailboxPacer, method: str, path: str,
+                       failure: GraphMailError) -> None:
+        """Wait before the next try, within the call's budget; raise ``failure`` when the budget is spent."""
+        retry_after = getattr(failure, "retry_after", None)
+        delay = call.budget.delay(retry_after)
+        if delay is None:
+            raise failure
+        if isinstance(failure, GraphRequestError):
+            reason = f"{failure.status} {failure.code} (request-id {failure.request_id or 'none'})"
+            if failure.status == 429:
                 pacer.throttled(delay)
-            log.warning("Graph %s %s: %s; retry %d in %.1fs", method, path.split("?")[0], redact_url_secrets(reason),
-                        call.budget.retries + 1, delay)
-            call.budget.wait(delay)
+        else:
+            cause = getattr(failure, "cause", failure)
+            reason = f"{type(cause).__name__}: {cause}"
+        log.warning("Graph %s %s: %s; retry %d in %.1fs", method, path.split("?")[0], redact_url_secrets(reason),
+                    call.budget.retries + 1, delay)
+        call.budget.wait(delay)

@@ -2,7 +2,8 @@
 
 A person reviews a draft in Outlook and either sends it (Graph then finds, under the same immutable id, a
 message that is no longer a draft, in Sent Items) or discards it (the id finds nothing, or a draft in
-Deleted Items). No HTTP and no Airflow here: the sensor and its trigger share it.
+Deleted Items). No HTTP and no Airflow here: ``graph/review.py`` asks Graph (and confirms that an id which
+finds nothing is really gone), for the sensor and its trigger alike.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ SELECT = ("id", "isDraft", "parentFolderId", "subject", "toRecipients", "ccRecip
           "sentDateTime", "internetMessageId", "internetMessageHeaders", "webLink")
 
 
-def state_of(message: dict | None, deleted_items_id: str) -> str:
-    """WAITING, SENT or DISCARDED; ``message`` is None when its id finds nothing (deleted)."""
-    if message is None:
-        return DISCARDED
+def state_of(message: dict, deleted_items_id: str) -> str:
+    """WAITING, SENT or DISCARDED (a draft in Deleted Items) for the message the draft's id found."""
     if message.get("isDraft") is False:
         return SENT
     if deleted_items_id and message.get("parentFolderId") == deleted_items_id:

@@ -1,7 +1,7 @@
 """GraphDraftSentSensor: the review gate. Waits until a person sends (or discards) a draft in Outlook.
 
-Importing this module stays cheap (no msal, requests or httpx): the hook and the trigger are imported
-where they are used.
+Importing this module stays cheap (no msal or requests): the hook and the trigger are imported where they
+are used.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ class GraphDraftSentSensor(BaseSensorOperator):
     """Wait until the draft ``message_id`` has been sent by its reviewer, or discarded.
 
     Sent: the draft's immutable id (what GraphDraftOperator pushes as ``draft_id``) finds a message that is
-    no longer a draft. Discarded: it finds nothing (deleted) or a draft in Deleted Items. The reviewer may
+    no longer a draft. Discarded: it finds a draft in Deleted Items, or nothing on three looks in a row (a
+    replica may answer 404 once). An id Graph cannot read, an unknown mailbox or a refused permission fail
+    the task, naming the id or the mailbox, whatever ``on_discard`` says. The reviewer may
     have changed the recipients and subject: the task returns (and pushes as XCom ``sent``) what was finally
     sent, and checks those recipients against the connection's ``allowed_recipient_domains``; a recipient
     outside them fails the task loudly (the mail has already gone).
@@ -33,9 +35,9 @@ class GraphDraftSentSensor(BaseSensorOperator):
         (templated)
     :param sender: the mailbox holding the draft; defaults to the connection's ``sender``. (templated)
     :param on_discard: "fail" (default) or "skip" when the reviewer discards the draft.
-    :param deferrable: wait in the triggerer (async HTTP, no worker slot held while a person takes two
-        days); default from ``[operators] default_deferrable``. Otherwise ``mode="reschedule"`` or
-        ``"poke"``, ``poke_interval`` and ``timeout`` as for any sensor.
+    :param deferrable: wait in the triggerer (no worker slot held while a person takes two days; each look
+        is the same client call, run in a thread); default from ``[operators] default_deferrable``.
+        Otherwise ``mode="reschedule"`` or ``"poke"``, ``poke_interval`` and ``timeout`` as for any sensor.
     :param graph_mail_conn_id: the Airflow connection to use.
     """
 
@@ -62,25 +64,30 @@ class GraphDraftSentSensor(BaseSensorOperator):
     # -- poke and reschedule modes ------------------------------------------------------------------
 
     def poke(self, context: Context) -> bool:
-        from airflow_graph_mail.errors import ItemNotFoundError
-        from airflow_graph_mail.mail.review import SELECT, SENT, WAITING, sent_summary, state_of
-        from airflow_graph_mail.operators.failures import retries_only_when_useful
+        from airflow_graph_mail.errors import GraphMailError
+        from airflow_graph_mail.graph.review import GONE, DraftReview, confirm_delay, failure_text
+        from airflow_graph_mail.mail.review import SENT, WAITING, sent_summary
 
-        with retries_only_when_useful():
-            client = self._hook().client
-            try:
-                message = client.get_message(self.message_id, sender=self.sender, select=SELECT)
-            except ItemNotFoundError:
-                message = None
-            state = state_of(message, client.folder_id("deleteditems", sender=self.sender)
-                             if message is not None else "")
-        if state == WAITING:
+        review = None
+        try:
+            review = DraftReview(self._hook().client, self.message_id, self.sender)
+            look = review.look()
+            while look.state == GONE:  # confirm before deciding: a replica may not have seen the draft yet
+                time.sleep(confirm_delay(float(self.poke_interval)))
+                look = review.look()
+        except GraphMailError as err:
+            if not err.permanent:  # throttling, 5xx, no answer (after the client's retries): the task's retries
+                raise
+            from airflow.providers.common.compat.sdk import AirflowFailException
+
+            raise AirflowFailException(failure_text(err, review)) from err
+        if look.state == WAITING:
             self.log.info("Draft %s is still waiting for its reviewer", self.message_id)
             return False
-        if state == SENT:
-            self._sent(context, sent_summary(message or {}), client)
+        if look.state == SENT:
+            self._sent(context, sent_summary(look.message or {}), review.client)
             return True
-        self._discarded("deleted" if message is None else "moved to Deleted Items")
+        self._discarded("deleted" if look.message is None else "moved to Deleted Items")
         return False  # pragma: no cover - _discarded raises
 
     def execute(self, context: Context) -> Any:
@@ -112,9 +119,14 @@ class GraphDraftSentSensor(BaseSensorOperator):
 
             raise AirflowSensorTimeout(f"Draft {self.message_id} was neither sent nor discarded within "
                                        f"{self.timeout}s")
+        error = (event or {}).get("error", event)
+        if (event or {}).get("permanent"):
+            from airflow.providers.common.compat.sdk import AirflowFailException
+
+            raise AirflowFailException(error)
         from airflow.providers.common.compat.sdk import AirflowException
 
-        raise AirflowException(f"Waiting for draft {self.message_id} failed: {(event or {}).get('error', event)}")
+        raise AirflowException(f"Waiting for draft {self.message_id} failed: {error}")
 
     # -- the outcome --------------------------------------------------------------------------------
 
@@ -131,7 +143,8 @@ class GraphDraftSentSensor(BaseSensorOperator):
         ti = context["ti"]
         ti.xcom_push(key=SENT_KEY, value=sent)
         ti.xcom_push(key=OUTCOMES_KEY, value=[{"position": 0, "key": None, "ref": sent["ref"], "to": sent["to"],
-                                               "subject": sent["subject"], "status": "sent"}])
+                                               "cc": sent["cc"], "bcc": sent["bcc"], "subject": sent["subject"],
+                                               "status": "sent"}])
         recipients = [*sent["to"], *sent["cc"], *sent["bcc"]]
         self.log.info("The reviewer sent draft %s at %s: %r to %s", self.message_id, sent["sent_at"],
                       sent["subject"], ", ".join(recipients))

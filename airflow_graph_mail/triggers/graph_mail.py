@@ -1,86 +1,100 @@
 """The review gate's trigger: wait in the triggerer, not in a worker slot, until a person sends or discards a draft.
 
 It serialises the connection id, the mailbox, the draft's id, the interval and the deadline, never a token.
-Everything blocking (reading the connection, msal's token requests, importing httpx and the hook, building
-the client) runs in a thread; the polls are async HTTP (httpx) with the connection's TLS and proxy
-settings. Throttling, 5xx and network errors only delay
-the next look; anything else ends the wait with an error the sensor raises.
+Each look is the sensor's own (``graph/review.py`` over GraphMailClient: one road to Graph, with its typed
+errors, token renewal, TLS and proxies), run in this module's small thread pool so that the event loop never
+waits on the network, msal or an import. The pool's threads are entered through asgiref's ``sync_to_async``:
+Airflow 3.0 to 3.2.1's triggerer carries a connection read (or a token handed to the log masker) back to its
+loop only from such a thread, and crashes on one from a plain thread (apache/airflow#66412, #67380); 2.x and
+later 3.x take either.
+
+The client does not sleep for these looks: throttling (Retry-After), 5xx and no answer are waited out here with
+``asyncio.sleep``, and no wait or slow answer carries the trigger past its deadline. Anything else ends the wait
+with an error the sensor raises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
 import logging
+import math
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_graph_mail.errors import GraphConfigError, GraphMailError
+
 log = logging.getLogger(__name__)
 
+# Threads shared by every review gate in this triggerer. A look is one GET (two on the first look), so a few
+# threads serve hundreds of gates polling every minute (bench/trigger_loop.py).
+POOL_SIZE = 8
+MAX_BACKOFF = 300.0  # seconds between looks while Graph keeps failing without a Retry-After
 
-async def in_thread(function, *args):
-    """Blocking work off the event loop (asgiref's way where Airflow has it, so that reading a connection
-    inside the triggerer goes through Airflow's own channel)."""
+
+class _PastDeadline(Exception):
+    pass
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="graph-mail-gate")
+
+
+@functools.cache
+def _through_asgiref(sync):
+    return sync.SyncToAsync(_call, thread_sensitive=False, executor=_threads())
+
+
+def _call(function, *args):
+    return function(*args)
+
+
+@functools.cache
+def _asgiref() -> Future:
+    """asgiref.sync, imported once in the pool: never on the event loop's thread."""
+    return _threads().submit(importlib.import_module, "asgiref.sync")
+
+
+async def _pooled(function, *args):
+    """``function(*args)`` in the pool, through asgiref."""
+    imported = _asgiref()
+    sync = imported.result() if imported.done() else await asyncio.wrap_future(imported)
+    return await _through_asgiref(sync)(function, *args)
+
+
+def _open(conn_id: str, message_id, sender: str | None):
+    """The gate's DraftReview (the connection read, the client built), or the error event saying what is wrong."""
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    from airflow_graph_mail.graph.review import DraftReview, failure_text
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
     try:
-        from asgiref.sync import sync_to_async
-    except ImportError:  # pragma: no cover - Airflow depends on asgiref
-        return await asyncio.to_thread(function, *args)
-    return await sync_to_async(function)(*args)
+        return DraftReview(GraphMailHook(graph_mail_conn_id=conn_id).client, message_id, sender, retries=False)
+    except GraphMailError as err:
+        return {"status": "error", "error": failure_text(err, None), "permanent": err.permanent}
+    except AirflowException as err:  # no such connection (yet)
+        return {"status": "error", "error": f"{type(err).__name__}: {err}", "permanent": False}
 
 
-@dataclass
-class _Graph:
-    """What the polls need, made in a thread: the connection read, the token source, the HTTP client, and
-    the modules they use (importing httpx or our code on the event loop would block it for a while)."""
-
-    base_url: str
-    user_path: str
-    credential: Any
-    http: Any  # httpx.AsyncClient
-    network_error: type[BaseException]
-    review: Any  # airflow_graph_mail.mail.review
-
-    @classmethod
-    def prepare(cls, conn_id: str, sender: str | None) -> _Graph | str:
-        """The polls' means, or what is wrong with the connection (a missing one, a bad field), in words."""
-        import httpx
-        from airflow.providers.common.compat.sdk import AirflowException
-
-        from airflow_graph_mail.errors import GraphMailError
-        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-        from airflow_graph_mail.mail import review
-
-        try:
-            client = GraphMailHook(graph_mail_conn_id=conn_id).client
-            user_path = client.call(sender).user_path
-        except (GraphMailError, AirflowException) as err:
-            return f"{type(err).__name__}: {err}"
-        transport = client.transport
-        session = transport.session
-        proxies = session.merge_environment_settings(transport.base_url, {}, None, None, None)["proxies"]
-        http = httpx.AsyncClient(verify=_tls(session.verify), proxy=proxies.get("https") or proxies.get("all"),
-                                 timeout=transport.timeout, trust_env=False,
-                                 headers={"User-Agent": "airflow-graph-mail", "Prefer": 'IdType="ImmutableId"'})
-        return cls(transport.base_url, user_path, transport.credential, http, httpx.HTTPError, review)
-
-
-def _tls(verify):
-    """requests' ``verify`` (True, False, or a CA bundle file or directory) as httpx takes it."""
-    if not isinstance(verify, str):
-        return verify
-    import os
-    import ssl
-
-    return ssl.create_default_context(capath=verify) if os.path.isdir(verify) else \
-        ssl.create_default_context(cafile=verify)
+def _seconds(name: str, value, problem: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise GraphConfigError(f"{name}: {value!r} is not {problem}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise GraphConfigError(f"{name}: {seconds!r} is not {problem}")
+    return seconds
 
 
 class GraphDraftSentTrigger(BaseTrigger):
     """Yields one event: ``{"status": "sent", "message": {...}}``, ``{"status": "discarded", "how": ...}``,
-    ``{"status": "timeout"}`` or ``{"status": "error", "error": ...}``."""
+    ``{"status": "timeout"}`` or ``{"status": "error", "error": ..., "permanent": ...}``."""
 
     def __init__(self, *, graph_mail_conn_id: str, message_id: str, sender: str | None = None,
                  poke_interval: float = 60.0, deadline: float | None = None):
@@ -88,8 +102,11 @@ class GraphDraftSentTrigger(BaseTrigger):
         self.graph_mail_conn_id = graph_mail_conn_id
         self.message_id = message_id
         self.sender = sender
-        self.poke_interval = float(poke_interval)
-        self.deadline = deadline  # epoch seconds, or None to wait as long as the task may
+        self.poke_interval = _seconds("poke_interval", poke_interval, "a number of seconds; give a finite number, "
+                                                                      "0 or more")
+        # epoch seconds, or None to wait as long as the task may
+        self.deadline = None if deadline is None else _seconds("deadline", deadline, "a time; give epoch seconds "
+                                                                                     "or None")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
@@ -97,91 +114,74 @@ class GraphDraftSentTrigger(BaseTrigger):
                  "sender": self.sender, "poke_interval": self.poke_interval, "deadline": self.deadline})
 
     async def run(self):
-        graph = await in_thread(_Graph.prepare, self.graph_mail_conn_id, self.sender)
-        if isinstance(graph, str):  # a broken or missing connection, named
-            yield TriggerEvent({"status": "error", "error": graph})
-            return
-        review = graph.review
-        message_url = f"{graph.base_url}{graph.user_path}/messages/{quote(self.message_id, safe='')}?" + \
-            urlencode({"$select": ",".join(review.SELECT)}, quote_via=quote)
-        folder_url = f"{graph.base_url}{graph.user_path}/mailFolders/deleteditems?$select=id"
-        deleted_items = ""
-        async with graph.http as http:
-            while True:
-                try:
-                    if not deleted_items:
-                        deleted_items = (await self._get(http, graph, folder_url)).json()["id"]
-                    answer = await self._get(http, graph, message_url)
-                except _Wait as wait:
-                    log.warning("Looking at draft %s: %s; looking again in %.0fs", self.message_id, wait.reason,
-                                wait.seconds)
-                    if self._past_deadline(wait.seconds):
-                        yield TriggerEvent({"status": "timeout"})
-                        return
-                    await asyncio.sleep(wait.seconds)
-                    continue
-                except _Stop as stop:
-                    yield TriggerEvent({"status": "error", "error": stop.reason})
-                    return
-                message = None if answer.status_code == 404 else answer.json()
-                state = review.state_of(message, deleted_items)
-                if state == review.SENT:
-                    yield TriggerEvent({"status": "sent", "message": review.sent_summary(message or {})})
-                    return
-                if state != review.WAITING:
-                    yield TriggerEvent({"status": "discarded",
-                                        "how": "deleted" if message is None else "moved to Deleted Items"})
-                    return
-                if self._past_deadline(self.poke_interval):
-                    yield TriggerEvent({"status": "timeout"})
-                    return
-                await asyncio.sleep(self.poke_interval)
+        try:
+            payload = await self._wait()
+        except _PastDeadline:
+            payload = {"status": "timeout"}
+        except Exception as err:  # a bug of ours must still wake the task, with an answer
+            log.exception("Waiting for draft %s failed", self.message_id)
+            payload = {"status": "error", "error": f"{type(err).__name__}: {err}", "permanent": False}
+        yield TriggerEvent(payload)
 
-    def _past_deadline(self, wait: float) -> bool:
-        return self.deadline is not None and time.time() + wait > self.deadline
+    async def _wait(self) -> dict:
+        """The event's payload, once decided; _PastDeadline when the deadline comes first."""
+        review = await self._in_thread(_open, self.graph_mail_conn_id, self.message_id, self.sender)
+        if isinstance(review, dict):  # a broken or missing connection, a bad id or mailbox, named
+            return review
+        from airflow_graph_mail.graph.review import GONE, confirm_delay  # loaded by _open, in the pool
+        from airflow_graph_mail.mail.review import DISCARDED, SENT, sent_summary
 
-    async def _get(self, http, graph: _Graph, url: str):
-        """One GET with a fresh-enough token; 404 is an answer (the draft is gone), a 401 renews the token once."""
-        for attempt in (1, 2):
-            token = await in_thread(graph.credential.get_token)
+        failures = 0
+        while True:
             try:
-                answer = await http.get(url, headers={"Authorization": f"Bearer {token}"})
-            except graph.network_error as err:
-                raise _Wait(f"{type(err).__name__}", self.poke_interval) from None
-            if answer.status_code in (200, 404):
-                return answer
-            if answer.status_code == 401 and attempt == 1:
-                await in_thread(graph.credential.invalidate)
-                continue
-            reason = _graph_error(answer)
-            if answer.status_code == 429 or answer.status_code >= 500:
-                raise _Wait(reason, _retry_after(answer, self.poke_interval))
-            raise _Stop(reason)
-        raise _Stop("Graph answered 401 twice, with a renewed token")  # pragma: no cover - loop returns or raises
+                look = await self._in_thread(review.look)
+            except GraphMailError as err:
+                if err.permanent:
+                    return {"status": "error", "error": review.failure(err), "permanent": True}
+                failures += 1
+                delay = self._backoff(err, failures)
+                log.warning("Looking at draft %s: %s; looking again in %.1fs", self.message_id, err, delay)
+            else:
+                failures = 0
+                if look.state == SENT:
+                    return {"status": "sent", "message": sent_summary(look.message or {})}
+                if look.state == DISCARDED:
+                    how = "deleted" if look.message is None else "moved to Deleted Items"
+                    return {"status": "discarded", "how": how}
+                delay = confirm_delay(self.poke_interval) if look.state == GONE else self.poke_interval
+            await self._sleep(delay)
+
+    def _remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
+
+    async def _in_thread(self, function, *args):
+        """``function(*args)`` in the pool, awaited until the deadline at most (a later answer is dropped)."""
+        work = asyncio.ensure_future(_pooled(function, *args))
+        work.add_done_callback(_retrieved)
+        remaining = self._remaining()
+        done, _ = await asyncio.wait((work,), timeout=None if remaining is None else max(0.0, remaining))
+        if not done:
+            raise _PastDeadline
+        return work.result()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, or until the deadline and raise _PastDeadline when it comes first."""
+        remaining = self._remaining()
+        if remaining is not None and seconds >= remaining:
+            await asyncio.sleep(max(0.0, remaining))
+            raise _PastDeadline
+        await asyncio.sleep(seconds)
+
+    def _backoff(self, err: GraphMailError, failures: int) -> float:
+        """Graph's Retry-After (read into 0-600 s), at least a second; without one, the poke interval doubled
+        after each failure in a row."""
+        retry_after = getattr(err, "retry_after", None)
+        if retry_after is not None:
+            return max(retry_after, 1.0)
+        return min(max(self.poke_interval, 1.0) * 2 ** min(failures - 1, 10), max(MAX_BACKOFF, self.poke_interval))
 
 
-class _Wait(Exception):
-    def __init__(self, reason: str, seconds: float):
-        self.reason, self.seconds = reason, seconds
-
-
-class _Stop(Exception):
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
-def _graph_error(answer) -> str:
-    """Graph's status, code and message (never a header or token), with its request-id."""
-    try:
-        error = answer.json().get("error") or {}
-    except ValueError:
-        error = {}
-    return (f"Graph answered {answer.status_code} {error.get('code', '')}: {error.get('message', '')} "
-            f"(request-id {answer.headers.get('request-id', 'none')})").replace("  ", " ")
-
-
-def _retry_after(answer, default: float) -> float:
-    try:
-        return max(float(answer.headers.get("Retry-After", "")), 1.0)
-    except ValueError:
-        return default
+def _retrieved(work: asyncio.Future) -> None:
+    """A look whose answer came after the deadline (or after a cancel) must not log "never retrieved"."""
+    if not work.cancelled():
+        work.exception()
