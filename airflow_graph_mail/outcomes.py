@@ -5,7 +5,7 @@ No Airflow and no HTTP here, like ``errors``: every layer may use it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 
@@ -23,7 +23,9 @@ class Status(str, Enum):
 
 @dataclass
 class Outcome:
-    """One message of a batch: ``permanent`` says that a retry cannot fix its failure."""
+    """One message of a batch: ``permanent`` says that a retry cannot fix its failure. ``cc``, ``bcc`` and
+    ``ref`` (the bounce ref the mail carries) let a bounce report believe a report only about this mail's
+    own recipients."""
 
     position: int
     key: str | None
@@ -32,6 +34,9 @@ class Outcome:
     status: Status
     error: str = ""
     permanent: bool = False
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    ref: str = ""
 
     def as_dict(self) -> dict:
         """Plain JSON types only (XCom stores it)."""

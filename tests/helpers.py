@@ -32,3 +32,56 @@ def token_requests(emulator) -> int:
 def secrets_in(text: str, secrets: dict[str, str]) -> list[str]:
     """The names of the secrets that appear in ``text``."""
     return [name for name, value in secrets.items() if value and value in text]
+
+
+def dsn(ref: str, failed: list[tuple[str, str]], *, status_type: str = "message/delivery-status",
+        original_type: str = "text/rfc822-headers", report_type: str = "delivery-status",
+        status_encoding: str = "", original_encoding: str = "", extra_parts: bytes = b"") -> bytes:
+    """A non-delivery report as another MTA writes one (RFC 6522/3464): a part for people, one
+    ``Final-Recipient`` block per failed (address, status), and the original's headers carrying ``ref``.
+    ``*_encoding`` "base64" or "quoted-printable" encodes that part."""
+    import base64
+    import quopri
+
+    def encoded(body: bytes, encoding: str) -> tuple[bytes, bytes]:
+        if encoding == "base64":
+            return b"Content-Transfer-Encoding: base64\r\n", base64.encodebytes(body).replace(b"\n", b"\r\n")
+        if encoding == "quoted-printable":
+            return b"Content-Transfer-Encoding: quoted-printable\r\n", quopri.encodestring(body)
+        return b"", body
+
+    blocks = b"Reporting-MTA: dns;mx.remote.example\r\n\r\n" + b"".join(
+        b"Final-Recipient: " + (a.encode() if ";" in a else b"rfc822;" + a.encode()) +
+        b"\r\nAction: failed\r\nStatus: " + s.encode() + b"\r\nDiagnostic-Code: smtp; 550 " + s.encode() +
+        b" rejected\r\n\r\n" for a, s in failed)
+    original = (b"Message-ID: <original@contoso.com>\r\nSubject: Your statement\r\n"
+                b"X-Airflow-Graph-Mail-Ref: " + ref.encode() + b"\r\n")
+    if original_type.startswith("message/"):
+        original += b"\r\nDear customer,\r\n"
+    status_header, status_body = encoded(blocks, status_encoding)
+    original_header, original_body = encoded(original, original_encoding)
+    return (b"From: Mail Delivery System <MAILER-DAEMON@mx.remote.example>\r\nTo: airflow@contoso.com\r\n"
+            b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/report; report-type=" + report_type.encode() + b"; boundary=\"rep\"\r\n\r\n"
+            b"--rep\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nI'm sorry to have to inform you...\r\n"
+            b"--rep\r\nContent-Type: " + status_type.encode() + b"\r\n" + status_header + b"\r\n" + status_body +
+            b"\r\n--rep\r\nContent-Type: " + original_type.encode() + b"\r\n" + original_header + b"\r\n" +
+            original_body + b"\r\n" + extra_parts + b"--rep--\r\n")
+
+
+def place_report(emulator, mime: bytes) -> str:
+    """Put ``mime`` in the default sender's Inbox as it arrived from outside (Exchange's transport keeps the
+    MIME as sent and files a report with class REPORT.IPM.Note.NDR); returns its internetMessageId."""
+    import uuid
+
+    message_id = f"<{uuid.uuid4().hex}@outside.example>"
+    emulator.store.create_draft(emulator.store.user(emulator.default_sender), "inbox", {
+        "subject": "Undeliverable", "internetMessageId": message_id, "isRead": False,
+        "singleValueExtendedProperties": [{"id": "String 0x001A", "value": "REPORT.IPM.Note.NDR"}]}, [], mime)
+    return message_id
+
+
+def ref_of(emulator, address: str) -> str:
+    """The bounce ref on the copy ``address`` received: what any recipient can read."""
+    (mail,) = emulator.messages(address)
+    return next(h["value"] for h in mail["internetMessageHeaders"] if h["name"] == "x-airflow-graph-mail-ref")

@@ -51,16 +51,21 @@ def send_many(client: GraphMailClient, messages: Sequence, *, keys: Sequence[str
             log.error("Message %d (%r) failed its check when sent: %s", position, key, err)
             return Outcome(position, key, [], "", Status.FAILED, str(err), permanent=True)
         to, subject = message.summary()
+        recipients, ref = message.recipients(), client.ref_for(key)
+
+        def outcome(status: Status, error: str = "", permanent: bool = False) -> Outcome:
+            return Outcome(position, key, to, subject, status, error, permanent, cc=recipients["cc"],
+                           bcc=recipients["bcc"], ref=ref)
+
         try:
-            status = client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items,
-                                      idempotency_key=key, check_first=check_first)
-            return Outcome(position, key, to, subject, status)
+            return outcome(client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items,
+                                            idempotency_key=key, check_first=check_first))
         except OutcomeUnknownError as err:
             log.error("Message %d (%r) to %s: outcome unknown: %s", position, key, ", ".join(to), err)
-            return Outcome(position, key, to, subject, Status.UNKNOWN, str(err))
+            return outcome(Status.UNKNOWN, str(err))
         except GraphMailError as err:
             log.error("Message %d (%r) to %s failed: %s", position, key, ", ".join(to), err)
-            return Outcome(position, key, to, subject, Status.FAILED, str(err), permanent=err.permanent)
+            return outcome(Status.FAILED, str(err), permanent=err.permanent)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph-mail") as pool:
         return list(pool.map(send, range(len(messages))))

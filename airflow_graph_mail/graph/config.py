@@ -41,11 +41,14 @@ API_VERSIONS = ("v1.0", "beta")
 # Extras that must be text when set (paths, URLs, names, secrets): a number or a list there is a mistake.
 _TEXT_EXTRAS = ("tenant_id", "sender", "cloud", "graph_url", "authority_url", "api_version", "ca_bundle",
                 "credential", "certificate_path", "certificate_private_key", "certificate_passphrase",
-                "certificate_thumbprint", "federated_token_file", "refresh_token", "token_cache_path", "client_id")
+                "certificate_thumbprint", "federated_token_file", "refresh_token", "token_cache_path", "client_id",
+                "ref_secret")
 # Exchange Online's default message size limit; an admin can raise it to 150 MB.
 DEFAULT_MAX_MESSAGE_BYTES = 35 * MB
 MAX_MESSAGE_BYTES = 150 * MB
 DEFAULT_TIMEOUT = 60.0
+# The shortest ref_secret taken: refs are public, so a short secret could be found by trying them all.
+MIN_REF_SECRET = 16
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class ClientConfig:
     proxies: dict[str, str] | None
     allowed_recipients: AllowedDomains | None
     credential: CredentialConfig = field(repr=False)
+    ref_secret: str | None = field(default=None, repr=False)  # keys bounce refs; else the deployment's
 
 
 def read_config(fields: ConnectionFields) -> ClientConfig:
@@ -136,7 +140,20 @@ def read_config(fields: ConnectionFields) -> ClientConfig:
         retry_backoff=seconds(where, "retry_backoff", extra.get("retry_backoff"), DEFAULT_BACKOFF),
         verify=_verify(where, extra), proxies=_proxies(where, extra.get("proxies")),
         allowed_recipients=_allowed_domains(where, extra.get("allowed_recipient_domains")),
-        credential=_credential_config(where, kind, fields, extra, authority_url, _scopes(extra, graph_url, kind)))
+        credential=_credential_config(where, kind, fields, extra, authority_url, _scopes(extra, graph_url, kind)),
+        ref_secret=_ref_secret(where, extra.get("ref_secret")))
+
+
+def _ref_secret(where: str, value) -> str | None:
+    """The connection's own key for bounce refs (checked as text already); its length, never its value, in
+    an error."""
+    if value in (None, ""):
+        return None
+    if len(value) < MIN_REF_SECRET:
+        raise GraphConfigError(f"{where}: extra 'ref_secret' is {len(value)} characters; give at least "
+                               f"{MIN_REF_SECRET} random ones (python -c \"import secrets; "
+                               "print(secrets.token_urlsafe(32))\"), or remove it to use Airflow's [api] secret_key")
+    return value
 
 
 def check_url(field_name: str, url) -> str:
@@ -194,7 +211,7 @@ def flag(value) -> bool:
 def _from_msgraph(fields: ConnectionFields, extra: dict) -> dict:
     """The microsoft-azure provider's msgraph connection, restated in our extras' names."""
     ours = {k: v for k, v in extra.items() if k in ("sender", "timeout", "max_message_size_mb", "retry_max_wait",
-                                                    "retry_backoff", "cloud", "credential")}
+                                                    "retry_backoff", "cloud", "credential", "ref_secret")}
     ours["tenant_id"] = extra.get("tenant_id") or extra.get("tenantId")
     ours["api_version"] = extra.get("api_version")
     base_url = str(extra.get("base_url") or "").strip().rstrip("/")

@@ -2,12 +2,19 @@
 Graph whether the message went out instead of sending it again.
 
 The key is a single-value extended property in this project's own namespace (a GUID of ours and a
-name), found again with Graph's documented ``$filter`` on ``singleValueExtendedProperties``.
+name), found again with Graph's documented ``$filter`` on ``singleValueExtendedProperties``. The mail also
+carries the key's ref (``mail/ndr.py``), keyed by a secret that the caller passes.
 """
 
 from __future__ import annotations
 
+import secrets
+
 from airflow_graph_mail.mail.ndr import REF_HEADER, ref_for
+
+# A client given no secret of the deployment keys refs with this one: they stay unguessable, but another
+# process computes other ones (a retry there that finds its mail sent cannot tie that mail's bounces).
+PROCESS_REF_SECRET = secrets.token_bytes(32)
 
 PROPERTY_SET = "{CEF3C9B9-3E6A-4EA4-9224-11AEE7E01B3C}"
 PROPERTY_ID = f"String {PROPERTY_SET} Name AirflowGraphMailIdempotencyKey"
@@ -17,9 +24,10 @@ def key_property(key: str) -> dict:
     return {"id": PROPERTY_ID, "value": key}
 
 
-def tag(document: dict, key: str | None) -> dict:
-    """The message document with the key added to its extended properties, and the key's digest as a header
-    that Exchange copies into any non-delivery report (new lists; the caller's are kept).
+def tag(document: dict, key: str | None, secret: str | bytes) -> dict:
+    """The message document with the key added to its extended properties, and the key's ref (keyed by
+    ``secret``) as a header that Exchange copies into any non-delivery report (new lists; the caller's are
+    kept).
 
     The document spells ``singleValueExtendedProperties`` as Graph does (``graph_document`` sees to it), so
     the user's own properties stay beside the key."""
@@ -37,7 +45,7 @@ def tag(document: dict, key: str | None) -> dict:
 
             raise MessageValidationError("headers", f"{REF_HEADER} is this provider's own header (it ties "
                                          "bounces to the message); remove it from the headers")
-        document["internetMessageHeaders"] = [*headers, {"name": REF_HEADER, "value": ref_for(key)}]
+        document["internetMessageHeaders"] = [*headers, {"name": REF_HEADER, "value": ref_for(key, secret)}]
     return document
 
 

@@ -33,10 +33,12 @@ class GraphBounceReportOperator(BaseOperator):
     """After a send, a reviewed draft or a mail merge: wait ``settle``, then report every recipient whose mail
     bounced, from the non-delivery reports (NDRs) in the sender's Inbox.
 
-    NDRs are matched to the mails of the tasks in ``sent_by`` by a header every keyed mail carries (a digest
-    of its idempotency key), never by subject. Per bounced recipient the task returns and pushes (XCom
-    ``bounces``) the address, the status code, its meaning in words, the diagnostic, and the task, position
-    and key of the mail; it also pushes ``outcomes``: the upstream outcomes, each with its ``bounces``.
+    NDRs are matched to the mails of the tasks in ``sent_by`` by a header every keyed mail carries (a keyed
+    hash of its idempotency key), never by subject; a failed address counts only when it was a recipient of
+    that mail, and once. Per bounced recipient the task returns and pushes (XCom ``bounces``) the address,
+    the status code, its meaning in words, the diagnostic, and the task, position and key of the mail; it also
+    pushes ``outcomes``: the upstream outcomes, each with its ``bounces``. A report that cannot be read is
+    skipped with a warning naming it, never failing the task.
 
     :param sent_by: task ids whose mails to report on: GraphSendMailOperator, GraphMailMergeOperator,
         GraphSendDraftOperator or GraphDraftSentSensor. (templated)
@@ -94,51 +96,47 @@ class GraphBounceReportOperator(BaseOperator):
         return [self.sent_by] if isinstance(self.sent_by, str) else list(self.sent_by)
 
     def _sent(self, context: Context) -> list[dict]:
-        """Every upstream outcome that went out, with the task it came from and the ref its NDR will carry."""
+        """Every upstream outcome, with the task it came from and the ref its NDR will carry (as the sender
+        computed it: the ref is keyed by a secret this task need not know)."""
         from airflow_graph_mail.errors import GraphConfigError
-        from airflow_graph_mail.mail.ndr import ref_for
 
-        sent = []
+        sent: list[dict] = []
         for task_id in self._task_ids():
             outcomes = context["ti"].xcom_pull(task_ids=task_id, key=OUTCOMES_KEY)
             if outcomes is None:
                 raise GraphConfigError(f"sent_by: task {task_id!r} pushed no '{OUTCOMES_KEY}' XCom; name a task that "
                                        "sends mail (GraphSendMailOperator, GraphMailMergeOperator, "
                                        "GraphSendDraftOperator, GraphDraftSentSensor) and that ran before this one")
-            for outcome in outcomes:
-                ref = outcome.get("ref") or (ref_for(outcome["key"]) if outcome.get("key") else "")
-                sent.append({**outcome, "task_id": task_id, "ref": ref})
+            sent.extend({**outcome, "task_id": task_id, "ref": outcome.get("ref") or ""} for outcome in outcomes)
         unmatched = [o for o in sent if o["status"] in ("sent", "already_sent") and not o["ref"]]
         if unmatched:
-            raise GraphConfigError(f"sent_by: {len(unmatched)} mail(s) of {unmatched[0]['task_id']!r} were sent with "
-                                   "idempotency_key=False, so no bounce can be tied to them; turn keys on")
+            raise GraphConfigError(f"sent_by: {len(unmatched)} mail(s) of {unmatched[0]['task_id']!r} carry no bounce "
+                                   "ref (sent with idempotency_key=False, or by a version of this provider that "
+                                   "pushed none), so no bounce can be tied to them; turn keys on")
         return sent
 
     # -- the report --------------------------------------------------------------------------------
 
     def _report(self, context: Context, sent: list[dict]) -> dict[str, Any]:
         from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-        from airflow_graph_mail.mail.ndr import NDR_FILTER, read_report
+        from airflow_graph_mail.mail.ndr import NDR_FILTER
         from airflow_graph_mail.operators.failures import retries_only_when_useful
 
-        by_ref = {o["ref"]: o for o in sent if o["ref"]}
+        by_ref = {o["ref"]: o for o in sent if o["ref"] and o["status"] != "failed"}  # a failed mail never went
         since = _run_start(context)
         query = NDR_FILTER + (f" and receivedDateTime ge {since}" if since else "")
-        bounces = []
+        bounces: list[dict] = []
+        seen: set[tuple] = set()
         with retries_only_when_useful():
             hook = GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
             reports = list(hook.list_messages(sender=self.sender, folder="inbox", filter=query,
-                                              select=("id", "receivedDateTime")))
+                                              select=("id", "receivedDateTime", "internetMessageId")))
             for ndr in reports:
-                report = read_report(hook.get_mime(ndr["id"], sender=self.sender))
-                origin = by_ref.get(report.ref) if report else None
-                if origin is None:
-                    continue  # a report about some other mail
-                for bounce in report.bounces:  # type: ignore[union-attr]
-                    bounces.append({"address": bounce.address, "status": bounce.status, "meaning": bounce.meaning,
-                                    "diagnostic": bounce.diagnostic, "task_id": origin["task_id"],
-                                    "position": origin.get("position", 0), "key": origin.get("key"),
-                                    "subject": origin.get("subject", ""), "reported_at": ndr.get("receivedDateTime")})
+                for bounce in self._bounces_of(ndr, hook.get_mime(ndr["id"], sender=self.sender), by_ref):
+                    mark = (bounce["task_id"], bounce["position"], bounce.pop("_key"))
+                    if mark not in seen:  # Exchange may deliver a report twice; one entry per recipient
+                        seen.add(mark)
+                        bounces.append(bounce)
         mails = sum(1 for o in sent if o["status"] in ("sent", "already_sent"))
         self.log.info("Read %d non-delivery report(s) since %s: %d bounce(s) of %d mail(s) sent", len(reports),
                       since or "ever", len(bounces), mails)
@@ -151,6 +149,43 @@ class GraphBounceReportOperator(BaseOperator):
         bounced = len({(b["task_id"], b["position"]) for b in bounces})
         self._judge(bounces, bounced, mails)
         return {"mails": mails, "bounced_mails": bounced, "bounces": bounces}
+
+    def _bounces_of(self, ndr: dict, mime: bytes, by_ref: dict[str, dict]) -> list[dict]:
+        """The bounces one report proves, read as far as it can be; what it cannot be read for, or names
+        beyond its mail's recipients, is logged naming the report."""
+        from airflow_graph_mail.mail.ndr import UnreadableReportError, address_key, read_report
+
+        name = f"{ndr['id']} ({str(ndr.get('internetMessageId') or '')!r})"  # the Message-ID is the sender's text
+        try:
+            report = read_report(mime)
+        except UnreadableReportError as err:
+            self.log.warning("Skipped non-delivery report %s: %s", name, err)
+            return []
+        if report is None:
+            self.log.warning("Skipped non-delivery report %s: not a delivery status notification (multipart/report "
+                             "with a delivery-status part, RFC 6522); a bounce written for people only is not read",
+                             name)
+            return []
+        origin = by_ref.get(report.ref)
+        if origin is None and report.ref:
+            return []  # a report about some other mail
+        for problem in report.problems:
+            self.log.warning("Non-delivery report %s: %s", name, problem)
+        if origin is None:
+            return []
+        where = f"{origin['task_id']}[{origin.get('position', 0)}]"
+        counted, strangers = report.recipients_bounced(
+            [*origin.get("to", []), *origin.get("cc", []), *origin.get("bcc", [])])
+        if strangers:
+            shown = ", ".join(repr(a[:100]) for a in strangers[:5]) + \
+                (f" and {len(strangers) - 5} more" if len(strangers) > 5 else "")
+            which = "which was not a recipient" if len(strangers) == 1 else "which were not recipients"
+            self.log.warning("Non-delivery report %s names %s, %s of %s; not counted", name, shown, which, where)
+        return [{"address": address, "status": bounce.status, "meaning": bounce.meaning,
+                 "diagnostic": bounce.diagnostic, "task_id": origin["task_id"], "position": origin.get("position", 0),
+                 "key": origin.get("key"), "subject": origin.get("subject", ""),
+                 "reported_at": ndr.get("receivedDateTime"), "_key": address_key(address)}
+                for address, bounce in counted]
 
     def _judge(self, bounces: list[dict], bounced: int, mails: int) -> None:
         """fail_on_bounce: True (any), False (never) or the share of mails with a bounce that is too many."""

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 WEB_LINK_KEY = "web_link"
 DRAFT_ID_KEY = "draft_id"
-# Each mail a task sent (position, key or ref, to, subject, status): what GraphBounceReportOperator reads.
+# Each mail a task sent (position, key, ref, to, cc, bcc, subject, status): what GraphBounceReportOperator reads.
 OUTCOMES_KEY = "outcomes"
 
 
@@ -199,9 +199,12 @@ class GraphSendMailOperator(_GraphMessageOperator):
         with retries_only_when_useful():
             message = self.build_message()
             key, check_first = self.idempotency(context)
-            status = self.get_hook().send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
-                                               idempotency_key=key, check_first=check_first)
-        outcome = Outcome(0, key, [r.address for r in message.to], message.subject, status)
+            hook = self.get_hook()
+            status = hook.send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
+                                    idempotency_key=key, check_first=check_first)
+        outcome = Outcome(0, key, [r.address for r in message.to], message.subject, status,
+                          cc=[r.address for r in message.cc], bcc=[r.address for r in message.bcc],
+                          ref=hook.client.ref_for(key))
         context["ti"].xcom_push(key=OUTCOMES_KEY, value=[outcome.as_dict()])
         return status.value
 
@@ -278,5 +281,5 @@ class GraphSendDraftOperator(BaseOperator):
                              err)
             return
         context["ti"].xcom_push(key=OUTCOMES_KEY, value=[{"position": 0, "key": None, "ref": sent["ref"],
-                                                          "to": sent["to"], "subject": sent["subject"],
-                                                          "status": status}])
+                                                          "to": sent["to"], "cc": sent["cc"], "bcc": sent["bcc"],
+                                                          "subject": sent["subject"], "status": status}])
