@@ -27,7 +27,7 @@ $(STAMP2): pyproject.toml
 VENVF  := .venv-floors
 STAMPF := $(VENVF)/.installed
 # What the floors must do: sign in every way, send (small, large, drafts, retries), run DAGs through Airflow,
-# and poll with the review gate's async HTTP (httpx's floor).
+# and poll with the review gate's trigger (the client in a thread, through Airflow's asgiref).
 FLOOR_TESTS := tests/test_hook.py tests/test_credentials.py tests/test_delivery.py tests/test_bad_inputs.py \
 	tests/test_large_attachments.py tests/test_rendering.py tests/test_provider.py tests/test_readme.py \
 	tests/test_dags.py::test_report_distribution_example \
@@ -80,7 +80,7 @@ test-floors: $(STAMPF)
 
 # The wheel and sdist as a user gets them: plain pip beside each supported Airflow, its CLI only.
 test-package: $(STAMP)
-	$(BIN)/python scripts/check_package.py 2.11 3.0 3.1 latest
+	$(BIN)/python scripts/check_package.py 2.11 3.0 3.1 3.2 latest
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -6,6 +6,9 @@ Set in airflow.cfg (or as AIRFLOW__EMAIL__EMAIL_BACKEND / AIRFLOW__EMAIL__EMAIL_
     email_backend = airflow_graph_mail.email_backend.send_email
     email_conn_id = graph_mail_default
     from_email = alerts@contoso.com
+
+Airflow 3.2.0 to 3.3.0 ignore this setting for ``email_on_failure`` / ``email_on_retry``; there the
+provider's listener (``notifications/email_alerts.py``) calls ``send_email`` for them itself.
 """
 
 from __future__ import annotations

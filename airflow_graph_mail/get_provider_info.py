@@ -185,7 +185,7 @@ def get_provider_info():
             {
                 "hook-class-name": "airflow_graph_mail.hooks.graph_mail.GraphMailHook",
                 "hook-name": "Microsoft Graph Mail",
-                "connection-type": "graph_mail",
+                "connection-type": "graphmail",
                 "conn-fields": {name: _field(extra) for name, extra in EXTRAS.items()},
                 "ui-field-behaviour": ui_field_behaviour(),
             }

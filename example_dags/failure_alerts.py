@@ -3,7 +3,10 @@
 1. ``GraphMailNotifier`` as a callback: the task's on_failure_callback mails the task's report (try,
    exception, log link); the DAG's on_failure_callback mails the run's.
 2. Airflow's own alert e-mail (``email=...``) with ``[email] email_backend`` pointed at
-   ``airflow_graph_mail.email_backend.send_email``: nothing else changes in the DAG.
+   ``airflow_graph_mail.email_backend.send_email``: nothing else changes in the DAG. Airflow 3.2.0 to
+   3.3.0 ignore that setting for these alerts (apache/airflow#65012); there the provider's listener
+   sends them from the failed task (``airflow_graph_mail.notifications.email_alerts``). The notifiers of
+   1. work the same on every supported Airflow.
 
 ``check_freshness`` fails on purpose while the ``fail`` param is true (the default), so the alerts
 can be seen against the local emulator: ``airflow dags test failure_alerts``.

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
+from airflow.exceptions import AirflowOptionalProviderFeatureException
+
 try:
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import dag, task
-except ImportError:  # Airflow before 3.1, or the standard provider without HITL
+except (ImportError, AirflowOptionalProviderFeatureException):  # Airflow before 3.1 (3.0 raises the latter)
     ApprovalOperator = None
 
 from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
-def airflow_env(home: Path, connection: dict, dags_folder: Path = ROOT / "example_dags", **extra: str) -> dict:
-    """Environment for a private Airflow: its own home and SQLite DB, our DAGs, the emulator's connection."""
+def airflow_env(home: Path, connection: dict | None, dags_folder: Path = ROOT / "example_dags", **extra: str) -> dict:
+    """Environment for a private Airflow: its own home and SQLite DB, our DAGs, the emulator's connection
+    (none in the environment with ``connection=None``: see ``store_connection``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_")}
     env.update({
         "AIRFLOW_HOME": str(home),
@@ -22,10 +23,15 @@ def airflow_env(home: Path, connection: dict, dags_folder: Path = ROOT / "exampl
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW_CONN_GRAPH_MAIL_DEFAULT": json.dumps(connection),
+        **({"AIRFLOW_CONN_GRAPH_MAIL_DEFAULT": json.dumps(connection)} if connection is not None else {}),
         **extra,
     })
     return env
+
+
+def store_connection(env: dict, conn_id: str, connection: dict) -> str:
+    """`airflow connections add`: the connection in the metadata database, as README sets it up."""
+    return airflow(env, "connections", "add", conn_id, "--conn-json", json.dumps(connection))
 
 
 def migrate(home: Path, template: Path | None = None) -> None:
@@ -41,4 +47,72 @@ def migrate(home: Path, template: Path | None = None) -> None:
 def dags_test(dag_id: str, env: dict, logical_date: str = "2026-11-20", timeout: int = 240):
     """`airflow dags test`; returns the CompletedProcess (stdout and stderr hold the task logs)."""
     return subprocess.run([AIRFLOW, "dags", "test", dag_id, logical_date], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
+
+
+def airflow(env: dict, *arguments: str, timeout: int = 240) -> str:
+    """An `airflow` command that must succeed; its output."""
+    result = subprocess.run([AIRFLOW, *arguments], env=env, capture_output=True, text=True, timeout=timeout,
+                            check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(arguments)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout + result.stderr
+
+
+# What the scheduler does when a run fails, with Airflow's own classes: Airflow 3 hands the DAG's failure
+# callback to the DAG processor through the metadata database; Airflow 2.11 on SQLite (no standalone DAG
+# processor) starts a DagFileProcessorProcess with it, the child process that runs callbacks there, for a
+# run that is in the database.
+_HAND_OVER = """
+import sys
+import time
+from pathlib import Path
+
+import airflow
+from airflow.callbacks.callback_requests import DagCallbackRequest
+
+dag_id, run_id, dag_file = sys.argv[1:4]
+common = {"dag_id": dag_id, "run_id": run_id, "msg": "task_failure", "is_failure_callback": True}
+if airflow.__version__.startswith("2."):
+    from airflow.dag_processing.processor import DagFileProcessorProcess
+    from airflow.models.dagbag import DagBag
+    from airflow.utils import timezone
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    folder = str(Path(dag_file).parent)
+    dag = DagBag(dag_folder=dag_file, include_examples=False).get_dag(dag_id)
+    dag.sync_to_db()
+    day = timezone.datetime(2026, 11, 20)
+    dag.create_dagrun(run_id=run_id, execution_date=day, data_interval=(day, day), state=DagRunState.FAILED,
+                      run_type=DagRunType.SCHEDULED)  # Airflow 2 reads the run and its tasks for the context
+    request = DagCallbackRequest(full_filepath=dag_file, processor_subdir=folder, **common)
+    process = DagFileProcessorProcess(file_path=dag_file, pickle_dags=False, dag_ids=None, dag_directory=folder,
+                                      callback_requests=[request])
+    process.start()
+    while not process.done:
+        time.sleep(0.2)
+else:
+    from airflow.models.db_callback_request import DbCallbackRequest
+    from airflow.utils.session import create_session
+
+    request = DagCallbackRequest(filepath=Path(dag_file).name, bundle_name="dags-folder", bundle_version=None,
+                                 **common)
+    with create_session() as session:
+        session.add(DbCallbackRequest(callback=request, priority_weight=1))
+    print("HANDED-OVER")
+"""
+
+
+def dag_processor_callback(env: dict, dag_id: str, run_id: str, dag_file: Path, timeout: int = 240):
+    """A DAG's failure callback run where a deployment runs it (see ``_HAND_OVER``); on Airflow 3 by
+    `airflow dag-processor`, two parsing rounds (the callback is picked up at the end of the first).
+    Returns the CompletedProcess of what ran it."""
+    python = str(Path(AIRFLOW).parent / "python")
+    handed = subprocess.run([python, "-c", _HAND_OVER, dag_id, run_id, str(dag_file)], env=env, capture_output=True,
+                            text=True, timeout=timeout, check=False)
+    if handed.returncode != 0 or "HANDED-OVER" not in handed.stdout:
+        return handed
+    env = {**env, "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "0"}  # parse again at once, not in 30 s
+    return subprocess.run([AIRFLOW, "dag-processor", "--num-runs", "2"], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)

@@ -1,4 +1,4 @@
-"""The graph_mail connection form as the installed Airflow's UI builds it: `python scripts/connection_form.py`
+"""The Graph Mail connection form as the installed Airflow's UI builds it: `python scripts/connection_form.py`
 prints it as one line of JSON ({"extra": {name: {"label", "secret"}}, "login": label, "password": label, "hidden": [...]}).
 
 Airflow 3.x serves the form from its API (HookMetaService: conn-fields on 3.2+, the hook's
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 
+from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+CONN_TYPE = GraphMailHook.conn_type
+
 
 def graph_mail_form() -> dict:
     try:
         from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
     except ImportError:  # Airflow 2
         return _airflow2_form()
-    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "graph_mail"]
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == CONN_TYPE]
     extra = {}
     for name, param in (meta.extra_fields or {}).items():
         schema = param["schema"] if isinstance(param, dict) else param.schema
@@ -31,11 +35,11 @@ def _airflow2_form() -> dict:
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
-    prefix = "extra__graph_mail__"
+    prefix = f"extra__{CONN_TYPE}__"
     extra = {key[len(prefix):]: {"label": str(widget.field.args[0]),
                                  "secret": widget.field.field_class.__name__ == "PasswordField"}
              for key, widget in manager.connection_form_widgets.items() if key.startswith(prefix)}
-    behaviour = manager.field_behaviours["graph_mail"]
+    behaviour = manager.field_behaviours[CONN_TYPE]
     return {"extra": extra, "login": behaviour["relabeling"]["login"], "password": behaviour["relabeling"]["password"],
             "hidden": [n if n != "schema" else "url_schema" for n in behaviour["hidden_fields"] if n != "extra"],
             "placeholders": {"login": behaviour["placeholders"]["login"]}}

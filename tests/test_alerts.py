@@ -110,7 +110,10 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
     mails = {m["subject"]: m for m in graph_emulator.messages("oncall@example.com")}
     notified = mails.pop("[Airflow] failure_alerts.check_freshness failed (try 1 of 1)")
     body = notified["body"]["content"]
-    assert "sales table is 26 hours old (limit: 24) &lt;check the loader&gt;" in body
+    if dags_test_passes_the_exception():
+        assert "sales table is 26 hours old (limit: 24) &lt;check the loader&gt;" in body
+    else:
+        assert "The exception is in the task's log." in body
     assert re.search(r'<a href="http[^"]*(check_freshness|failure_alerts)[^"]*">Open the log</a>', body), body
     assert notified["from"]["emailAddress"]["address"] == notifier_from
     assert {"name": "X-Alert-Source", "value": "airflow"} in notified["internetMessageHeaders"]
@@ -134,13 +137,25 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
     assert "Bearer " not in logs
 
 
+def dags_test_passes_the_exception() -> bool:
+    """Whether `airflow dags test` gives a task's failure callback the exception: Airflow 2.11 and 3.3+ do;
+    3.0 to 3.2 run the task in process through a supervisor that never puts it in the context."""
+    from airflow import __version__
+    from packaging.version import Version
+
+    return not Version("3.0") <= Version(__version__) < Version("3.3")
+
+
 def test_dag_failure_callback_as_the_dag_processor_runs_it(graph_emulator, default_connection):
     """In a deployment the DAG processor runs DAG-level callbacks, with this code path."""
     pytest.importorskip("airflow.sdk", reason="Airflow 2 runs DAG callbacks in the scheduler, not in-process here")
     import structlog
     from airflow.callbacks.callback_requests import DagCallbackRequest
     from airflow.dag_processing.processor import _execute_dag_callbacks
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0, 3.1
+        from airflow.models.dagbag import DagBag
 
     dagbag = DagBag(dag_folder=str(Path(__file__).parent.parent / "example_dags" / "failure_alerts.py"))
     request = DagCallbackRequest(filepath="failure_alerts.py", bundle_name="dags-folder", bundle_version=None,
@@ -159,7 +174,7 @@ def test_notifier_awaited_as_a_deadline_alert_is(graph_emulator, default_connect
 
     from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
 
-    pytest.importorskip("airflow.sdk", reason="deadline alerts exist from Airflow 3.1")
+    pytest.importorskip("airflow.sdk.definitions.deadline", reason="deadline alerts exist from Airflow 3.1")
     notifier = GraphMailNotifier(to="oncall@example.com", subject="Deadline missed: {{ run_id }}",
                                  html_content="<p>{{ run_id }} was not done by {{ deadline }}</p>",
                                  context={"run_id": "daily__2026-11-20", "deadline": "06:00 UTC"})
@@ -210,3 +225,131 @@ def test_idn_addresses_go_through_the_mime_path(graph_emulator, default_connecti
     (mail,) = graph_emulator.messages("jm@xn--bcher-kva.example")
     assert mail["subject"] == "Bücher"
     assert mail["toRecipients"] == [{"emailAddress": {"name": "Jürgen Müller", "address": "jm@xn--bcher-kva.example"}}]
+
+
+@pytest.mark.parametrize("missing", ["exception", "log_url"])
+def test_task_alert_when_the_context_lacks_what_some_airflow_leaves_out(graph_emulator, default_connection,
+                                                                       missing):
+    """`airflow dags test` on Airflow 3.0 to 3.2 runs a task's on_failure_callback without "exception" in the
+    context (only the worker's path sets it), and Airflow 3.0's task instances have no log URL: the alert
+    still goes, says where the exception is, and links no log it does not have."""
+    from airflow.providers.common.compat.sdk import DAG
+
+    from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
+
+    with DAG("nightly", schedule=None) as dag:  # its environment, as in a run: an undefined name is an error
+        pass
+    context = {**failure_context("load", "disk full"), "dag": dag}
+    if missing == "exception":
+        del context["exception"]
+    else:
+        del context["ti"].log_url
+    GraphMailNotifier(to="oncall@example.com").notify(context)
+    (mail,) = graph_emulator.messages("oncall@example.com")
+    assert mail["subject"] == "[Airflow] nightly.load failed (try 1 of 1)"
+    body = mail["body"]["content"]
+    if missing == "exception":
+        assert "The exception is in the task's log." in body
+        assert '<a href="http://airflow/log/load">Open the log</a>' in body
+    else:
+        assert "disk full" in body and "Open the log" not in body
+
+
+def test_the_connection_type_is_a_uri_scheme_airflow_does_not_warn_about(caplog):
+    """Airflow writes every connection it looks up as a URI (its secrets cache; `connections add` and
+    `get` print it) and warns when the type holds '_', which RFC 3986 forbids in a scheme: so the type
+    has none, nor '-' (which Airflow reads back as '_'), and survives the round trip."""
+    import logging
+
+    from airflow.models.connection import Connection
+
+    from airflow_graph_mail.get_provider_info import get_provider_info
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+    (declared,) = get_provider_info()["connection-types"]
+    assert declared["connection-type"] == GraphMailHook.conn_type
+    assert re.fullmatch(r"[a-z][a-z0-9]*", GraphMailHook.conn_type), GraphMailHook.conn_type
+    caplog.set_level(logging.WARNING)
+    uri = Connection(conn_id="graph_mail_default", conn_type=GraphMailHook.conn_type, login="app",
+                     password="secret", extra=json.dumps({"tenant_id": "contoso"})).get_uri()
+    assert "shall not contain" not in caplog.text
+    assert Connection(conn_id="graph_mail_default", uri=uri).conn_type == GraphMailHook.conn_type
+
+
+def stored_connection(graph_emulator) -> dict:
+    """The emulator's connection as `airflow connections add --conn-json` stores it, typed as the hook is."""
+    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+
+    return {**graph_emulator.connection(), "conn_type": GraphMailHook.conn_type}
+
+
+@pytest.fixture
+def stored_home(airflow_template_home, graph_emulator, tmp_path):
+    """An Airflow home whose graph_mail_default is in the metadata database (`airflow connections add`, as
+    README sets it up) and nowhere in the environment; [email] email_backend is ours."""
+    from airflow_env import airflow_env, migrate, store_connection
+
+    home = tmp_path / "airflow"
+    migrate(home, template=airflow_template_home)
+    env = airflow_env(home, None, AIRFLOW__EMAIL__EMAIL_BACKEND="airflow_graph_mail.email_backend.send_email",
+                      REPORT_OUTPUT_DIR=str(tmp_path / "reports"))
+    added = store_connection(env, "graph_mail_default", stored_connection(graph_emulator))
+    assert "shall not contain" not in added  # `connections add` prints the URI
+    return env
+
+
+def test_every_alert_with_the_connection_stored_in_the_metadata_db(graph_emulator, stored_home):
+    """README's path, under `airflow dags test`: the task's notifier and Airflow's own alert e-mail run in the
+    task (the connection comes through the task's supervisor), the DAG's notifier runs in the `dags test`
+    process itself, which Airflow 3.1+ gives only the environment and secrets backends."""
+    from airflow_env import dags_test
+
+    result = dags_test("failure_alerts", stored_home)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "sales table is 26 hours old" in output, output[-3000:]
+    subjects = [m["subject"] for m in graph_emulator.messages("oncall@example.com", with_content=False)]
+    assert "[Airflow] failure_alerts.check_freshness failed (try 1 of 1)" in subjects, output[-3000:]
+    assert [s for s in subjects if s.startswith("[Airflow] DAG failure_alerts failed: ")], output[-3000:]
+    assert [s for s in subjects if s.startswith("Airflow alert:")], output[-3000:]  # email_on_failure
+    assert len(subjects) == 3, subjects
+    assert "`graph_mail_default` isn't defined" not in output and "shall not contain" not in output
+
+
+def test_dag_alert_run_by_the_dag_processor_with_a_stored_connection(graph_emulator, stored_home, tmp_path):
+    """Where a deployment runs a DAG's failure callback: the scheduler hands it to the DAG processor through
+    the metadata database, and the processor runs it (Airflow 3: in a parsing process that asks its parent
+    for connections; Airflow 2.11: in a DagFileProcessor that reads the database)."""
+    import shutil
+
+    from airflow_env import ROOT, dag_processor_callback
+
+    from airflow_graph_mail.notifications.email_alerts import ignores_email_backend, task_sdk_version
+
+    dags = tmp_path / "dags"  # this DAG alone: the processor parses its folder twice
+    dags.mkdir()
+    dag_file = Path(shutil.copy(ROOT / "example_dags" / "failure_alerts.py", dags))
+    run_id = "scheduled__2026-11-20T00:00:00+00:00"
+    result = dag_processor_callback({**stored_home, "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}, "failure_alerts",
+                                    run_id, dag_file)
+    logs = result.stdout + result.stderr + "".join(
+        p.read_text(errors="replace") for p in Path(stored_home["AIRFLOW_HOME"]).rglob("*.log"))
+    assert result.returncode == 0, logs[-3000:]
+    (mail,) = graph_emulator.messages("data-owners@example.com")
+    assert mail["subject"] == f"[Airflow] DAG failure_alerts failed: {run_id}"
+    assert "<tr><th align=\"left\">Reason</th><td>task_failure</td></tr>" in mail["body"]["content"]
+    assert "isn't defined" not in logs and "shall not contain" not in logs
+    # The DAG processor starting is where Airflow 3.2's neglect of [email] email_backend is announced.
+    assert ("ignores [email] email_backend" in logs) == ignores_email_backend(task_sdk_version()), logs[-3000:]
+
+
+@pytest.mark.parametrize(("task_sdk", "ignored"), [
+    (None, False),  # Airflow 2.11: airflow.utils.email.send_email reads the backend
+    ("1.0.6", False), ("1.1.8", False),  # Airflow 3.0, 3.1: the task runner calls send_email
+    ("1.2.0", True), ("1.2.2", True),  # Airflow 3.2: the smtp provider's SmtpNotifier, whatever is configured
+    ("1.3.0", True),  # Airflow 3.3.0 still
+    ("1.3.1", False), ("1.3.2", False), ("1.4.0", False),  # apache/airflow#69877: the backend again
+])
+def test_which_airflow_ignores_the_email_backend(task_sdk, ignored):
+    from airflow_graph_mail.notifications.email_alerts import ignores_email_backend
+
+    assert ignores_email_backend(task_sdk) is ignored

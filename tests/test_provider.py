@@ -33,7 +33,7 @@ def test_airflow_lists_the_provider_and_connection_type():
     providers = subprocess.run([airflow_cli, "providers", "list"], capture_output=True, text=True, check=True)
     assert "airflow-graph-mail" in providers.stdout
     hooks = subprocess.run([airflow_cli, "providers", "hooks"], capture_output=True, text=True, check=True)
-    assert "graph_mail" in hooks.stdout
+    assert "graphmail" in hooks.stdout
 
 
 def test_importing_the_operators_stays_cheap():

@@ -267,7 +267,7 @@ class GraphEmulator:
         """A ready Airflow connection (the JSON form of AIRFLOW_CONN_GRAPH_MAIL_DEFAULT) for this emulator."""
         app = app or self.default_app
         return {
-            "conn_type": "graph_mail",
+            "conn_type": "graphmail",
             "login": app.client_id,
             "password": next(iter(app.secrets), None),
             "extra": {"tenant_id": self.tenant_id, "sender": sender or self.default_sender,

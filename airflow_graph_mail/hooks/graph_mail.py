@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_graph_mail.errors import GraphAuthError, GraphMailError
 
@@ -37,7 +39,9 @@ class GraphMailHook(BaseHook):
 
     conn_name_attr = "graph_mail_conn_id"
     default_conn_name = "graph_mail_default"
-    conn_type = "graph_mail"
+    # A URI scheme: Airflow writes each connection it looks up as a URI and warns on every lookup of a type
+    # with '_' (RFC 3986); '-' it would read back as '_'.
+    conn_type = "graphmail"
     hook_name = "Microsoft Graph Mail"
 
     @classmethod
@@ -60,6 +64,23 @@ class GraphMailHook(BaseHook):
         super().__init__(**kwargs)
         self.graph_mail_conn_id = graph_mail_conn_id
 
+    @classmethod
+    def get_connection(cls, conn_id: str):
+        """Airflow's lookup, and where the Task SDK's finds nothing, Airflow core's own.
+
+        On Airflow 3.1+ a process that is neither a task nor a server (``airflow dags test``, which runs a
+        DAG's callbacks itself) reads connections from the environment and secrets backends only, never
+        from the metadata database where ``airflow connections add`` put them. Core's lookup reads the
+        database there, and in a task asks the task's supervisor as the Task SDK does.
+        """
+        try:
+            return super().get_connection(conn_id)
+        except AirflowNotFoundException:
+            found = _core_connection(conn_id)
+            if found is None:
+                raise
+            return found
+
     @cached_property
     def client(self) -> GraphMailClient:
         return self.get_conn()
@@ -73,7 +94,7 @@ class GraphMailHook(BaseHook):
         config = read_config(ConnectionFields(
             conn_id=self.graph_mail_conn_id, conn_type=conn.conn_type or "", login=conn.login, password=conn.password,
             host=conn.host, schema=conn.schema, extra=dict(conn.extra_dejson)))
-        client = GraphMailClient.from_config(config)
+        client = GraphMailClient.from_config(config, ref_secret=lambda: _ref_secret(config.ref_secret))
         client.transport.credential.on_secret = _masker()
         log.info("Graph %s, signing in with %s", config.graph_url, client.transport.credential.describe())
         return client
@@ -214,6 +235,58 @@ _PERMISSION_EFFECTS = (
                        "(small single-request sends still work)"),
 )
 
+
+
+# An unset secret reads as its template's placeholder on Airflow 3's task side ("{SECRET_KEY}"): public text.
+_PLACEHOLDER = re.compile(r"^\{[A-Z_]+\}$")
+
+
+def _ref_secret(own: str | None) -> str | None:
+    """The key of the bounce refs this deployment's mails carry: the connection's ``ref_secret``, else the
+    secret Airflow needs identical on every component (it signs the log requests a worker answers):
+    ``[api] secret_key`` on Airflow 3, ``[webserver] secret_key`` on 2.x. Handed to the log masker; None,
+    with one warning per process, when neither is set (the client then keys refs per process)."""
+    from airflow.providers.common.compat.sdk import conf
+
+    from airflow_graph_mail.graph.config import MIN_REF_SECRET
+
+    if own:
+        _masker()(own)
+        return own
+    section = "api" if conf.has_option("api", "secret_key") else "webserver"  # no deprecated name on 3.x
+    value = conf.get(section, "secret_key", fallback="") or ""
+    if len(value) >= MIN_REF_SECRET and not _PLACEHOLDER.match(value):
+        _masker()(value)
+        return value
+    _warn_no_ref_secret(section, "not set" if not value or _PLACEHOLDER.match(value) else "too short")
+    return None
+
+
+@functools.cache
+def _warn_no_ref_secret(section: str, state: str) -> None:
+    log.warning("[%s] secret_key is %s, so this process keys the bounce ref of its mails with a secret of its own: a "
+                "bounce report still matches them, except mails that a retry in another process found already "
+                "sent. Set [%s] secret_key to the same random value on every Airflow component (Airflow needs that "
+                "for its logs too), or ref_secret in the connection's extras", section, state, section)
+
+
+def _core_connection(conn_id: str):
+    """The connection as Airflow core finds it, where the hook's lookup is the Task SDK's (3.1+): None when
+    core is not installed (a worker with the Task SDK alone) or does not find it either."""
+    import warnings
+
+    if not BaseHook.__module__.startswith("airflow.sdk"):  # 2.11, 3.0: the lookup was core's already
+        return None
+    try:
+        from airflow.models.connection import Connection
+    except ImportError:
+        return None
+    with warnings.catch_warnings():  # inside a task core says to use the Task SDK, which it then does
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return Connection.get_connection_from_secrets(conn_id)
+        except AirflowNotFoundException:
+            return None
 
 
 def _masker():

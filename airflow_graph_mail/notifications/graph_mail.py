@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.notifier import BaseNotifier
 
+from airflow_graph_mail.errors import MessageValidationError
+
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 TASK_SUBJECT = "[Airflow] {{ ti.dag_id }}.{{ ti.task_id }} failed (try {{ ti.try_number }} of {{ ti.max_tries + 1 }})"
@@ -82,12 +88,13 @@ class GraphMailNotifier(BaseNotifier):
         if hitl:
             context = cast("Context", {**context, "hitl": hitl})
         elif is_template_file(values["html_content"]) and values["html_content"].endswith(HTML_TEMPLATE_EXT):
-            values["html_content"] = template_source(env, values["html_content"])
+            with _naming_field("html_content"):
+                values["html_content"] = template_source(env, values["html_content"])
         if "dag" not in context:  # Airflow 2 reads context["dag"] while rendering; a deadline alert has none
             context = cast("Context", {**context, "dag": None})
         out = {}
         for name, value in values.items():
-            with time_limit(limit, name):
+            with _naming_field(name), time_limit(limit, name):
                 out[name] = self.render_template(value, context, env) if value not in (None, "") else value
         return out
 
@@ -124,6 +131,25 @@ class GraphMailNotifier(BaseNotifier):
         await asyncio.to_thread(self.notify, context)
 
 
+@contextmanager
+def _naming_field(name: str) -> Iterator[None]:
+    """A template's own fault (``{{ 1 / 0 }}``, endless recursion, an undefined name) as
+    ``<field>: <ErrorType>: <message>``, the template's exception as its cause: a callback's error is all
+    Airflow's log shows. A failure from outside (a service a macro calls) keeps its type; the log names
+    the field."""
+    from airflow_graph_mail.errors import RenderTimeoutError
+    from airflow_graph_mail.operators.rendering import is_template_fault, render_problem
+
+    try:
+        yield
+    except RenderTimeoutError:  # names the field already
+        raise
+    except Exception as err:
+        if is_template_fault(err):
+            raise MessageValidationError(name, render_problem(err)) from err
+        log.error("Rendering the notifier's field %r failed", name)
+        raise
+
 
 def hitl_request(context: Context) -> dict[str, Any] | None:
     """What a human-in-the-loop task (Airflow 3.1+'s HITLOperator, ApprovalOperator...) asks, when the notifier
@@ -136,7 +162,13 @@ def hitl_request(context: Context) -> dict[str, Any] | None:
     except ValueError:  # no [api] base_url configured
         link = ""
     timeout = getattr(task, "response_timeout", None)
-    return {"subject": getattr(task, "subject", ""), "body": getattr(task, "body", None) or "",
+    return {"subject": fold(getattr(task, "subject", None) or ""), "body": getattr(task, "body", None) or "",
             "options": list(task.options), "defaults": list(getattr(task, "defaults", None) or []),
             "multiple": bool(getattr(task, "multiple", False)), "timeout": str(timeout) if timeout else "",
             "link": link}
+
+
+def fold(text: str) -> str:
+    """One line: each line break (and the spaces around it) becomes one space. An approval question may
+    span lines in Airflow's UI; a mail subject cannot."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
