@@ -6,20 +6,22 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install lint demo demo-serve test test-airflow2 test-floors test-package bench bench-peers clean
 
-$(STAMP): pyproject.toml
+# The emulator (emulator/, its own distribution graph-mail-emulator) is installed editable beside the provider:
+# the provider's tests use its pytest plugin, and uv takes the local path for the test extra's requirement.
+$(STAMP): pyproject.toml emulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,lint,clients]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e "./emulator[test,clients]" -e ".[test,lint]"
 	touch $(STAMP)
 
 # The same suite on Airflow 2.11, in a second virtualenv with its own Airflow home.
 VENV2  := .venv-airflow2
 STAMP2 := $(VENV2)/.installed
 
-$(STAMP2): pyproject.toml
+$(STAMP2): pyproject.toml emulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV2)
 	$(VENV2)/bin/python -m pip install --quiet --upgrade pip uv
-	$(VENV2)/bin/uv pip install --quiet --python $(VENV2)/bin/python -e ".[test]" "apache-airflow==2.11.*"
+	$(VENV2)/bin/uv pip install --quiet --python $(VENV2)/bin/python -e ./emulator -e ".[test]" "apache-airflow==2.11.*"
 	touch $(STAMP2)
 
 # The lowest version of every dependency pyproject.toml allows, all at once (uv's lowest-direct resolution:
@@ -33,11 +35,11 @@ FLOOR_TESTS := tests/test_hook.py tests/test_credentials.py tests/test_delivery.
 	tests/test_dags.py::test_report_distribution_example \
 	tests/test_review_gate.py::test_the_trigger_serialises_ids_only_and_runs_as_the_triggerer_runs_it
 
-$(STAMPF): pyproject.toml scripts/floors-constraints.txt
+$(STAMPF): pyproject.toml emulator/pyproject.toml scripts/floors-constraints.txt
 	rm -rf $(VENVF) && $(PYTHON) -m venv $(VENVF)  # from scratch: what an older install left would not be a floor
 	$(VENVF)/bin/python -m pip install --quiet --upgrade pip uv
 	$(VENVF)/bin/uv pip install --quiet --python $(VENVF)/bin/python --resolution lowest-direct \
-		--constraint scripts/floors-constraints.txt -e ".[test]"
+		--constraint scripts/floors-constraints.txt -e ./emulator -e ".[test]"
 	touch $(STAMPF)
 
 # The peers bench-peers compares us with, in their own virtualenv; a failed install is reported, not fatal.
@@ -60,14 +62,19 @@ demo: $(STAMP)
 demo-serve: $(STAMP)
 	$(BIN)/python scripts/demo.py --serve
 
-# ruff and mypy on the package: seconds, so CI runs them before the long suite.
+# ruff and mypy on both packages (each under its own pyproject.toml): seconds, so CI runs them before the
+# long suite.
 lint: $(STAMP)
-	$(BIN)/ruff check airflow_graph_mail
+	$(BIN)/ruff check airflow_graph_mail emulator/graph_mail_emulator
 	$(BIN)/mypy
+	cd emulator && ../$(BIN)/mypy
 
-# The clients extra is installed here: its tests must run, not skip.
+# Both test trees, each with its own pytest configuration: the emulator's first (emulator/tests/, which
+# imports nothing of the provider; the provider's tests stand on it), then the provider's (tests/). The
+# emulator's clients extra is installed here: its tests of Microsoft's clients must run, not skip.
 test: $(STAMP)
-	REQUIRE_CLIENTS=1 $(BIN)/python -m pytest
+	REQUIRE_CLIENTS=1 $(BIN)/python -m pytest emulator/tests
+	$(BIN)/python -m pytest
 
 test-airflow2: $(STAMP2)
 	AIRFLOW_HOME=$(CURDIR)/$(VENV2)/airflow-home $(VENV2)/bin/python -m pytest
@@ -78,7 +85,8 @@ test-floors: $(STAMPF)
 	AIRFLOW_HOME=$(CURDIR)/$(VENVF)/airflow-home $(VENVF)/bin/python -m pytest $(FLOOR_TESTS) \
 		--deselect tests/test_large_attachments.py::test_attachments_from_object_storage_and_fsspec
 
-# The wheel and sdist as a user gets them: plain pip beside each supported Airflow, its CLI only.
+# The wheels and sdists as users get them: the emulator's alone where no Airflow is installed, then the
+# provider's with plain pip beside each supported Airflow, its CLI only.
 test-package: $(STAMP)
 	$(BIN)/python scripts/check_package.py 2.11 3.0 3.1 3.2 latest
 

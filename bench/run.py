@@ -56,7 +56,7 @@ def start_emulator(state: Path, *options: str) -> tuple[subprocess.Popen, dict]:
     """A fresh emulator on a free port; limits raised (150 MB messages, no upload budget or request quota in
     the way): we measure the client, not throttling."""
     state.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", "airflow_graph_mail.emulator", "--state-dir", str(state),
+    process = subprocess.Popen([sys.executable, "-m", "graph_mail_emulator", "--state-dir", str(state),
                                 "--port", "0", "--message-size-limit-mb", "150", "--upload-budget-mb", "100000",
                                 "--mailbox-requests", "100000000", *options], stdout=subprocess.PIPE, text=True)
     process.stdout.readline()  # "Graph mail emulator on ..." once it listens
@@ -182,16 +182,16 @@ def seed_store(state: Path, sends: int, subject: str = "earlier",
                recipient=lambda n: f"customer{n % 100}@example.com", body: dict | None = None) -> None:
     """A state directory whose store already holds ``sends`` sent mails (each in Sent Items and an Inbox),
     written straight into the store: sending them over HTTPS would take minutes."""
-    from airflow_graph_mail.emulator.server import GraphEmulator
+    from graph_mail_emulator import GraphEmulator
 
     emulator = GraphEmulator(state)
-    store = emulator.store
+    store, delivery = emulator.backend.store, emulator.backend.delivery
     sender = store.find_mailbox(emulator.default_sender)
     with store.transaction():
         for n in range(sends):
-            store.send_new(sender, {"subject": f"{subject} {n}",
-                                    "body": body or {"contentType": "text", "content": "x"},
-                                    "toRecipients": [{"emailAddress": {"address": recipient(n)}}]}, [], True)
+            delivery.send_new(sender, {"subject": f"{subject} {n}",
+                                       "body": body or {"contentType": "text", "content": "x"},
+                                       "toRecipients": [{"emailAddress": {"address": recipient(n)}}]}, [], True)
     emulator.stop()
 
 

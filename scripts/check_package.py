@@ -1,8 +1,13 @@
-"""`make test-package`: the package as a data engineer installs it, on each Airflow version we support.
+"""`make test-package`: the two distributions as their users install them.
 
-Builds the sdist and wheel from this checkout, checks what they hold (licence, console script, no test
-that cannot run), then for each Airflow version: a fresh virtualenv, plain `pip install apache-airflow==X
-<wheel>` (plus ``PINS`` where today's releases break that Airflow), and with Airflow's own CLI only:
+Builds the sdists and wheels of both distributions from this checkout: the provider (airflow-graph-mail)
+and the emulator (graph-mail-emulator, emulator/). Checks what they hold (licence, console script, the
+pytest plugin's entry point, no test that cannot run, no emulator in the provider). Then the emulator where
+Airflow is not installed at all: its wheel alone in a fresh virtualenv with msal and requests beside it,
+`graph-mail-emulator` started, one mail sent with msal and requests (scripts/plain_client.py) and read back
+through the inspection API. Then for each Airflow version: a fresh virtualenv, plain `pip install
+apache-airflow==X <provider wheel> <emulator wheel>` (plus ``PINS`` where today's releases break that
+Airflow), and with Airflow's own CLI only:
 `airflow db migrate`, the emulator started from the wheel's `graph-mail-emulator` script, `airflow
 connections add`, `airflow connections test` (the permissions report), the connection form as that
 version's UI builds it, `airflow dags test report_distribution`, whose mail is then read back from the
@@ -57,23 +62,72 @@ def run(*command, env=None, cwd=None, check=True) -> str:
     return result.stdout + result.stderr
 
 
-def build(out: Path) -> tuple[Path, Path]:
-    run(UV, "build", "--quiet", "--out-dir", out, ROOT)
+def _built(source: Path, out: Path) -> tuple[Path, list[str], str, str, list[str]]:
+    """Build one distribution: (wheel, its file names, METADATA, entry_points.txt, the sdist's members)."""
+    run(UV, "build", "--quiet", "--out-dir", out, source)
     (wheel,), (sdist,) = out.glob("*.whl"), out.glob("*.tar.gz")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         entry_points = archive.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
-    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the wheel carries no LICENSE"
-    assert "License-Expression: Apache-2.0" in metadata and "Framework :: Apache Airflow" in metadata
-    assert "graph-mail-emulator = airflow_graph_mail.emulator.__main__:main" in entry_points
-    assert any(n.endswith("notifications/templates/task_failure.html") for n in names)
     with tarfile.open(sdist) as archive:
         members = [m.split("/", 1)[1] for m in archive.getnames() if "/" in m]
-    assert "LICENSE" in members, "the sdist carries no LICENSE"
-    assert not [m for m in members if m.startswith("tests/")], "the sdist ships tests it cannot run"
-    print(f"built {wheel.name} and {sdist.name}: LICENSE in both, console script, no tests in the sdist")
-    return wheel, sdist
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), f"{wheel.name} carries no LICENSE"
+    assert "License-Expression: Apache-2.0" in metadata, wheel.name
+    assert "LICENSE" in members, f"{sdist.name} carries no LICENSE"
+    return wheel, names, metadata, entry_points, members
+
+
+def build(out: Path) -> tuple[Path, Path]:
+    """(the provider's wheel, the emulator's wheel), each checked for what it must and must not hold."""
+    wheel, names, metadata, entry_points, members = _built(ROOT, out / "provider")
+    assert "Framework :: Apache Airflow" in metadata
+    assert any(n.endswith("notifications/templates/task_failure.html") for n in names)
+    emulated = [n for n in names if "emulator" in n.lower() and not n.endswith(".dist-info/METADATA")]
+    assert not emulated, f"the provider's wheel holds emulator files: {emulated}"
+    assert "graph-mail-emulator" not in entry_points, entry_points
+    assert not [m for m in members if m.startswith(("tests/", "emulator/"))], "the sdist ships tests or the emulator"
+    emulator, names, metadata, entry_points, members = _built(ROOT / "emulator", out / "emulator")
+    requirements = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")
+                    and "extra ==" not in line]
+    assert not [r for r in requirements if "airflow" in r.lower()], requirements
+    assert not [n for n in names if n.startswith("airflow_graph_mail")], "the emulator's wheel holds the provider"
+    assert "graph-mail-emulator = graph_mail_emulator.__main__:main" in entry_points
+    assert "[pytest11]\ngraph_mail_emulator = graph_mail_emulator.pytest_plugin" in entry_points
+    assert {"graph_mail_emulator/faces/viewer/templates/index.html",
+            "graph_mail_emulator/faces/viewer/static/viewer.js"} <= set(names), "the viewer's files are missing"
+    assert "tests/conftest.py" in members
+    print(f"built {wheel.name} (no emulator in it, no console script) and {emulator.name} (no Airflow in its "
+          f"requirements: {', '.join(r.split(':', 1)[1].strip() for r in requirements)}; console script, "
+          "pytest plugin, the viewer's files), and their sdists: LICENSE in all four, the provider's without tests")
+    return wheel, emulator
+
+
+def check_without_airflow(emulator_wheel: Path, work: Path) -> None:
+    """The emulator's wheel alone with msal and requests: no Airflow anywhere, the command serves, a plain
+    client signs in and sends, and the mail is read back through the inspection API."""
+    started = time.monotonic()
+    venv = work / "no-airflow"
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", emulator_wheel, "msal", "requests")
+    for absent in ("airflow", "airflow_graph_mail"):
+        probe = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {absent}"], capture_output=True,
+                               text=True, check=False, cwd=work)  # not this checkout's directory
+        assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, f"{absent} is importable"
+    emulator, connection = start_emulator(venv, work / "emulator-no-airflow")
+    try:
+        sent = run(venv / "bin" / "python", ROOT / "scripts" / "plain_client.py", work / "emulator-no-airflow",
+                   cwd=work)
+        assert "sendMail 202" in sent, sent
+        (mail,) = inbox(connection, "ann@example.com")
+        assert mail["subject"] == "Sent without Airflow", mail
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+    print(f"no Airflow: the emulator's wheel with msal and requests only (airflow and airflow_graph_mail not "
+          f"importable), graph-mail-emulator served, msal signed in, requests sent one mail, read back through "
+          f"/_emulator/ ({time.monotonic() - started:.0f} s)")
 
 
 def airflow_requirement(version: str) -> list[str]:
@@ -106,12 +160,13 @@ def inbox(connection: dict, address: str) -> list[dict]:
         return json.load(answer)["value"]
 
 
-def check_airflow(version: str, wheel: Path, work: Path) -> None:
+def check_airflow(version: str, wheel: Path, emulator_wheel: Path, work: Path) -> None:
     started = time.monotonic()
     venv = work / f"airflow-{version}"
     run(sys.executable, "-m", "venv", venv)
     run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", *airflow_requirement(version), wheel)
+    run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", *airflow_requirement(version), wheel,
+        emulator_wheel)
     installed = run(venv / "bin" / "python", "-c", "import airflow; print('VERSION', airflow.__version__)")
     installed = installed.split("VERSION ", 1)[1].split()[0]
     home = work / f"home-{version}"
@@ -176,9 +231,10 @@ def _form(venv: Path, env: dict, work: Path) -> str:
 def main(versions: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="graph-mail-package-"))
     try:
-        wheel, _ = build(work / "dist")
+        wheel, emulator_wheel = build(work / "dist")
+        check_without_airflow(emulator_wheel, work)
         for version in versions:
-            check_airflow(version, wheel, work)
+            check_airflow(version, wheel, emulator_wheel, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

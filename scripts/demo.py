@@ -10,9 +10,8 @@ import tempfile
 from pathlib import Path
 
 from airflow_env import ROOT, airflow_env, dags_test, migrate
-
-from airflow_graph_mail.emulator import GraphEmulator
-from airflow_graph_mail.emulator.server import DEFAULT_PORT
+from graph_mail_emulator import EmulatorConfig, GraphEmulator, Network
+from graph_mail_emulator.config import DEFAULT_PORT
 
 STATE = ROOT / ".demo"
 PORT = DEFAULT_PORT  # a stable viewer address from one run to the next; any free port when it is taken
@@ -20,12 +19,12 @@ PORT = DEFAULT_PORT  # a stable viewer address from one run to the next; any fre
 
 def start_emulator(state: Path, port: int) -> GraphEmulator:
     try:
-        return GraphEmulator(state / "emulator", port=port).start()
+        return GraphEmulator(EmulatorConfig(state / "emulator", network=Network(port=port))).start()
     except OSError:
         if port == 0:
             raise
         print(f"Port {port} is in use; taking a free one.")
-        return GraphEmulator(state / "emulator", port=0).start()
+        return GraphEmulator(state / "emulator").start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator = start_emulator(args.state_dir, args.port)
     try:
         status = run_demo(emulator, args.state_dir)
-        print(f"\nMailbox viewer: {emulator.viewer_url}")
+        print(f"\nMailbox viewer: {emulator.base_url}/")
         print(f"  (the emulator's own CA signed its certificate: trust {emulator.ca_path} in the browser, "
               "or accept the warning once)")
         if not args.serve:
@@ -72,12 +71,12 @@ def run_demo(emulator: GraphEmulator, state: Path) -> int:
             print(f"airflow dags test failed (exit {result.returncode})")
             return 1
         delivered = 0
-        for mailbox in emulator.store.mailboxes():
-            inbox = emulator.messages(mailbox.address, "inbox", with_content=False)
+        for mailbox in emulator.backend.store.mailboxes():
+            inbox = emulator.inspect.messages(mailbox.address, "inbox", with_content=False)
             if not inbox:
                 continue
             eml_dir = state / "eml" / mailbox.address
-            emulator.export_eml(mailbox.address, eml_dir)
+            emulator.inspect.export_eml(mailbox.address, eml_dir)
             print(f"\n{mailbox.address}: {len(inbox)} message(s) in Inbox, .eml files in {eml_dir}")
             for message in inbox:
                 delivered += 1
@@ -93,7 +92,7 @@ def run_demo(emulator: GraphEmulator, state: Path) -> int:
             print("Nothing arrived in any mailbox.")
             return 1
         print(f"\n{delivered} delivered copies. Sent Items of {emulator.default_sender}: "
-              f"{len(emulator.messages(emulator.default_sender, 'sentitems', with_content=False))}")
+              f"{len(emulator.inspect.messages(emulator.default_sender, 'sentitems', with_content=False))}")
         return 0
 
 

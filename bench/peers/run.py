@@ -69,13 +69,13 @@ def free_port() -> int:
 
 class Bench:
     def __init__(self, peers_python: str | None, install_error: str, quick: bool, work: Path):
-        from airflow_graph_mail.emulator import GraphEmulator
+        from graph_mail_emulator import EmulatorConfig, GraphEmulator, Limits
 
         self.quick, self.work = quick, work
         self.pythons = {name: (sys.executable if name == "ours" else peers_python) for name, _ in PEERS}
         self.install_error = install_error
-        self.emulator = GraphEmulator(work / "emulator", message_size_limit=150 * 2**20,
-                                      upload_budget_bytes=10**12).start()
+        limits = Limits(message_size_limit=150 * 2**20, upload_budget_bytes=10**12)
+        self.emulator = GraphEmulator(EmulatorConfig(work / "emulator", limits=limits)).start()
         self.smtp_port, self.smtp = 0, None
         if peers_python:
             self.smtp_port = free_port()
@@ -117,7 +117,7 @@ class Bench:
         """Mails at 200 ms latency: ``concurrency`` 4 as a careful user would (send_many, an async gather with
         a semaphore, or a pool of 4 threads), or 1, as the peers' docs show it."""
         self.emulator.reset()
-        self.emulator.set_limits(latency=LATENCY)
+        self.emulator.backend.set_limits(latency=LATENCY)
         count = (BULK_COUNT if concurrency > 1 else SEQUENTIAL_COUNT) // (10 if self.quick else 1)
         try:
             result = self.run(peer, "bulk", count=count, concurrency=concurrency)
@@ -135,7 +135,7 @@ class Bench:
         if python is None:
             return {"error": f"not installed: {self.install_error}"}
         self.emulator.reset()
-        self.emulator.set_limits(latency=LATENCY)
+        self.emulator.backend.set_limits(latency=LATENCY)
         self.emulator.faults.add_rates(["send_mail"], FAULTS, retry_after=0.05, delay=1.3, seed=20261130)
         self.emulator.faults.add_rates(["list_messages"], {503: 0.1, 429: 0.05}, retry_after=0.05, seed=11)
         count = SHARED_COUNT // (10 if self.quick else 1)
@@ -145,7 +145,7 @@ class Bench:
         with ThreadPoolExecutor(max_workers=2) as pool:
             runs = list(pool.map(lambda prefix: self.run(peer, "bulk", count=count, concurrency=4, prefix=prefix,
                                                           start_at=start_at), ("shared-a", "shared-b")))
-        self.emulator.settle()
+        self.emulator.dispatcher.settle()
         errors = [r for r in runs if "error" in r or "unsupported" in r]
         if errors:
             return errors[0]
@@ -153,7 +153,7 @@ class Bench:
         copies = {f"{p} {i}": subjects.count(f"{p} {i}") for p in ("shared-a", "shared-b") for i in range(count)}
         result = {"seconds": max(r["seconds"] for r in runs), "count": 2 * count,
                   "over_limit": self.emulator.backend.throttle.throttled,
-                  "requests": sum(1 for r in self.emulator.request_log if r["path"].endswith("/sendMail")),
+                  "requests": sum(1 for r in self.emulator.inspect.request_log if r["path"].endswith("/sendMail")),
                   "delivered": sum(1 for n in copies.values() if n), "lost": sum(1 for n in copies.values() if n == 0),
                   "duplicated": sum(1 for n in copies.values() if n > 1)}
         self.emulator.reset()
@@ -170,7 +170,7 @@ class Bench:
             self.emulator.reset()
             result = self.run(peer, "attachment", path=str(path))
             if "seconds" in result and peer != "smtp":
-                arrived = [a["size"] for m in self.emulator.messages(TO, with_content=False)
+                arrived = [a["size"] for m in self.emulator.inspect.messages(TO, with_content=False)
                            if m["subject"] == "attachment" for a in m["attachments"]]
                 if arrived != [size * 2**20]:
                     result = {"error": f"the emulator received {arrived}, not {size} MB"}
@@ -187,7 +187,7 @@ class Bench:
         result = self.run(peer, "faults", count=count)
         if "raised" not in result:
             return result
-        self.emulator.settle()  # slow answers still in flight land first
+        self.emulator.dispatcher.settle()  # slow answers still in flight land first
         subjects = [m["subject"] for m in self.emulator_store_messages()]
         copies = {f"fault {i}": subjects.count(f"fault {i}") for i in range(count)}
         return {**result, "count": count, "delivered": sum(1 for n in copies.values() if n),
@@ -195,7 +195,7 @@ class Bench:
                 "duplicated": sum(1 for n in copies.values() if n > 1)}
 
     def emulator_store_messages(self) -> list[dict]:
-        return self.emulator.messages(TO, with_content=False)
+        return self.emulator.inspect.messages(TO, with_content=False)
 
     def parse(self, peer: str) -> dict:
         python = self.pythons[peer]
