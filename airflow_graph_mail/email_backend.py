@@ -16,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-DEFAULT_CONN_ID = "graph_mail_default"
+from airflow_graph_mail.airflow_face import DEFAULT_CONN_ID
+from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+from airflow_graph_mail.notifications import airflow_email
+
 # Airflow's default [email] email_conn_id: someone pointing the backend at Graph means Graph's default.
 _SMTP_DEFAULT = "smtp_default"
 
@@ -32,9 +35,6 @@ def send_email(to: str | Iterable[str], subject: str, html_content: str, files: 
     mailbox (unless it is Airflow's placeholder ``airflow@airflow``; then the connection's ``sender``).
     ``mime_subtype`` and ``mime_charset`` do not apply: Graph builds the MIME, always in UTF-8.
     """
-    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-    from airflow_graph_mail.notifications import airflow_email
-
     hook = GraphMailHook(graph_mail_conn_id=DEFAULT_CONN_ID if conn_id in (None, "", _SMTP_DEFAULT) else conn_id)
     airflow_email.send(hook, to, subject, html_content, files=files, cc=cc, bcc=bcc, custom_headers=custom_headers,
                        from_email=from_email, dryrun=dryrun)

@@ -9,12 +9,15 @@ No Airflow and no HTTP library here: ``mail/`` and ``graph/`` raise these from p
 
 from __future__ import annotations
 
+from airflow_graph_mail.outcomes import Outcome, Status
+from airflow_graph_mail.redact import redact_url_secrets
+
 __all__ = ["AccessDeniedError", "AttachmentReadError", "BatchFailedError", "GraphAuthError", "GraphConfigError",
            "GraphConnectionError", "GraphMailError", "GraphRequestError", "InvalidAuthenticationTokenError",
            "InvalidMimeError", "InvalidRecipientsError", "ItemNotFoundError", "MailboxNotEnabledError",
            "MailboxNotFoundError", "MalformedIdError", "MessageSizeError", "MessageTooLargeError",
            "MessageValidationError", "OutcomeUnknownError", "RenderTimeoutError", "ServiceUnavailableError",
-           "ThrottledError", "UnexpectedAnswerError", "UploadFailedError"]
+           "ThrottledError", "UnexpectedAnswerError", "UnreadableReportError", "UploadFailedError"]
 
 
 class GraphMailError(Exception):
@@ -85,8 +88,6 @@ class GraphConnectionError(GraphMailError, OSError):
     """No answer from Graph or Entra (network, TLS, timeout) for a call that changed nothing."""
 
     def __init__(self, method: str, url: str, cause: Exception):
-        from airflow_graph_mail.redact import redact_url_secrets
-
         self.method, self.url, self.cause = method, redact_url_secrets(url.split("?")[0]), cause
         super().__init__(f"{method} {self.url}: no answer ({redact_url_secrets(str(cause))})")
 
@@ -96,8 +97,6 @@ class OutcomeUnknownError(GraphMailError):
     retry budget is spent: it may or may not have taken effect. A retried task looks it up first."""
 
     def __init__(self, method: str, path: str, cause: Exception, hint: str = ""):
-        from airflow_graph_mail.redact import redact_url_secrets
-
         self.method, self.path, self.cause = method, path.split("?")[0], cause
         text = (f"{method} {self.path}: no clear answer from Graph ({redact_url_secrets(str(cause))}); it may or "
                 "may not have taken effect")
@@ -196,6 +195,11 @@ class UnexpectedAnswerError(GraphMailError):
     """Graph answered in a shape this client cannot read (a service change, or something in between)."""
 
 
+class UnreadableReportError(GraphMailError, ValueError):
+    """A non-delivery report the email package could not read at all; the bounce report skips it with a
+    warning."""
+
+
 # -- larger operations -------------------------------------------------------------------------------
 
 
@@ -203,8 +207,6 @@ class UploadFailedError(GraphMailError):
     """An attachment could not be uploaded; ``cause`` is the last error seen."""
 
     def __init__(self, name: str, offset: int, size: int, attempts: int, cause: Exception):
-        from airflow_graph_mail.redact import redact_url_secrets
-
         self.name, self.offset, self.size, self.attempts, self.cause = name, offset, size, attempts, cause
         self.permanent = bool(getattr(cause, "permanent", False))
         super().__init__(f"attachment {name!r}: upload stopped at byte {offset:,} of {size:,} after "
@@ -216,10 +218,10 @@ class BatchFailedError(GraphMailError):
 
     Permanent only when every one of them failed for a reason a retry cannot fix."""
 
-    def __init__(self, failed: list[dict], total: int, shown: int = 10):
+    def __init__(self, failed: list[Outcome], total: int, shown: int = 10):
         self.failed = failed
-        self.permanent = all(o.get("status") == "failed" and o.get("permanent") for o in failed)
-        lines = [f"#{o['position']} to {', '.join(o['to']) or '?'} (key {o['key']!r}) {o['status']}: {o['error']}"
+        self.permanent = all(o.status is Status.FAILED and o.permanent for o in failed)
+        lines = [f"#{o.position} to {', '.join(o.to) or '?'} (key {o.key!r}) {o.status}: {o.error}"
                  for o in failed[:shown]]
         more = f"\n... and {len(failed) - shown} more" if len(failed) > shown else ""
         super().__init__(f"{len(failed)} of {total} message(s) not sent or not known to be sent; the others were "

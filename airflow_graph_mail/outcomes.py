@@ -41,3 +41,11 @@ class Outcome:
     def as_dict(self) -> dict:
         """Plain JSON types only (XCom stores it)."""
         return {**asdict(self), "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, value: dict) -> Outcome:
+        """An outcome as XCom gave it back (an older release may have pushed fewer fields)."""
+        return cls(position=value.get("position", 0), key=value.get("key"), to=list(value.get("to") or []),
+                   subject=str(value.get("subject") or ""), status=Status(value["status"]),
+                   error=str(value.get("error") or ""), permanent=bool(value.get("permanent", False)),
+                   cc=list(value.get("cc") or []), bcc=list(value.get("bcc") or []), ref=str(value.get("ref") or ""))

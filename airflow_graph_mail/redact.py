@@ -12,14 +12,16 @@ import re
 
 _URL_SECRET = re.compile(r"(?i)\b(authtoken|access_token|refresh_token|client_secret|client_assertion|sig)="
                          r"[^&\s'\")]+")
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):[^/\s@]+@")
+# A URL's user:password@ (the password up to the authority's last '@', which may hold more of them).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):[^/\s]*@")
 # Loggers that print request lines or URLs of the requests we make.
 URL_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "requests")
 
 
 def redact_url_secrets(text: str) -> str:
     """Error text that may quote a URL (requests does) -> the same text without the URL's credentials
-    (query tokens, and the password of a proxy URL such as http://user:pass@proxy:3128)."""
+    (query tokens, and the password of a URL such as http://user:pass@proxy:3128 or s3://key:secret@bucket).
+    The one place that hides them: every error, log line and attachment source goes through it."""
     return _URL_USERINFO.sub(r"\1:***@", _URL_SECRET.sub(lambda m: f"{m.group(1)}=***", text))
 
 

@@ -15,7 +15,7 @@ try:
 except ImportError:  # Airflow 2.11
     from airflow.decorators import dag, task
 
-from airflow_graph_mail.operators.graph_mail import GraphDraftOperator, GraphSendDraftOperator
+from airflow_graph_mail import GraphDraftOperator, GraphSendDraftOperator
 
 RECIPIENTS = os.environ.get("REVIEW_RECIPIENTS", "board@example.com")
 
@@ -33,7 +33,7 @@ def draft_review_send():
 
     @task
     def review(draft: dict) -> str:
-        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+        from airflow_graph_mail import GraphMailHook
 
         draft_id = draft["id"]
         message = GraphMailHook().get_message(draft_id)

@@ -22,7 +22,7 @@ try:
 except ImportError:  # Airflow 2.11
     from airflow.decorators import dag, task
 
-from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
+from airflow_graph_mail import GraphMailNotifier
 
 ONCALL = os.environ.get("ALERT_RECIPIENTS", "oncall@example.com")
 

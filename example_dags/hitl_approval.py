@@ -19,7 +19,7 @@ try:
 except (ImportError, AirflowOptionalProviderFeatureException):  # Airflow before 3.1 (3.0 raises the latter)
     ApprovalOperator = None
 
-from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
+from airflow_graph_mail import GraphMailNotifier
 
 APPROVER = os.environ.get("REPORT_APPROVER", "approver@example.com")
 WAIT = timedelta(seconds=float(os.environ.get("APPROVAL_TIMEOUT_SECONDS", str(24 * 3600))))

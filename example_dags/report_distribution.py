@@ -20,7 +20,7 @@ try:
 except ImportError:  # Airflow 2.11
     from airflow.decorators import dag, task
 
-from airflow_graph_mail.operators.graph_mail import GraphSendMailOperator
+from airflow_graph_mail import GraphSendMailOperator
 
 RECIPIENTS = os.environ.get("REPORT_RECIPIENTS", "Ann Analyst <ann@example.com>; bob@example.com")
 OUTPUT_DIR = Path(os.environ.get("REPORT_OUTPUT_DIR", Path(tempfile.gettempdir()) / "graph-mail-reports"))

@@ -22,8 +22,7 @@ try:
 except ImportError:  # Airflow 2.11
     from airflow.decorators import dag, task
 
-from airflow_graph_mail.operators.graph_mail import GraphDraftOperator, GraphSendMailOperator
-from airflow_graph_mail.sensors.graph_mail import GraphDraftSentSensor
+from airflow_graph_mail import GraphDraftOperator, GraphDraftSentSensor, GraphSendMailOperator
 
 REVIEWER_DRAFT_TO = os.environ.get("REVIEW_RECIPIENTS", "board@example.com")
 OWNER = os.environ.get("REPORT_OWNER", "owner@example.com")

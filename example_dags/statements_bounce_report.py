@@ -6,7 +6,8 @@ code and its meaning; its ``outcomes`` XCom is the merge's, each row with its bo
 more than BOUNCE_FAIL_SHARE of the mails bounced.
 
 Against the emulator, make addresses bounce with ``--bounce 'c07@example.com=5.2.2'`` (or
-``graph_emulator.bounce(...)`` in tests); an unknown address in the tenant's own domain bounces with 5.1.10.
+``graph_emulator.backend.bounces.add(...)`` in tests); an unknown address in the tenant's own domain
+bounces with 5.1.10.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ try:
 except ImportError:  # Airflow 2.11
     from airflow.decorators import dag
 
-from airflow_graph_mail.operators.bounce_report import GraphBounceReportOperator
-from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator
+from airflow_graph_mail import GraphBounceReportOperator, GraphMailMergeOperator
 
 CUSTOMERS = [{"email": f"c{i:02d}@example.com", "name": f"Customer {i}", "balance": f"{i * 12.5:.2f}"}
              for i in range(1, 21)]

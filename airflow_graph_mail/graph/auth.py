@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from requests.exceptions import SSLError
+
 from airflow_graph_mail.errors import GraphAuthError, GraphConfigError
 from airflow_graph_mail.redact import redact_url_secrets
 
@@ -60,7 +62,7 @@ def granted_permissions(token: str) -> tuple[bool, list[str]] | None:
     """(delegated, permissions) from an access token's claims -- application ``roles`` or delegated
     ``scp`` -- read without verifying it (Graph verifies; we only report). None when the token is not a
     readable JWT."""
-    import jwt
+    import jwt  # PyJWT loads cryptography: only for a connection test
 
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
@@ -73,8 +75,6 @@ def granted_permissions(token: str) -> tuple[bool, list[str]] | None:
 
 def auth_connection_error(err: OSError) -> GraphAuthError:
     """No answer from the sign-in endpoint: a TLS failure stays (fix the CA), a network failure may pass."""
-    from requests.exceptions import SSLError
-
     if isinstance(err, SSLError):
         return GraphAuthError("tls_error", redact_url_secrets(str(err)), "the sign-in endpoint's certificate is not "
                               "trusted: set ca_bundle to your CA's PEM file")

@@ -4,13 +4,14 @@ Every message is checked before any is sent (a bad one fails the batch, nothing 
 goes through the same exactly-once send as a single one, the client's pacer keeping the requests within
 Graph's per-mailbox concurrency and backing off together when throttled.
 
-``messages`` is any sequence: a list, or one that builds each message when asked (a mail merge renders
-its rows twice, to check and to send, rather than holding 100,000 rendered mails in memory).
+``messages`` is any sequence: a list, or one that builds each message when asked (a mail merge's rows are
+rendered twice, once here to check and once to send, rather than holding 100,000 rendered mails in memory).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,11 +25,13 @@ log = logging.getLogger(__name__)
 def check_all(client: GraphMailClient, messages: Sequence, label: str = "message {position}: {field}") -> int:
     """Check every message as sending would (recipients, size, allow-list), keeping none of them; the first
     bad one raises, its field named through ``label``. Returns how many were checked."""
+    started = time.monotonic()
     for position in range(len(messages)):
         try:
             client.prepare(messages[position])
         except MessageValidationError as err:
             raise MessageValidationError(label.format(position=position, field=err.field), err.problem) from None
+    log.info("Checked %d message(s) in %.1f s", len(messages), time.monotonic() - started)
     return len(messages)
 
 
@@ -50,22 +53,18 @@ def send_many(client: GraphMailClient, messages: Sequence, *, keys: Sequence[str
         except GraphMailError as err:  # built differently than when checked (a template reading the clock)
             log.error("Message %d (%r) failed its check when sent: %s", position, key, err)
             return Outcome(position, key, [], "", Status.FAILED, str(err), permanent=True)
-        to, subject = message.summary()
-        recipients, ref = message.recipients(), client.ref_for(key)
-
-        def outcome(status: Status, error: str = "", permanent: bool = False) -> Outcome:
-            return Outcome(position, key, to, subject, status, error, permanent, cc=recipients["cc"],
-                           bcc=recipients["bcc"], ref=ref)
-
+        ref = client.ref_for(key)
+        to = ", ".join(r.address for r in message.to)
         try:
-            return outcome(client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items,
-                                            idempotency_key=key, check_first=check_first))
+            status = client.send_mail(message, sender=sender, save_to_sent_items=save_to_sent_items,
+                                      idempotency_key=key, check_first=check_first)
         except OutcomeUnknownError as err:
-            log.error("Message %d (%r) to %s: outcome unknown: %s", position, key, ", ".join(to), err)
-            return outcome(Status.UNKNOWN, str(err))
+            log.error("Message %d (%r) to %s: outcome unknown: %s", position, key, to, err)
+            return message.outcome(position, key, Status.UNKNOWN, str(err), ref=ref)
         except GraphMailError as err:
-            log.error("Message %d (%r) to %s failed: %s", position, key, ", ".join(to), err)
-            return outcome(Status.FAILED, str(err), permanent=err.permanent)
+            log.error("Message %d (%r) to %s failed: %s", position, key, to, err)
+            return message.outcome(position, key, Status.FAILED, str(err), permanent=err.permanent, ref=ref)
+        return message.outcome(position, key, status, ref=ref)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph-mail") as pool:
         return list(pool.map(send, range(len(messages))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from airflow_graph_mail.graph.errors import GraphConfigError
+from airflow_graph_mail.errors import GraphConfigError
 
 _CERTIFICATE_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from functools import cached_property
@@ -27,20 +27,20 @@ from airflow_graph_mail.errors import (
 )
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
 from airflow_graph_mail.graph.call import Call
-from airflow_graph_mail.graph.config import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES, ClientConfig
-from airflow_graph_mail.graph.idempotency import PROCESS_REF_SECRET, key_filter, tag
+from airflow_graph_mail.graph.config import DEFAULT_MAX_MESSAGE_BYTES, ClientConfig
+from airflow_graph_mail.graph.credentials import build_credential, session_for
 from airflow_graph_mail.graph.retry import RetryPolicy
 from airflow_graph_mail.graph.submit import submit_once
 from airflow_graph_mail.graph.transport import GraphTransport, fits_one_request
 from airflow_graph_mail.graph.upload import AttachmentUpload
 from airflow_graph_mail.mail.allow_list import AllowedDomains
 from airflow_graph_mail.mail.attachments import MB
-from airflow_graph_mail.mail.graph_shape import graph_document, summary
+from airflow_graph_mail.mail.graph_shape import graph_document
+from airflow_graph_mail.mail.idempotency import PROCESS_REF_SECRET, key_filter, ref_for, tag
 from airflow_graph_mail.mail.message import Message
-from airflow_graph_mail.mail.ndr import ref_for
-from airflow_graph_mail.mail.recipients import check_sender
-from airflow_graph_mail.mail.routing import mime_recipients
-from airflow_graph_mail.outcomes import Status
+from airflow_graph_mail.mail.recipients import RECIPIENT_FIELDS, Recipient, check_sender
+from airflow_graph_mail.mail.routing import graph_recipients, mime_bytes, mime_recipients, reply_recipients
+from airflow_graph_mail.outcomes import Outcome, Status
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,6 @@ UPLOAD_SESSION_MIN_BYTES = 3_000_000
 DELETE_AFTER_SUBMIT = {"id": "Boolean 0x0E01", "value": "true"}
 _NOT_AGAIN = ("not sent again, since it could arrive twice; give an idempotency key and keep save_to_sent_items "
               "on so that the client can check")
-
-
-def mime_bytes(mime: bytes | str | EmailMessage) -> bytes:
-    if isinstance(mime, EmailMessage):
-        return mime.as_bytes()
-    if isinstance(mime, str):
-        return mime.encode("utf-8")
-    if isinstance(mime, (bytes, bytearray)):
-        return bytes(mime)
-    raise MessageValidationError("mime", f"expected MIME bytes, text or an email.message.EmailMessage, got "
-                                 f"{type(mime).__name__}")
 
 
 def encode_mime(mime: bytes | str | EmailMessage) -> bytes:
@@ -75,56 +64,71 @@ RefSecret = str | bytes | Callable[[], str | bytes | None] | None
 
 @dataclass
 class Prepared:
-    """A message checked once and turned into Graph's JSON (attachments streamed in at send time)."""
+    """A message checked once, at the edge, in the one form every later step reads: Graph's JSON
+    (attachments streamed in at send time), its subject, and its recipients as parsed while checking. The
+    allow-list, the outcome and the log read them from here, never parsing the message again."""
 
     document: dict
+    subject: str
+    to: list[Recipient]
+    cc: list[Recipient]
+    bcc: list[Recipient]
+    reply_to: list[Recipient]
     streams: dict = field(default_factory=dict)
     message: Message | None = None  # None for a Graph-shaped dict (its attachments are inline already)
 
-    def summary(self) -> tuple[list[str], str]:
-        if self.message is None:
-            return summary(self.document)
-        return [r.address for r in self.message.to], self.message.subject
+    @classmethod
+    def of_message(cls, message: Message) -> Prepared:
+        document, streams = message_document(message)
+        return cls(document, message.subject, message.to, message.cc, message.bcc, message.reply_to, streams,
+                   message)
 
-    def recipients(self) -> dict[str, list[str]]:
-        """The to, cc and bcc addresses, as sent (a bounce report believes a report only about these)."""
-        def addresses(name: str) -> list[str]:
-            found = []
-            for entry in self.document.get(name) or []:
-                if isinstance(entry, dict):  # {"emailAddress": {...}}, or the inner dict alone
-                    email = entry.get("emailAddress")
-                    found.append(str((email if isinstance(email, dict) else entry).get("address", "")))
-            return found
+    @classmethod
+    def of_graph(cls, message: Mapping, *, require_recipients: bool) -> Prepared:
+        """A Graph-shaped dict (property names in any case), checked as a Message is."""
+        document, found = graph_document(message, require_recipients=require_recipients)
+        return cls(document, str(document.get("subject") or ""), found["to"], found["cc"], found["bcc"],
+                   found["reply_to"])
 
-        return {"to": addresses("toRecipients"), "cc": addresses("ccRecipients"), "bcc": addresses("bccRecipients")}
+    @property
+    def recipient_count(self) -> int:
+        return len(self.to) + len(self.cc) + len(self.bcc)
+
+    def addresses(self) -> list[tuple[str, str]]:
+        """(field, address) for every recipient and Reply-To, the field named as the caller gave it."""
+        names = {name: name for name in RECIPIENT_FIELDS} if self.message is not None else RECIPIENT_FIELDS
+        return [(names[name], r.address) for name in RECIPIENT_FIELDS for r in getattr(self, name)]
+
+    def outcome(self, position: int, key: str | None, status: Status, error: str = "", permanent: bool = False,
+                ref: str = "") -> Outcome:
+        """This message's outcome: its to, cc and bcc as sent (a bounce report believes a report only about
+        these) and the bounce ref it carries."""
+        return Outcome(position, key, [r.address for r in self.to], self.subject, status, error, permanent,
+                       cc=[r.address for r in self.cc], bcc=[r.address for r in self.bcc], ref=ref)
 
     def describe(self) -> str:
-        to, subject = self.summary()
-        return f"{subject!r} to {len(to) if self.message is None else self.message.recipient_count} recipient(s)"
+        return f"{self.subject!r} to {self.recipient_count} recipient(s)"
 
 
 class GraphMailClient:
     """The mail calls of one connection; ``sender`` picks the mailbox per call ('me' for delegated tokens).
 
-    ``ref_secret`` keys the bounce ref of every keyed mail (``mail/ndr.py``): give the deployment's, the same in
+    ``ref_secret`` keys the bounce ref of every keyed mail (``mail/idempotency.py``): give the deployment's, the same in
     every process, so that a retry elsewhere computes the same ref (or a function that finds it, asked at the
     first keyed mail); without one, a secret of this process."""
 
     def __init__(self, transport: GraphTransport, *, default_sender: str | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, allowed_recipients: AllowedDomains | None = None,
                  ref_secret: RefSecret = None):
+        """``max_message_bytes`` as ``graph.config`` checked it (the tenant's limit, 1 to 150 MB)."""
         self.transport = transport
         self._ref_secret_source = ref_secret
         self.default_sender = check_sender("sender", default_sender) if default_sender is not None else None
         self.allowed_recipients = allowed_recipients
-        if not 0 < max_message_bytes <= MAX_MESSAGE_BYTES:
-            raise GraphConfigError("max_message_size_mb: must be between 1 and 150 (Exchange Online's range)")
         self.max_message_bytes = max_message_bytes
 
     @classmethod
     def from_config(cls, config: ClientConfig, *, ref_secret: RefSecret = None) -> GraphMailClient:
-        from airflow_graph_mail.graph.credentials import build_credential, session_for
-
         session = session_for(config)
         credential = build_credential(config, lambda: session_for(config))
         transport = GraphTransport(session, credential, f"{config.graph_url}/{config.api_version}",
@@ -157,25 +161,28 @@ class GraphMailClient:
 
     # -- the edge: every check, once ---------------------------------------------------------------------
 
-    def prepare(self, message: Message | dict | Prepared, *, require_recipients: bool = True) -> Prepared:
-        """Check a message once (recipients, size, allow-list) and build its Graph JSON."""
+    def prepare(self, message: Message | Mapping | Prepared, *, require_recipients: bool = True) -> Prepared:
+        """The edge: a Message, a Graph-shaped dict or a Prepared -> one checked form (recipients, the tenant's
+        size limit, the allow-list), built once; a Prepared is returned as it is."""
         if isinstance(message, Prepared):
             return message
         if isinstance(message, Message):
             if require_recipients:
                 message.require_recipients()
             self.check_size(message)
-            self.check_recipients(message)
-            document, streams = message_document(message)
-            return Prepared(document, streams, message)
-        document = graph_document(message, require_recipients=require_recipients)
-        self.check_recipients(document)
-        return Prepared(document)
+            prepared = Prepared.of_message(message)
+        elif isinstance(message, Mapping):
+            prepared = Prepared.of_graph(message, require_recipients=require_recipients)
+        else:
+            raise MessageValidationError("message", f"expected a Message or a Graph message dict, not "
+                                         f"{type(message).__name__}")
+        self._check_allowed(prepared.addresses())
+        return prepared
 
-    def check_recipients(self, message) -> None:
-        """With an allow-list on the connection, every to/cc/bcc address must be in an allowed domain."""
+    def _check_allowed(self, addresses: Iterable[tuple[str, str]]) -> None:
+        """With an allow-list on the connection, every address must be in an allowed domain."""
         if self.allowed_recipients is not None:
-            self.allowed_recipients.check(message.as_bytes() if isinstance(message, EmailMessage) else message)
+            self.allowed_recipients.check(addresses)
 
     def check_size(self, message: Message) -> None:
         """The tenant's message size limit; the field named is the one to cut."""
@@ -189,11 +196,13 @@ class GraphMailClient:
                 f"default is 35 MB and an admin can raise it to 150 MB): {advice}")
 
     def _checked_mime(self, mime, *, require_recipients: bool) -> bytes:
+        """MIME's recipients (and, with an allow-list, where replies go) read strictly, once."""
         data = mime_bytes(mime)
-        recipients = mime_recipients(data)
-        if require_recipients and not recipients:
+        routed = mime_recipients(data)
+        if require_recipients and not routed:
             raise MessageValidationError("mime", "no recipients: the MIME has no To, Cc or Bcc header")
-        self.check_recipients(data)
+        if self.allowed_recipients is not None:
+            self._check_allowed((header, r.address) for header, r in [*routed, *reply_recipients(data)])
         return data
 
     # -- sending -----------------------------------------------------------------------------------------
@@ -368,7 +377,7 @@ class GraphMailClient:
         if self.allowed_recipients is not None:  # a person may have added recipients (or a Reply-To) since
             fields = "toRecipients,ccRecipients,bccRecipients,replyTo"
             draft = self.transport.request(call, "GET", call.message_path(message_id) + f"?$select={fields}").json()
-            self.check_recipients({k: draft.get(k) or [] for k in fields.split(",")})
+            self._check_allowed(graph_recipients({k: draft.get(k) or [] for k in fields.split(",")}))
         if check_first and self._is_draft(call, message_id) is False:
             log.info("Message %s is no longer a draft (sent by an earlier try); not sending it again", message_id)
             return Status.ALREADY_SENT

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airflow_graph_mail.errors import GraphConfigError
+
 
 @dataclass(frozen=True)
 class Cloud:
     name: str
     graph_url: str
     authority_url: str
-
-    @property
-    def scope(self) -> str:
-        return scope_for(self.graph_url)
 
 
 CLOUDS = {
@@ -24,16 +22,9 @@ CLOUDS = {
 }
 
 
-def scope_for(graph_url: str) -> str:
-    """App-only tokens ask for the resource's '.default' scope on the cloud's own Graph host."""
-    return graph_url.rstrip("/") + "/.default"
-
-
 def get_cloud(name: str | None) -> Cloud:
     key = (name or "global").strip().lower()
     if key not in CLOUDS:
-        from airflow_graph_mail.errors import GraphConfigError
-
         raise GraphConfigError(f"cloud: unknown cloud {name!r}; use one of {', '.join(CLOUDS)}")
     return CLOUDS[key]
 

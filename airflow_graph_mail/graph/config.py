@@ -315,16 +315,22 @@ def _allowed_domains(where: str, value) -> AllowedDomains | None:
         raise GraphConfigError(f"{where}: extra {err}") from None
 
 
+def check_app_ids(where: str, client_id: str, tenant_id: str) -> None:
+    """An app signs in with its client id in its directory (tenant); workload identity may read both from
+    the environment first (``graph.credentials``)."""
+    if not client_id:
+        raise GraphConfigError(f"{where}: login (the app's client id) is empty")
+    if not tenant_id:
+        raise GraphConfigError(f"{where}: extra 'tenant_id' is empty; set the directory (tenant) id")
+
+
 def _credential_config(where: str, kind: str, fields: ConnectionFields, extra: dict, authority_url: str,
                        scopes: tuple[str, ...]) -> CredentialConfig:
     """What the credential needs; the workload identity webhook's environment fills gaps later."""
     client_id = (fields.login or extra.get("client_id") or "").strip()
     tenant_id = str(extra.get("tenant_id") or "").strip()
     if kind not in (MANAGED_IDENTITY, WORKLOAD_IDENTITY):
-        if not client_id:
-            raise GraphConfigError(f"{where}: login (the app's client id) is empty")
-        if not tenant_id:
-            raise GraphConfigError(f"{where}: extra 'tenant_id' is empty; set the directory (tenant) id")
+        check_app_ids(where, client_id, tenant_id)
     return CredentialConfig(
         kind=kind, authority_url=authority_url, tenant_id=tenant_id, client_id=client_id, scopes=scopes,
         secret=fields.password or None, certificate_path=extra.get("certificate_path") or None,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from airflow_graph_mail.errors import GraphConfigError
 from airflow_graph_mail.graph.auth import AppCredential, ManagedIdentityCredential, TokenCredential, shared
+from airflow_graph_mail.graph.certificates import load_certificate
 from airflow_graph_mail.graph.config import (
     CERTIFICATE,
     MANAGED_IDENTITY,
@@ -20,7 +21,9 @@ from airflow_graph_mail.graph.config import (
     WORKLOAD_IDENTITY,
     ClientConfig,
     CredentialConfig,
+    check_app_ids,
 )
+from airflow_graph_mail.graph.delegated import RefreshTokenCredential
 from airflow_graph_mail.graph.session import GraphSession, build_session
 
 log = logging.getLogger(__name__)
@@ -48,10 +51,7 @@ def build_credential(config: ClientConfig, session_factory) -> TokenCredential:
     if spec.kind == WORKLOAD_IDENTITY:  # what the workload identity webhook injects into the pod
         client_id = client_id or os.environ.get("AZURE_CLIENT_ID", "")
         tenant_id = tenant_id or os.environ.get("AZURE_TENANT_ID", "")
-        if not client_id:
-            raise GraphConfigError(f"{where}: login (the app's client id) is empty")
-        if not tenant_id:
-            raise GraphConfigError(f"{where}: extra 'tenant_id' is empty; set the directory (tenant) id")
+        check_app_ids(where, client_id, tenant_id)
     authority = f"{spec.authority_url}/{tenant_id}"
     key = {"kind": spec.kind, "authority": authority, "client_id": client_id, "scopes": spec.scopes,
            "verify": config.verify, "proxies": config.proxies}
@@ -59,16 +59,12 @@ def build_credential(config: ClientConfig, session_factory) -> TokenCredential:
         return shared(key, lambda: ManagedIdentityCredential(session_factory(), spec.scopes[0],
                                                               client_id=client_id or None))
     if spec.kind == REFRESH_TOKEN:
-        from airflow_graph_mail.graph.delegated import RefreshTokenCredential
-
         key.update(refresh_token=spec.refresh_token, secret=spec.secret, cache=spec.token_cache_path)
         return shared(key, lambda: RefreshTokenCredential(
             session_factory(), list(spec.scopes), authority=authority, client_id=client_id,
             refresh_token=str(spec.refresh_token), client_secret=spec.secret, cache_path=spec.token_cache_path))
     certificate = token_file = None
     if spec.kind == CERTIFICATE:
-        from airflow_graph_mail.graph.certificates import load_certificate
-
         certificate = load_certificate(_certificate_pem(where, spec), spec.certificate_passphrase,
                                        thumbprint=spec.certificate_thumbprint, send_x5c=spec.certificate_send_x5c)
         key["certificate"] = certificate

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from airflow_graph_mail.errors import GraphConfigError
 from airflow_graph_mail.graph.auth import TokenCredential
-from airflow_graph_mail.graph.errors import GraphConfigError
 
 
 class RefreshTokenCredential(TokenCredential):

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from airflow_graph_mail.errors import (  # noqa: F401 - re-exported for ``graph`` callers
+from airflow_graph_mail.errors import (
     AccessDeniedError,
-    GraphAuthError,
-    GraphConfigError,
-    GraphConnectionError,
-    GraphMailError,
     GraphRequestError,
     InvalidAuthenticationTokenError,
     InvalidMimeError,
@@ -17,10 +13,10 @@ from airflow_graph_mail.errors import (  # noqa: F401 - re-exported for ``graph`
     MailboxNotFoundError,
     MalformedIdError,
     MessageTooLargeError,
-    OutcomeUnknownError,
     ServiceUnavailableError,
     ThrottledError,
 )
+from airflow_graph_mail.graph.retry import retry_after_seconds
 from airflow_graph_mail.redact import redact_url_secrets
 
 _BY_CODE = {
@@ -67,8 +63,6 @@ def error_from_response(response) -> GraphRequestError:
     cls = cls or GraphRequestError
     if cls is not ThrottledError and response.status_code < 500:
         return cls(**kwargs)
-    from airflow_graph_mail.graph.retry import retry_after_seconds
-
     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     if cls is ThrottledError:
         return ThrottledError(retry_after=retry_after, **kwargs)

@@ -11,14 +11,14 @@ import threading
 import time
 from contextlib import contextmanager
 
+from airflow_graph_mail.errors import GraphConfigError
+
 DEFAULT_CONCURRENCY = 4
 
 
 class MailboxPacer:
     def __init__(self, concurrency: int = DEFAULT_CONCURRENCY):
         if concurrency < 1:
-            from airflow_graph_mail.errors import GraphConfigError
-
             raise GraphConfigError("concurrency: must be at least 1")
         self.concurrency = concurrency
         self.allowed = concurrency

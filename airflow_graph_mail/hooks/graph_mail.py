@@ -5,20 +5,24 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import warnings
+from collections import Counter
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, conf, mask_secret
 
+from airflow_graph_mail.airflow_face import DEFAULT_CONN_ID
 from airflow_graph_mail.errors import GraphAuthError, GraphMailError
+from airflow_graph_mail.get_provider_info import form_widgets, ui_field_behaviour
+from airflow_graph_mail.outcomes import Outcome, Status
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the client and what it imports (requests, msal) load when a hook first connects
     from collections.abc import Iterator, Sequence
     from email.message import EmailMessage
 
-    from airflow_graph_mail.graph.client import GraphMailClient
+    from airflow_graph_mail.graph.client import GraphMailClient, Prepared
     from airflow_graph_mail.mail.message import Message
-    from airflow_graph_mail.outcomes import Status
 
 
 # Every line goes through this module's logger, not the hook's ``self.log``: in an Airflow 3 task both reach
@@ -38,7 +42,7 @@ class GraphMailHook(BaseHook):
     """
 
     conn_name_attr = "graph_mail_conn_id"
-    default_conn_name = "graph_mail_default"
+    default_conn_name = DEFAULT_CONN_ID
     # A URI scheme: Airflow writes each connection it looks up as a URI and warns on every lookup of a type
     # with '_' (RFC 3986); '-' it would read back as '_'.
     conn_type = "graphmail"
@@ -47,15 +51,11 @@ class GraphMailHook(BaseHook):
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """The connection form's extra fields on Airflow 2.11 to 3.1 (3.2+ reads them from provider info)."""
-        from airflow_graph_mail.get_provider_info import form_widgets
-
         return form_widgets()
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hidden, relabelled and placeholder fields on Airflow 2.11 to 3.1, as provider info says for 3.2+."""
-        from airflow_graph_mail.get_provider_info import ui_field_behaviour
-
         behaviour = ui_field_behaviour()
         return {"hidden_fields": behaviour["hidden-fields"], "relabeling": behaviour["relabeling"],
                 "placeholders": behaviour["placeholders"]}
@@ -95,22 +95,21 @@ class GraphMailHook(BaseHook):
             conn_id=self.graph_mail_conn_id, conn_type=conn.conn_type or "", login=conn.login, password=conn.password,
             host=conn.host, schema=conn.schema, extra=dict(conn.extra_dejson)))
         client = GraphMailClient.from_config(config, ref_secret=lambda: _ref_secret(config.ref_secret))
-        client.transport.credential.on_secret = _masker()
+        client.transport.credential.on_secret = mask_secret
         log.info("Graph %s, signing in with %s", config.graph_url, client.transport.credential.describe())
         return client
 
     # -- mail ----------------------------------------------------------------------------------------
 
-    def send_mail(self, message: Message | dict, *, sender: str | None = None, save_to_sent_items: bool = True,
-                  idempotency_key: str | None = None, check_first: bool = False) -> Status:
+    def send_mail(self, message: Message | dict | Prepared, *, sender: str | None = None,
+                  save_to_sent_items: bool = True, idempotency_key: str | None = None,
+                  check_first: bool = False) -> Status:
         """sendMail with a Message or a dict in Graph's own message shape, sent at most once per key.
 
         :param idempotency_key: tags the message so that an unclear answer is checked, not resent blindly.
         :param check_first: look for the key in Sent Items before sending (a retried task).
         :return: "sent", or "already_sent" when ``check_first`` found it.
         """
-        from airflow_graph_mail.outcomes import Status
-
         prepared = self.client.prepare(message)
         outcome = self.client.send_mail(prepared, sender=sender, save_to_sent_items=save_to_sent_items,
                                         idempotency_key=idempotency_key, check_first=check_first)
@@ -126,22 +125,27 @@ class GraphMailHook(BaseHook):
         Each message is sent at most once per key; a failure does not stop the others. Every message is
         checked first; ``label`` names a bad one's field in the error (e.g. "rows[{position}].{field}").
         ``messages`` may be any sequence, including one that builds each message when it is indexed.
-        :return: one outcome per message, in order: position, key, to, subject, status ("sent",
-            "already_sent", "failed" or "unknown": the answer was lost, a retry with check_first looks it up),
-            error, and permanent (a retry cannot fix the failure).
+        :return: one outcome per message, in order, as plain dicts (what XCom stores): position, key, to,
+            cc, bcc, subject, ref, status ("sent", "already_sent", "failed" or "unknown": the answer was lost,
+            a retry with check_first looks it up), error, and permanent (a retry cannot fix the failure).
         """
-        from collections import Counter
+        return [outcome.as_dict() for outcome in self.send_outcomes(
+            messages, keys=keys, sender=sender, save_to_sent_items=save_to_sent_items, check_first=check_first,
+            concurrency=concurrency, label=label)]
 
+    def send_outcomes(self, messages: Sequence[Message | dict], *, keys: Sequence[str | None] | None = None,
+                      sender: str | None = None, save_to_sent_items: bool = True, check_first: bool = False,
+                      concurrency: int | None = None, label: str = "message {position}: {field}") -> list[Outcome]:
+        """``send_many``, its outcomes typed (``outcomes.Outcome``)."""
         from airflow_graph_mail.graph.bulk import send_many
-        from airflow_graph_mail.outcomes import Status
 
         outcomes = send_many(self.client, messages, keys=keys, sender=sender, save_to_sent_items=save_to_sent_items,
                              check_first=check_first, concurrency=concurrency, label=label)
-        counts = Counter(outcome.status.value for outcome in outcomes)
-        report = log.error if counts[Status.FAILED.value] or counts[Status.UNKNOWN.value] else log.info
+        counts = Counter(outcome.status for outcome in outcomes)
+        report = log.error if counts[Status.FAILED] or counts[Status.UNKNOWN] else log.info
         report("%d message(s) from %s: %s", len(outcomes), sender or self.client.default_sender,
                ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none")
-        return [o.as_dict() for o in outcomes]
+        return outcomes
 
     def send_mime(self, mime: bytes | str | EmailMessage, *, sender: str | None = None) -> None:
         self.client.send_mime(mime, sender=sender)
@@ -167,8 +171,6 @@ class GraphMailHook(BaseHook):
 
     def send_draft(self, message_id: str, *, sender: str | None = None, check_first: bool = False) -> Status:
         """Send a draft once; ``check_first`` (a retried task) skips a draft that was already sent."""
-        from airflow_graph_mail.outcomes import Status
-
         outcome = self.client.send_draft(message_id, sender=sender, check_first=check_first)
         log.info("%s draft %s", "Sent" if outcome is Status.SENT else "Already sent (not again):", message_id)
         return outcome
@@ -244,19 +246,18 @@ _PLACEHOLDER = re.compile(r"^\{[A-Z_]+\}$")
 def _ref_secret(own: str | None) -> str | None:
     """The key of the bounce refs this deployment's mails carry: the connection's ``ref_secret``, else the
     secret Airflow needs identical on every component (it signs the log requests a worker answers):
-    ``[api] secret_key`` on Airflow 3, ``[webserver] secret_key`` on 2.x. Handed to the log masker; None,
+    ``[api] secret_key`` on Airflow 3, ``[webserver] secret_key`` on 2.x. Handed to Airflow's log masker
+    (common-compat 1.22+ has it for every supported Airflow), as every token we obtain is; None,
     with one warning per process, when neither is set (the client then keys refs per process)."""
-    from airflow.providers.common.compat.sdk import conf
-
-    from airflow_graph_mail.graph.config import MIN_REF_SECRET
+    from airflow_graph_mail.graph.config import MIN_REF_SECRET  # loaded with the client, which asks for this
 
     if own:
-        _masker()(own)
+        mask_secret(own)
         return own
     section = "api" if conf.has_option("api", "secret_key") else "webserver"  # no deprecated name on 3.x
     value = conf.get(section, "secret_key", fallback="") or ""
     if len(value) >= MIN_REF_SECRET and not _PLACEHOLDER.match(value):
-        _masker()(value)
+        mask_secret(value)
         return value
     _warn_no_ref_secret(section, "not set" if not value or _PLACEHOLDER.match(value) else "too short")
     return None
@@ -273,8 +274,6 @@ def _warn_no_ref_secret(section: str, state: str) -> None:
 def _core_connection(conn_id: str):
     """The connection as Airflow core finds it, where the hook's lookup is the Task SDK's (3.1+): None when
     core is not installed (a worker with the Task SDK alone) or does not find it either."""
-    import warnings
-
     if not BaseHook.__module__.startswith("airflow.sdk"):  # 2.11, 3.0: the lookup was core's already
         return None
     try:
@@ -287,11 +286,3 @@ def _core_connection(conn_id: str):
             return Connection.get_connection_from_secrets(conn_id)
         except AirflowNotFoundException:
             return None
-
-
-def _masker():
-    """Airflow's log masker: every token we obtain is hidden in task logs and rendered views like a
-    connection's secrets are (common-compat 1.22+ has it for every supported Airflow)."""
-    from airflow.providers.common.compat.sdk import mask_secret
-
-    return mask_secret

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.recipients import ascii_domain
-from airflow_graph_mail.mail.routing import recipients_of
 
 
 class AllowedDomains:
@@ -38,10 +39,10 @@ class AllowedDomains:
             return False
         return domain in self.exact or any(domain.endswith(suffix) for suffix in self.suffixes)
 
-    def check(self, message) -> None:
-        """Every address a Message, a Graph message dict or MIME goes to, or that a reply to it reaches
-        (Reply-To), must be in a listed domain."""
-        for field, address in recipients_of(message):
+    def check(self, addresses: Iterable[tuple[str, str]]) -> None:
+        """Every (field, address) a message goes to, or that a reply to it reaches (Reply-To), must be in a
+        listed domain; the error names the field."""
+        for field, address in addresses:
             if not self.allows(address):
                 raise MessageValidationError(field, f"{address!r} is outside the allowed recipient domains "
                                              f"({self.listed}): remove it, or add its domain to the "

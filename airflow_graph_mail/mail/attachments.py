@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import urlsplit
 
 from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail.mail.graph_shape import clean_base64
 from airflow_graph_mail.mail.headers import CONTROL
+from airflow_graph_mail.redact import redact_url_secrets
 
 MB = 1024 * 1024
 # Graph takes at most 150 MB per attachment (through an upload session).
@@ -45,14 +46,6 @@ def content_id_for(name: str) -> str:
 def cid(name: str) -> str:
     """The src for an inline image in an HTML body: cid('charts/sales.png') -> 'cid:sales.png'."""
     return "cid:" + content_id_for(name)
-
-
-def _safe_source(text: str) -> str:
-    """A source for messages and logs: any user:password@ in a URI is dropped."""
-    parts = urlsplit(text)
-    if parts.scheme and "@" in parts.netloc:
-        return text.replace(parts.netloc, parts.netloc.rsplit("@", 1)[1], 1)
-    return text
 
 
 @dataclass
@@ -203,8 +196,8 @@ def _fsspec_sources(uri: str, options: dict, limit: int) -> list[Attachment]:
         from fsspec.core import url_to_fs
     except ImportError:  # pragma: no cover - fsspec comes with Airflow
         raise MessageValidationError("attachments",
-                                     f"{_safe_source(uri)}: install fsspec to attach from URIs") from None
-    display = _safe_source(uri)
+                                     f"{redact_url_secrets(uri)}: install fsspec to attach from URIs") from None
+    display = redact_url_secrets(uri)
     try:
         fs, path = url_to_fs(uri)
     except (ImportError, ValueError) as err:
@@ -267,8 +260,6 @@ def _dict_source(spec: dict, limit: int) -> list[Attachment]:
         raise MessageValidationError("attachments", f"an attachment given as {kind} needs a 'name'")
     data = spec[kind]
     if kind == "content_base64":
-        from airflow_graph_mail.mail.graph_shape import clean_base64
-
         data = base64.b64decode(clean_base64(f"attachments: {name}: content_base64", data))
     return [Attachment.from_bytes(name, data, **options)]
 
@@ -281,7 +272,7 @@ def expand_source(source, *, max_glob_matches: int = MAX_GLOB_MATCHES, **options
     if hasattr(source, "fs") and hasattr(source, "path") and not isinstance(source, str):
         # ObjectStoragePath (a universal_pathlib path, os.PathLike on Airflow 2): use its own, already
         # configured, filesystem; os.fspath() would drop the scheme.
-        return _fs_sources(source.fs, source.path, _safe_source(str(source)), "/", options, limit)
+        return _fs_sources(source.fs, source.path, redact_url_secrets(str(source)), "/", options, limit)
     if isinstance(source, os.PathLike):
         return _path_sources(os.fspath(source), options, limit)
     if isinstance(source, str):

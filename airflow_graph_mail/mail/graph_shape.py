@@ -13,15 +13,17 @@ import re
 from collections.abc import Mapping
 
 from airflow_graph_mail.errors import MessageValidationError
-from airflow_graph_mail.mail.headers import CONTROL, check_header, no_line_breaks
+from airflow_graph_mail.mail.headers import CONTROL, check_custom_header, check_header, no_line_breaks
 from airflow_graph_mail.mail.recipients import (
+    RECIPIENT_FIELDS,
+    Recipient,
     check_duplicates,
     check_recipient_count,
     one_of,
     parse_recipients,
 )
 
-RECIPIENT_LISTS = ("toRecipients", "ccRecipients", "bccRecipients", "replyTo")
+RECIPIENT_LISTS = tuple(RECIPIENT_FIELDS.values())
 _SINGLE_RECIPIENTS = ("from", "sender")
 _KNOWN = (*RECIPIENT_LISTS, *_SINGLE_RECIPIENTS, "subject", "body", "importance", "attachments",
           "internetMessageHeaders", "singleValueExtendedProperties")
@@ -88,9 +90,7 @@ def _headers(value) -> list[dict]:
     for position, entry in enumerate(_list("internetMessageHeaders", value)):
         entry = _rename(_dict(f"internetMessageHeaders[{position}]", entry), ("name", "value"))
         name, text = check_header("internetMessageHeaders", entry.get("name"), entry.get("value"))
-        if not name.lower().startswith("x-"):
-            raise MessageValidationError("internetMessageHeaders", f"{name!r}: Graph accepts only custom headers "
-                                         "whose name starts with 'x-'")
+        check_custom_header("internetMessageHeaders", name)
         headers.append({**entry, "name": name, "value": text})
     return headers
 
@@ -126,8 +126,10 @@ def clean_base64(field: str, content) -> bytes:
     return compact
 
 
-def graph_document(message: Mapping, *, require_recipients: bool) -> dict:
-    """A Graph-shaped message dict -> a checked copy with Graph's spelling of the properties we read."""
+def graph_document(message: Mapping, *, require_recipients: bool) -> tuple[dict, dict[str, list[Recipient]]]:
+    """A Graph-shaped message dict -> a checked copy with Graph's spelling of the properties we read, and its
+    recipients as parsed while checking (to, cc, bcc, reply_to), for the caller to read instead of parsing
+    again."""
     if not isinstance(message, Mapping):
         raise MessageValidationError("message", f"expected a Message or a Graph message dict, not "
                                      f"{type(message).__name__}")
@@ -136,17 +138,16 @@ def graph_document(message: Mapping, *, require_recipients: bool) -> dict:
         raise MessageValidationError("message", "this is a sendMail request body; give the message inside it, "
                                      "and save_to_sent_items as its own argument")
     document = _rename(message, _KNOWN)
-    counted = []
-    for name in RECIPIENT_LISTS:
+    recipients: dict[str, list[Recipient]] = {}
+    for field, name in RECIPIENT_FIELDS.items():
+        entries = _list(name, document[name]) if name in document else []
+        recipients[field] = parse_recipients(entries, field=name)
         if name in document:
-            entries = _list(name, document[name])
-            parsed = parse_recipients(entries, field=name)
             document[name] = [_recipient_shape(entry) for entry in entries]
-            if name != "replyTo":
-                counted.append((name, parsed))
-    check_recipient_count(*(parsed for _, parsed in counted))
-    check_duplicates(dict(counted))
-    if require_recipients and not sum(len(parsed) for _, parsed in counted):
+    counted = {RECIPIENT_FIELDS[field]: recipients[field] for field in ("to", "cc", "bcc")}
+    check_recipient_count(*counted.values())
+    check_duplicates(counted)
+    if require_recipients and not sum(map(len, counted.values())):
         raise MessageValidationError("toRecipients", "no recipients: give at least one address")
     for name in _SINGLE_RECIPIENTS:
         if name in document:
@@ -167,16 +168,4 @@ def graph_document(message: Mapping, *, require_recipients: bool) -> dict:
         document["singleValueExtendedProperties"] = [
             _rename(_dict("singleValueExtendedProperties", p), ("id", "value"))
             for p in _list("singleValueExtendedProperties", document["singleValueExtendedProperties"])]
-    return document
-
-
-def summary(document: Mapping) -> tuple[list[str], str]:
-    """(to addresses, subject) of a Graph-shaped dict, for logs and outcomes."""
-    subject = one_of("message", document, "subject") or ""
-    to = one_of("message", document, "toRecipients") or []
-    addresses = []
-    for entry in to if isinstance(to, list) else []:
-        email = one_of("toRecipients", entry, "emailAddress") if isinstance(entry, Mapping) else None
-        address = one_of("toRecipients", email, "address") if isinstance(email, Mapping) else None
-        addresses.append(str(address or ""))
-    return addresses, str(subject)
+    return document, recipients

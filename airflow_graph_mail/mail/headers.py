@@ -53,6 +53,19 @@ def check_header(field: str, name, value) -> tuple[str, str]:
     return name, no_line_breaks(f"{field}[{name}]", value)
 
 
+def is_custom_header(name: str) -> bool:
+    """Graph's JSON carries a custom header only when its name starts with ``x-``; others need MIME."""
+    return name.lower().startswith("x-")
+
+
+def check_custom_header(field: str, name: str) -> str:
+    """A header for Graph's ``internetMessageHeaders``: an ``x-`` name, or an error saying so."""
+    if not is_custom_header(name):
+        raise MessageValidationError(field, f"{name!r}: Graph accepts only custom headers whose name starts "
+                                     "with 'x-'")
+    return name
+
+
 def check_headers(field: str, headers) -> dict[str, str]:
     """A dict of header name to value, every entry checked; a name given twice in two cases is refused."""
     if headers is None:

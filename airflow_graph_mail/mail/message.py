@@ -12,8 +12,9 @@ from typing import Any
 
 from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.attachments import MAX_GLOB_MATCHES, expand_sources, inline_images
-from airflow_graph_mail.mail.headers import check_headers, no_line_breaks, text
+from airflow_graph_mail.mail.headers import check_custom_header, check_headers, no_line_breaks, text
 from airflow_graph_mail.mail.recipients import (
+    RECIPIENT_FIELDS,
     Recipient,
     ascii_domain,
     check_duplicates,
@@ -24,7 +25,6 @@ from airflow_graph_mail.mail.recipients import (
 BODY_TYPES = ("html", "text")
 IMPORTANCES = ("low", "normal", "high")
 _CID_REFERENCE = re.compile(r"""cid:([^\s"'()<>]+)""", re.IGNORECASE)
-_RECIPIENT_FIELDS = {"to": "toRecipients", "cc": "ccRecipients", "bcc": "bccRecipients", "reply_to": "replyTo"}
 
 
 def _choice(field_name: str, value, allowed: tuple[str, ...]) -> str:
@@ -65,7 +65,7 @@ class Message:
     max_glob_matches: int = field(default=MAX_GLOB_MATCHES, repr=False, compare=False)
 
     def __post_init__(self):
-        for name in _RECIPIENT_FIELDS:
+        for name in RECIPIENT_FIELDS:
             setattr(self, name, parse_recipients(getattr(self, name), field=name))
         check_recipient_count(self.to, self.cc, self.bcc)
         check_duplicates({"to": self.to, "cc": self.cc, "bcc": self.bcc})
@@ -79,10 +79,7 @@ class Message:
         self._check_inline_references()
         self.headers = check_headers("headers", self.headers)
         for name in self.headers:
-            if not name.lower().startswith("x-"):
-                raise MessageValidationError(
-                    "headers", f"{name!r}: Graph accepts only custom headers whose name starts with 'x-'"
-                )
+            check_custom_header("headers", name)
 
     def _check_inline_references(self) -> None:
         """Every cid: in an HTML body must name an inline image, or the mail shows a broken image."""
@@ -125,7 +122,7 @@ class Message:
             "body": {"contentType": self.body_type, "content": self.body},
             "importance": self.importance,
         }
-        for name, graph_name in _RECIPIENT_FIELDS.items():
+        for name, graph_name in RECIPIENT_FIELDS.items():
             recipients = getattr(self, name)
             if recipients:
                 graph[graph_name] = [r.to_graph() for r in recipients]

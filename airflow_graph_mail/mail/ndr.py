@@ -19,8 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email.errors
-import hashlib
-import hmac
 import quopri
 import re
 from dataclasses import dataclass
@@ -28,7 +26,8 @@ from email import policy
 from email.message import Message as MimeMessage
 from email.parser import BytesParser, Parser
 
-from airflow_graph_mail.errors import GraphMailError
+from airflow_graph_mail.errors import UnreadableReportError
+from airflow_graph_mail.mail.idempotency import REF_HEADER
 from airflow_graph_mail.mail.recipients import ascii_domain
 
 # PidTagMessageClass, and the class Exchange gives a non-delivery report.
@@ -36,11 +35,6 @@ MESSAGE_CLASS_PROPERTY = "String 0x001A"
 NDR_CLASS = "REPORT.IPM.Note.NDR"
 NDR_FILTER = (f"singleValueExtendedProperties/Any(ep: ep/id eq '{MESSAGE_CLASS_PROPERTY}' and "
               f"ep/value eq '{NDR_CLASS}')")
-# The header every keyed message carries (a keyed hash of its idempotency key: no DAG or row names leave the
-# tenant, and nobody without the deployment's secret can compute one), which an NDR copies with the rest of
-# the original's headers.
-REF_HEADER = "x-airflow-graph-mail-ref"
-_REF_CONTEXT = b"airflow-graph-mail bounce ref v1"  # the secret is used for refs only through this derivation
 
 # What one report may make us read.
 MAX_REPORT_PARTS = 20  # body parts of the report (RFC 6522 has 2 or 3)
@@ -88,10 +82,6 @@ _SUBJECTS = {"1": "addressing", "2": "recipient's mailbox", "3": "recipient's ma
              "5": "mail protocol", "6": "message content", "7": "security or policy"}
 
 
-class UnreadableReportError(GraphMailError, ValueError):
-    """A report the email package could not read at all; the bounce report skips it with a warning."""
-
-
 def meaning(status: str) -> str:
     """An enhanced status code in words: the known code, else its class and subject (RFC 3463)."""
     if status in MEANINGS:
@@ -100,16 +90,6 @@ def meaning(status: str) -> str:
     kind = {"4": "temporary failure", "5": "permanent failure"}.get(parts[0], "failure")
     subject = _SUBJECTS.get(parts[1] if len(parts) > 1 else "", "")
     return f"{kind} ({subject})" if subject else kind
-
-
-def ref_for(key: str, secret: str | bytes) -> str:
-    """What REF_HEADER holds for a message sent with this idempotency key: HMAC-SHA256 of the key under a key
-    derived from the deployment's secret. Recipients see refs and can guess keys; without the secret they
-    can neither compute another mail's ref nor confirm a guess. The same secret gives the same ref in
-    every process, so a retried task and the bounce report agree."""
-    secret = secret.encode("utf-8") if isinstance(secret, str) else secret
-    derived = hmac.new(secret, _REF_CONTEXT, hashlib.sha256).digest()
-    return hmac.new(derived, key.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
 def address_key(address: str) -> str:

@@ -12,6 +12,8 @@ from airflow_graph_mail.mail.headers import CONTROL
 
 # Graph limits a message to 500 recipients over to, cc and bcc together.
 MAX_RECIPIENTS = 500
+# A message's recipient fields as this provider names them -> as Graph's JSON does.
+RECIPIENT_FIELDS = {"to": "toRecipients", "cc": "ccRecipients", "bcc": "bccRecipients", "reply_to": "replyTo"}
 
 _LOCAL = r"[^\s@<>()\[\]\\,;:\"]+"
 _LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"

@@ -8,7 +8,7 @@ finds nothing is really gone), for the sensor and its trigger alike.
 
 from __future__ import annotations
 
-from airflow_graph_mail.mail.ndr import REF_HEADER
+from airflow_graph_mail.mail.idempotency import ref_of
 
 WAITING, SENT, DISCARDED = "waiting", "sent", "discarded"
 # What the sensor asks Graph for: enough to tell the state and say what was finally sent.
@@ -30,9 +30,7 @@ def sent_summary(message: dict) -> dict:
     def addresses(field: str) -> list[str]:
         return [str((r.get("emailAddress") or {}).get("address", "")) for r in message.get(field) or []]
 
-    ref = next((str(h.get("value", "")) for h in message.get("internetMessageHeaders") or []
-                if str(h.get("name", "")).lower() == REF_HEADER), "")
     return {"id": message.get("id", ""), "sent_at": message.get("sentDateTime", ""),
             "subject": message.get("subject", ""), "to": addresses("toRecipients"), "cc": addresses("ccRecipients"),
             "bcc": addresses("bccRecipients"), "internet_message_id": message.get("internetMessageId", ""),
-            "web_link": message.get("webLink", ""), "ref": ref}
+            "web_link": message.get("webLink", ""), "ref": ref_of(message.get("internetMessageHeaders"))}

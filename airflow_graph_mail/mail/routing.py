@@ -1,5 +1,4 @@
-"""Who a message goes to, and who a reply reaches, read the same way from each shape it can take: a
-Message, a Graph-shaped dict, or MIME.
+"""Who a MIME message goes to, and who a reply reaches; and the same of a message as Graph returns it.
 
 On the MIME path Graph takes the recipients from the headers that route mail: To, Cc, Bcc and the
 Resent- ones. Each is read with this project's address parser (the one the JSON path uses) and with
@@ -19,6 +18,7 @@ from email.policy import default
 from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.headers import ROUTING
 from airflow_graph_mail.mail.recipients import (
+    RECIPIENT_FIELDS,
     Recipient,
     check_recipient_count,
     one_of,
@@ -33,7 +33,6 @@ REPLY_HEADERS = ("reply-to", "mail-reply-to", "mail-followup-to", "disposition-n
                  "return-receipt-to")
 _EMPTY_GROUP = re.compile(r'^\s*(?:[^:;,<>"@]+|"[^"]*")\s*:\s*;\s*$')  # undisclosed-recipients:;
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_GRAPH_FIELDS = (("to", "toRecipients"), ("cc", "ccRecipients"), ("bcc", "bccRecipients"), ("reply_to", "replyTo"))
 
 
 def _header_text(name: str, raw: str) -> str:
@@ -79,16 +78,21 @@ def mime_recipients(mime) -> list[tuple[str, Recipient]]:
     return found
 
 
+def mime_bytes(mime) -> bytes:
+    """MIME as users give it (bytes, text or an ``email.message.EmailMessage``) -> its RFC 5322 bytes."""
+    if isinstance(mime, EmailMessage):
+        return mime.as_bytes()
+    if isinstance(mime, str):
+        return mime.encode("utf-8")
+    if isinstance(mime, (bytes, bytearray)):
+        return bytes(mime)
+    raise MessageValidationError("mime", f"expected MIME bytes, text or an email.message.EmailMessage, got "
+                                 f"{type(mime).__name__}")
+
+
 def _mime_addresses(mime, names: tuple[str, ...]) -> list[tuple[str, Recipient]]:
     """(header, address) for every address in the MIME headers ``names`` (lower case), checked strictly."""
-    if isinstance(mime, EmailMessage):
-        mime = mime.as_bytes()
-    if isinstance(mime, str):
-        mime = mime.encode("utf-8")
-    if not isinstance(mime, (bytes, bytearray)):
-        raise MessageValidationError("mime", f"expected MIME bytes, text or an email.message.EmailMessage, got "
-                                     f"{type(mime).__name__}")
-    headers = BytesHeaderParser(policy=default).parsebytes(bytes(mime))
+    headers = BytesHeaderParser(policy=default).parsebytes(mime_bytes(mime))
     found: list[tuple[str, Recipient]] = []
     seen: set[str] = set()
     for name, raw in headers.raw_items():
@@ -103,13 +107,13 @@ def _mime_addresses(mime, names: tuple[str, ...]) -> list[tuple[str, Recipient]]
     return found
 
 
-def recipients_of(message) -> list[tuple[str, str]]:
-    """(field, address) for to, cc, bcc and reply_to (and Resent- and reply headers in MIME) of any message
-    form: every address the message goes to, or a reply to it can reach."""
-    if isinstance(message, (bytes, bytearray, str, EmailMessage)):
-        return [(field, recipient.address) for field, recipient in
-                [*mime_recipients(message), *_mime_addresses(message, REPLY_HEADERS)]]
-    if isinstance(message, Mapping):
-        return [(graph, r.address) for _, graph in _GRAPH_FIELDS
-                for r in parse_recipients(one_of(graph, message, graph), field=graph)]
-    return [(field, r.address) for field, _ in _GRAPH_FIELDS for r in getattr(message, field)]
+def reply_recipients(mime) -> list[tuple[str, Recipient]]:
+    """(header, recipient) for every address a reply to the MIME message, or a read receipt, would reach."""
+    return _mime_addresses(mime, REPLY_HEADERS)
+
+
+def graph_recipients(message: Mapping) -> list[tuple[str, str]]:
+    """(property, address) for the recipients and Reply-To of a message as Graph returns it (a draft a
+    person may have edited), its properties in any case."""
+    return [(graph, r.address) for graph in RECIPIENT_FIELDS.values()
+            for r in parse_recipients(one_of(graph, message, graph), field=graph)]

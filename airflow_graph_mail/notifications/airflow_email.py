@@ -10,7 +10,7 @@ from email import message_from_bytes
 from email.policy import SMTP
 
 from airflow_graph_mail.errors import MessageValidationError
-from airflow_graph_mail.mail.headers import check_custom_mime_header, check_headers
+from airflow_graph_mail.mail.headers import check_custom_mime_header, check_headers, is_custom_header
 from airflow_graph_mail.mail.message import Message
 from airflow_graph_mail.mail.recipients import check_sender, parse_recipients
 
@@ -37,7 +37,7 @@ def build(to, subject: str, html_content: str, *, files=None, cc=None, bcc=None,
     """The Message, and the headers Graph's JSON cannot carry (not ``x-``), which need MIME."""
     headers = check_headers("custom_headers", custom_headers)
     reply_to = next((v for k, v in headers.items() if k.lower() == "reply-to"), None)
-    custom = {k: v for k, v in headers.items() if k.lower().startswith("x-")}
+    custom = {k: v for k, v in headers.items() if is_custom_header(k)}
     other = {k: v for k, v in headers.items() if k not in custom and k.lower() != "reply-to"}
     for name in other:
         check_custom_mime_header("custom_headers", name)

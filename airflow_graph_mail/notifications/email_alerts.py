@@ -17,12 +17,15 @@ processor through the smtp provider, and only ``on_failure_callback=GraphMailNot
 
 from __future__ import annotations
 
+import html
 import logging
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from airflow.providers.common.compat.sdk import AirflowPlugin, hookimpl
+from airflow.providers.common.compat.sdk import AirflowPlugin, conf, hookimpl
+from packaging.version import Version
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -41,8 +44,6 @@ IGNORING = ("1.2.0", "1.3.1")
 
 def task_sdk_version() -> str | None:
     """The installed Task SDK's version; None on Airflow 2, which has none."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("apache-airflow-task-sdk")
     except PackageNotFoundError:
@@ -51,8 +52,6 @@ def task_sdk_version() -> str | None:
 
 def ignores_email_backend(task_sdk: str | None) -> bool:
     """Whether the task runner of this Task SDK version ignores ``[email] email_backend``."""
-    from packaging.version import Version
-
     if task_sdk is None:
         return False
     first, fixed = IGNORING
@@ -68,25 +67,18 @@ def _ours_ignored() -> bool:
     """Our backend is configured, and the running Airflow ignores it."""
     if not _running_sdk_ignores():
         return False
-    from airflow.providers.common.compat.sdk import conf
-
     return conf.get("email", "email_backend", fallback="").strip() == BACKEND
 
 
 def _template(option: str, default: str) -> str:
     """``[email] <option>`` names a file with the text, as Airflow reads it."""
-    from airflow.providers.common.compat.sdk import conf
-
     path = conf.get("email", option, fallback=None)
     return Path(path).read_text() if path and Path(path).exists() else default
 
 
 def send_alert(task_instance, error: BaseException) -> None:
     """Render Airflow's alert with the task's context and send it through our ``[email]`` backend."""
-    import html
-
-    from airflow.providers.common.compat.sdk import conf
-
+    # Every Airflow process loads this plugin; the sending side (the hook, the message model) only a failing task.
     from airflow_graph_mail.email_backend import send_email
     from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
 

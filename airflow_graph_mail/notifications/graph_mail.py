@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+import asyncio
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.notifier import BaseNotifier
+from jinja2 import FileSystemLoader
 
-from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail.airflow_face import DEFAULT_CONN_ID
+from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+from airflow_graph_mail.rendering import Renderer, render_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 TASK_SUBJECT = "[Airflow] {{ ti.dag_id }}.{{ ti.task_id }} failed (try {{ ti.try_number }} of {{ ti.max_tries + 1 }})"
@@ -51,7 +51,7 @@ class GraphMailNotifier(BaseNotifier):
     def __init__(self, to: str | Iterable[str], *, from_email: str | None = None, subject: str | None = None,
                  html_content: str | None = None, files: list[str] | None = None,
                  cc: str | Iterable[str] | None = None, bcc: str | Iterable[str] | None = None,
-                 custom_headers: dict[str, Any] | None = None, graph_mail_conn_id: str = "graph_mail_default",
+                 custom_headers: dict[str, Any] | None = None, graph_mail_conn_id: str = DEFAULT_CONN_ID,
                  render_timeout: float | None = 60.0, context: Context | None = None):
         super().__init__()
         if context is not None:  # Airflow 3.1+: deadline alerts pass the context here and await the notifier
@@ -67,16 +67,14 @@ class GraphMailNotifier(BaseNotifier):
         sends an earlier alert's text, nor renders an earlier exception's text as a template."""
 
     def rendered(self, context: Context) -> dict[str, Any]:
-        """This call's fields, rendered with its context (defaults for a task or DAG failure filled in)."""
-        from airflow_graph_mail.operators.rendering import (
-            is_template_file,
-            render_seconds,
-            template_source,
-            time_limit,
-        )
-
-        env = self._template_env(context)
-        limit = render_seconds(self.render_timeout, None)
+        """This call's fields, rendered with its context (defaults for a task or DAG failure filled in). A
+        template's own fault (``{{ 1 / 0 }}``, endless recursion, an undefined name) is raised as
+        ``<field>: <ErrorType>: <message>``, the template's exception as its cause: a callback's error is all
+        Airflow's log shows. A failure from outside (a service a macro calls) keeps its type; the log names
+        the field."""
+        renderer = Renderer(self._template_env(context), seconds=render_seconds(self.render_timeout),
+                            body_field="html_content", body_files=HTML_TEMPLATE_EXT,
+                            label="the notifier's field {field!r}")
         dag_level = "reason" in context  # DAG callbacks carry why the run ended; task callbacks do not
         hitl = hitl_request(context)
         values = {name: getattr(self, name) for name in self.template_fields}
@@ -87,15 +85,16 @@ class GraphMailNotifier(BaseNotifier):
                                                    else "task_failure.html")).read_text()
         if hitl:
             context = cast("Context", {**context, "hitl": hitl})
-        elif is_template_file(values["html_content"]) and values["html_content"].endswith(HTML_TEMPLATE_EXT):
-            with _naming_field("html_content"):
-                values["html_content"] = template_source(env, values["html_content"])
         if "dag" not in context:  # Airflow 2 reads context["dag"] while rendering; a deadline alert has none
             context = cast("Context", {**context, "dag": None})
         out = {}
         for name, value in values.items():
-            with _naming_field(name), time_limit(limit, name):
-                out[name] = self.render_template(value, context, env) if value not in (None, "") else value
+            if value in (None, ""):
+                out[name] = value
+                continue
+            with renderer.rendering(name):
+                template = value if hitl else renderer.source(name, value)  # a HITL request's body is ours
+                out[name] = self.render_template(template, context, renderer.env_for(name))
         return out
 
     def _template_env(self, context: Context):
@@ -109,14 +108,11 @@ class GraphMailNotifier(BaseNotifier):
         folders = [str(Path(fileloc).parent)] if fileloc else []
         folders += list(getattr(dag, "template_searchpath", None) or [])
         if folders:
-            from jinja2 import FileSystemLoader
-
             env.loader = FileSystemLoader(folders)
         return env
 
     def notify(self, context: Context) -> None:
-        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-        from airflow_graph_mail.notifications import airflow_email
+        from airflow_graph_mail.notifications import airflow_email  # the message model: not paid by DAG parsing
 
         fields = self.rendered(context)
         airflow_email.send(GraphMailHook(graph_mail_conn_id=fields["graph_mail_conn_id"]), fields["to"],
@@ -126,29 +122,7 @@ class GraphMailNotifier(BaseNotifier):
 
     async def async_notify(self, context: Context) -> None:
         """For the triggerer (deadline alerts): the same send, in a worker thread so the loop keeps running."""
-        import asyncio
-
         await asyncio.to_thread(self.notify, context)
-
-
-@contextmanager
-def _naming_field(name: str) -> Iterator[None]:
-    """A template's own fault (``{{ 1 / 0 }}``, endless recursion, an undefined name) as
-    ``<field>: <ErrorType>: <message>``, the template's exception as its cause: a callback's error is all
-    Airflow's log shows. A failure from outside (a service a macro calls) keeps its type; the log names
-    the field."""
-    from airflow_graph_mail.errors import RenderTimeoutError
-    from airflow_graph_mail.operators.rendering import is_template_fault, render_problem
-
-    try:
-        yield
-    except RenderTimeoutError:  # names the field already
-        raise
-    except Exception as err:
-        if is_template_fault(err):
-            raise MessageValidationError(name, render_problem(err)) from err
-        log.error("Rendering the notifier's field %r failed", name)
-        raise
 
 
 def hitl_request(context: Context) -> dict[str, Any] | None:

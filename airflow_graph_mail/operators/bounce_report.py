@@ -8,17 +8,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
-from airflow_graph_mail.operators.graph_mail import OUTCOMES_KEY, check_options
+from airflow_graph_mail.airflow_face import (
+    BOUNCES_KEY,
+    DEFAULT_CONN_ID,
+    OUTCOMES_KEY,
+    check_options,
+    fail_without_retries,
+)
+from airflow_graph_mail.errors import GraphConfigError, UnreadableReportError
+from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+from airflow_graph_mail.mail.ndr import NDR_FILTER, address_key, read_report
+from airflow_graph_mail.outcomes import Outcome, Status
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-BOUNCES_KEY = "bounces"
+_WENT_OUT = (Status.SENT, Status.ALREADY_SENT)
+
+
+class _Sent(NamedTuple):
+    """One upstream mail: the task that sent it, and its outcome."""
+
+    task_id: str
+    outcome: Outcome
 
 
 def _time_delta_trigger(delta: timedelta):
@@ -58,13 +75,11 @@ class GraphBounceReportOperator(BaseOperator):
     def __init__(self, *, sent_by: str | Sequence[str], settle: timedelta | float = timedelta(minutes=10),
                  fail_on_bounce: bool | float = True, sender: str | None = None,
                  deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-                 graph_mail_conn_id: str = "graph_mail_default", **kwargs) -> None:
+                 graph_mail_conn_id: str = DEFAULT_CONN_ID, **kwargs) -> None:
         super().__init__(**kwargs)
         check_options(sent_by=(sent_by, (str, list, tuple)), settle=(settle, (timedelta, int, float)),
                       fail_on_bounce=(fail_on_bounce, (bool, int, float)), deferrable=(deferrable, (bool,)),
                       graph_mail_conn_id=(graph_mail_conn_id, (str,)))
-        from airflow_graph_mail.errors import GraphConfigError
-
         if not isinstance(fail_on_bounce, bool) and not 0 <= fail_on_bounce <= 1:
             raise GraphConfigError(f"fail_on_bounce: {fail_on_bounce!r} is not True, False or a share between 0 "
                                    "and 1")
@@ -95,39 +110,39 @@ class GraphBounceReportOperator(BaseOperator):
     def _task_ids(self) -> list[str]:
         return [self.sent_by] if isinstance(self.sent_by, str) else list(self.sent_by)
 
-    def _sent(self, context: Context) -> list[dict]:
+    def _sent(self, context: Context) -> list[_Sent]:
         """Every upstream outcome, with the task it came from and the ref its NDR will carry (as the sender
         computed it: the ref is keyed by a secret this task need not know)."""
-        from airflow_graph_mail.errors import GraphConfigError
-
-        sent: list[dict] = []
+        sent: list[_Sent] = []
         for task_id in self._task_ids():
             outcomes = context["ti"].xcom_pull(task_ids=task_id, key=OUTCOMES_KEY)
             if outcomes is None:
                 raise GraphConfigError(f"sent_by: task {task_id!r} pushed no '{OUTCOMES_KEY}' XCom; name a task that "
                                        "sends mail (GraphSendMailOperator, GraphMailMergeOperator, "
                                        "GraphSendDraftOperator, GraphDraftSentSensor) and that ran before this one")
-            sent.extend({**outcome, "task_id": task_id, "ref": outcome.get("ref") or ""} for outcome in outcomes)
-        unmatched = [o for o in sent if o["status"] in ("sent", "already_sent") and not o["ref"]]
+            try:
+                sent.extend(_Sent(task_id, Outcome.from_dict(outcome)) for outcome in outcomes)
+            except (TypeError, KeyError, ValueError, AttributeError) as err:
+                raise GraphConfigError(f"sent_by: task {task_id!r} pushed '{OUTCOMES_KEY}' that are not mail "
+                                       f"outcomes ({type(err).__name__}: {err}); name a task that sends mail") \
+                    from None
+        unmatched = [s for s in sent if s.outcome.status in _WENT_OUT and not s.outcome.ref]
         if unmatched:
-            raise GraphConfigError(f"sent_by: {len(unmatched)} mail(s) of {unmatched[0]['task_id']!r} carry no bounce "
+            raise GraphConfigError(f"sent_by: {len(unmatched)} mail(s) of {unmatched[0].task_id!r} carry no bounce "
                                    "ref (sent with idempotency_key=False, or by a version of this provider that "
                                    "pushed none), so no bounce can be tied to them; turn keys on")
         return sent
 
     # -- the report --------------------------------------------------------------------------------
 
-    def _report(self, context: Context, sent: list[dict]) -> dict[str, Any]:
-        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-        from airflow_graph_mail.mail.ndr import NDR_FILTER
-        from airflow_graph_mail.operators.failures import retries_only_when_useful
-
-        by_ref = {o["ref"]: o for o in sent if o["ref"] and o["status"] != "failed"}  # a failed mail never went
+    def _report(self, context: Context, sent: list[_Sent]) -> dict[str, Any]:
+        # a failed mail never went, so no report can be about it
+        by_ref = {s.outcome.ref: s for s in sent if s.outcome.ref and s.outcome.status is not Status.FAILED}
         since = _run_start(context)
         query = NDR_FILTER + (f" and receivedDateTime ge {since}" if since else "")
         bounces: list[dict] = []
         seen: set[tuple] = set()
-        with retries_only_when_useful():
+        with fail_without_retries():
             hook = GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
             reports = list(hook.list_messages(sender=self.sender, folder="inbox", filter=query,
                                               select=("id", "receivedDateTime", "internetMessageId")))
@@ -137,7 +152,7 @@ class GraphBounceReportOperator(BaseOperator):
                     if mark not in seen:  # Exchange may deliver a report twice; one entry per recipient
                         seen.add(mark)
                         bounces.append(bounce)
-        mails = sum(1 for o in sent if o["status"] in ("sent", "already_sent"))
+        mails = sum(1 for s in sent if s.outcome.status in _WENT_OUT)
         self.log.info("Read %d non-delivery report(s) since %s: %d bounce(s) of %d mail(s) sent", len(reports),
                       since or "ever", len(bounces), mails)
         for bounce in bounces:
@@ -150,11 +165,9 @@ class GraphBounceReportOperator(BaseOperator):
         self._judge(bounces, bounced, mails)
         return {"mails": mails, "bounced_mails": bounced, "bounces": bounces}
 
-    def _bounces_of(self, ndr: dict, mime: bytes, by_ref: dict[str, dict]) -> list[dict]:
+    def _bounces_of(self, ndr: dict, mime: bytes, by_ref: dict[str, _Sent]) -> list[dict]:
         """The bounces one report proves, read as far as it can be; what it cannot be read for, or names
         beyond its mail's recipients, is logged naming the report."""
-        from airflow_graph_mail.mail.ndr import UnreadableReportError, address_key, read_report
-
         name = f"{ndr['id']} ({str(ndr.get('internetMessageId') or '')!r})"  # the Message-ID is the sender's text
         try:
             report = read_report(mime)
@@ -173,17 +186,17 @@ class GraphBounceReportOperator(BaseOperator):
             self.log.warning("Non-delivery report %s: %s", name, problem)
         if origin is None:
             return []
-        where = f"{origin['task_id']}[{origin.get('position', 0)}]"
-        counted, strangers = report.recipients_bounced(
-            [*origin.get("to", []), *origin.get("cc", []), *origin.get("bcc", [])])
+        task_id, mail = origin
+        where = f"{task_id}[{mail.position}]"
+        counted, strangers = report.recipients_bounced([*mail.to, *mail.cc, *mail.bcc])
         if strangers:
             shown = ", ".join(repr(a[:100]) for a in strangers[:5]) + \
                 (f" and {len(strangers) - 5} more" if len(strangers) > 5 else "")
             which = "which was not a recipient" if len(strangers) == 1 else "which were not recipients"
             self.log.warning("Non-delivery report %s names %s, %s of %s; not counted", name, shown, which, where)
         return [{"address": address, "status": bounce.status, "meaning": bounce.meaning,
-                 "diagnostic": bounce.diagnostic, "task_id": origin["task_id"], "position": origin.get("position", 0),
-                 "key": origin.get("key"), "subject": origin.get("subject", ""),
+                 "diagnostic": bounce.diagnostic, "task_id": task_id, "position": mail.position,
+                 "key": mail.key, "subject": mail.subject,
                  "reported_at": ndr.get("receivedDateTime"), "_key": address_key(address)}
                 for address, bounce in counted]
 
@@ -193,8 +206,6 @@ class GraphBounceReportOperator(BaseOperator):
             return
         share = bounced / mails if mails else 1.0
         if self.fail_on_bounce is True or share > self.fail_on_bounce:
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
             shown = ", ".join(f"{b['address']} ({b['status']} {b['meaning']})" for b in bounces[:10])
             limit = "" if self.fail_on_bounce is True else f", above fail_on_bounce={self.fail_on_bounce:g}"
             raise AirflowFailException(f"{bounced} of {mails} mail(s) bounced ({share:.0%}{limit}): {shown}"
@@ -207,15 +218,14 @@ def _run_start(context: Context) -> str:
     start = getattr(dag_run, "start_date", None) if dag_run is not None else None
     if start is None:
         return ""
-    from datetime import timezone
-
     return (start - timedelta(minutes=1)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _with_bounces(sent: list[dict], bounces: list[dict]) -> list[dict]:
-    """The upstream outcomes, each with the bounces of its mail (an empty list when it had none)."""
+def _with_bounces(sent: list[_Sent], bounces: list[dict]) -> list[dict]:
+    """The upstream outcomes, each with its task and the bounces of its mail (an empty list when it had none)."""
     found: dict[tuple, list[dict]] = {}
     for bounce in bounces:
         found.setdefault((bounce["task_id"], bounce["position"]), []).append(
             {k: bounce[k] for k in ("address", "status", "meaning", "diagnostic")})
-    return [{**o, "bounces": found.get((o["task_id"], o.get("position", 0)), [])} for o in sent]
+    return [{**s.outcome.as_dict(), "task_id": s.task_id, "bounces": found.get((s.task_id, s.outcome.position), [])}
+            for s in sent]

@@ -1,7 +1,8 @@
 """Operators that render a mail from templates and task context and hand it to GraphMailHook.
 
 Importing this module must stay cheap (the scheduler imports DAG files again and again): no msal,
-no requests, no emulator; the hook and the message model are imported where they are used.
+no requests, no emulator; the message model is imported when a message is built, and the hook imports the
+client only when it connects.
 """
 
 from __future__ import annotations
@@ -11,24 +12,27 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, XCom
 
-from airflow_graph_mail.operators.failures import retries_only_when_useful
-from airflow_graph_mail.operators.rendering import (
-    BODY_TEMPLATE_EXT,  # noqa: F401 - re-exported
-    DEFAULT_RENDER_TIMEOUT,
-    FieldRendering,
-    is_template_file,
+from airflow_graph_mail.airflow_face import (
+    DEFAULT_CONN_ID,
+    DRAFT_ID_KEY,
+    WEB_LINK_KEY,
+    check_options,
+    fail_without_retries,
+    push_outcomes,
+    retried,
+    sent_outcome,
 )
+from airflow_graph_mail.errors import GraphMailError
+from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+from airflow_graph_mail.mail.idempotency import make_key
+from airflow_graph_mail.mail.review import SELECT, sent_summary
+from airflow_graph_mail.outcomes import Status
+from airflow_graph_mail.rendering import DEFAULT_RENDER_TIMEOUT, FieldRendering, is_template_file
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_graph_mail.hooks.graph_mail import GraphMailHook
     from airflow_graph_mail.mail.message import Message
-
-WEB_LINK_KEY = "web_link"
-DRAFT_ID_KEY = "draft_id"
-# Each mail a task sent (position, key, ref, to, cc, bcc, subject, status): what GraphBounceReportOperator reads.
-OUTCOMES_KEY = "outcomes"
 
 
 def body_type_for(body: Any) -> str | None:
@@ -55,20 +59,9 @@ class OpenInOutlookLink(BaseOperatorLink):
         return XCom.get_value(key=WEB_LINK_KEY, ti_key=ti_key) or ""
 
 
-def check_options(**options) -> None:
-    """Operator arguments that are not templated, checked when the DAG is parsed: a wrong type is an error,
-    never a silent default."""
-    from airflow_graph_mail.errors import GraphConfigError
-
-    for name, (value, kinds) in options.items():
-        if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
-            wanted = " or ".join(kind.__name__ for kind in kinds)
-            raise GraphConfigError(f"{name}: expected {wanted}, got {value!r}")
-
-
 class _GraphMessageOperator(FieldRendering, BaseOperator):
     """Fields shared by the send and draft operators; only ``body`` may name a template file (see
-    ``operators/rendering.py``)."""
+    ``rendering.py``)."""
 
     template_fields: Sequence[str] = (
         "to", "cc", "bcc", "reply_to", "subject", "body", "body_type", "attachments", "inline_images",
@@ -93,7 +86,7 @@ class _GraphMessageOperator(FieldRendering, BaseOperator):
         headers: dict[str, str] | None = None,
         sender: str | None = None,
         idempotency_key: str | bool | None = None,
-        graph_mail_conn_id: str = "graph_mail_default",
+        graph_mail_conn_id: str = DEFAULT_CONN_ID,
         autoescape: bool = False,
         render_timeout: float | None = DEFAULT_RENDER_TIMEOUT,
         max_glob_matches: int = 500,
@@ -123,7 +116,7 @@ class _GraphMessageOperator(FieldRendering, BaseOperator):
 
     def build_message(self) -> Message:
         """Every field checked here, before the hook is even created."""
-        from airflow_graph_mail.mail.message import Message
+        from airflow_graph_mail.mail.message import Message  # the message model: ~20 ms a DAG file need not pay
 
         return Message(
             to=self.to, cc=self.cc, bcc=self.bcc, reply_to=self.reply_to, subject=self.subject,
@@ -138,8 +131,6 @@ class _GraphMessageOperator(FieldRendering, BaseOperator):
         By default the key names the task instance (dag_id/task_id/run_id/map_index/position) and is looked
         up only on a retry; a key of the user's own is always looked up; ``False`` turns keys off.
         """
-        from airflow_graph_mail.mail.keys import make_key
-
         if self.idempotency_key is False:
             return None, False
         if isinstance(self.idempotency_key, str) and self.idempotency_key.strip():
@@ -147,11 +138,9 @@ class _GraphMessageOperator(FieldRendering, BaseOperator):
             return (own if position is None else make_key(own, position)), True
         ti = context["ti"]
         key = make_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, 0 if position is None else position)
-        return key, (ti.try_number or 1) > 1
+        return key, retried(context)
 
     def get_hook(self) -> GraphMailHook:
-        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-
         return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
 
 
@@ -194,18 +183,14 @@ class GraphSendMailOperator(_GraphMessageOperator):
         self.save_to_sent_items = save_to_sent_items
 
     def execute(self, context: Context) -> str:
-        from airflow_graph_mail.outcomes import Outcome
-
-        with retries_only_when_useful():
+        with fail_without_retries():
             message = self.build_message()
             key, check_first = self.idempotency(context)
             hook = self.get_hook()
-            status = hook.send_mail(message, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
+            prepared = hook.client.prepare(message)
+            status = hook.send_mail(prepared, sender=self.sender, save_to_sent_items=self.save_to_sent_items,
                                     idempotency_key=key, check_first=check_first)
-        outcome = Outcome(0, key, [r.address for r in message.to], message.subject, status,
-                          cc=[r.address for r in message.cc], bcc=[r.address for r in message.bcc],
-                          ref=hook.client.ref_for(key))
-        context["ti"].xcom_push(key=OUTCOMES_KEY, value=[outcome.as_dict()])
+        push_outcomes(context, [prepared.outcome(0, key, status, ref=hook.client.ref_for(key))])
         return status.value
 
 
@@ -227,7 +212,7 @@ class GraphDraftOperator(_GraphMessageOperator):
         self.folder = folder
 
     def execute(self, context: Context) -> dict[str, str]:
-        with retries_only_when_useful():
+        with fail_without_retries():
             key, check_first = self.idempotency(context)
             draft = self.get_hook().create_draft(self.build_message(), sender=self.sender, folder=self.folder,
                                                  idempotency_key=key, check_first=check_first)
@@ -252,34 +237,26 @@ class GraphSendDraftOperator(BaseOperator):
     ui_color = "#cfe4f7"
 
     def __init__(self, *, message_id: str, sender: str | None = None,
-                 graph_mail_conn_id: str = "graph_mail_default", **kwargs) -> None:
+                 graph_mail_conn_id: str = DEFAULT_CONN_ID, **kwargs) -> None:
         super().__init__(**kwargs)
         self.message_id = message_id
         self.sender = sender
         self.graph_mail_conn_id = graph_mail_conn_id
 
     def execute(self, context: Context) -> str:
-        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-
-        retried = (context["ti"].try_number or 1) > 1  # an earlier try may have sent it
         hook = GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
-        with retries_only_when_useful():
-            status = hook.send_draft(self.message_id, sender=self.sender, check_first=retried)
-        self._push_outcome(context, hook, status.value)
+        with fail_without_retries():
+            status = hook.send_draft(self.message_id, sender=self.sender, check_first=retried(context))
+        self._push_outcome(context, hook, status)
         return status.value
 
-    def _push_outcome(self, context: Context, hook: GraphMailHook, status: str) -> None:
+    def _push_outcome(self, context: Context, hook: GraphMailHook, status: Status) -> None:
         """What went out, read back from Sent Items (the draft keeps its immutable id there), for
         GraphBounceReportOperator; the mail has gone either way, so a failed read only warns."""
-        from airflow_graph_mail.errors import GraphMailError
-        from airflow_graph_mail.mail.review import SELECT, sent_summary
-
         try:
             sent = sent_summary(hook.get_message(self.message_id, sender=self.sender, select=SELECT))
         except GraphMailError as err:
             self.log.warning("Sent draft %s, but could not read it back for a bounce report: %s", self.message_id,
                              err)
             return
-        context["ti"].xcom_push(key=OUTCOMES_KEY, value=[{"position": 0, "key": None, "ref": sent["ref"],
-                                                          "to": sent["to"], "cc": sent["cc"], "bcc": sent["bcc"],
-                                                          "subject": sent["subject"], "status": status}])
+        push_outcomes(context, [sent_outcome(sent, status)])

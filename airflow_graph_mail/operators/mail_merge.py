@@ -1,26 +1,25 @@
 """GraphMailMergeOperator: one template, one mail per row, sent concurrently within the mailbox's limits.
 
-Importing this module stays cheap, like the other operators: the hook and the message model are
-imported in ``execute``.
+Importing this module stays cheap, like the other operators: the message model is imported when a row is
+built, the client when the hook connects.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_graph_mail.errors import MessageValidationError, RenderTimeoutError
-from airflow_graph_mail.operators.graph_mail import OUTCOMES_KEY, _GraphMessageOperator
-from airflow_graph_mail.operators.rendering import (
-    content_env,
-    is_template_file,
-    render_problem,
-    render_seconds,
-    template_source,
-    time_limit,
-)
+from jinja2 import Template
+
+from airflow_graph_mail.airflow_face import check_options, fail_without_retries, push_outcomes
+from airflow_graph_mail.errors import BatchFailedError, GraphConfigError, MessageValidationError, RenderTimeoutError
+from airflow_graph_mail.mail.rows import load_rows
+from airflow_graph_mail.operators.graph_mail import _GraphMessageOperator
+from airflow_graph_mail.outcomes import Status
+from airflow_graph_mail.rendering import render_seconds, rendering
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -78,14 +77,10 @@ class GraphMailMergeOperator(_GraphMessageOperator):
 
     def __init__(self, *, rows: Any, key_field: str | None = None, concurrency: int = 4,
                  save_to_sent_items: bool = True, check_only: bool = False, **kwargs) -> None:
-        from airflow_graph_mail.operators.graph_mail import check_options
-
         super().__init__(**kwargs)
         check_options(key_field=(key_field, (str,)), concurrency=(concurrency, (int,)),
                       save_to_sent_items=(save_to_sent_items, (bool,)), check_only=(check_only, (bool,)))
         if not 1 <= concurrency <= 4:
-            from airflow_graph_mail.errors import GraphConfigError
-
             raise GraphConfigError(f"concurrency: {concurrency!r}; Graph allows 1 to 4 concurrent requests per "
                                    "mailbox")
         self.rows = rows
@@ -95,23 +90,12 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         self.check_only = check_only
 
     def execute(self, context: Context) -> dict[str, int]:
-        from airflow_graph_mail.operators.failures import retries_only_when_useful
-
-        with retries_only_when_useful():
+        with fail_without_retries():
             return self._merge(context)
 
     def _merge(self, context: Context) -> dict[str, int]:
-        import time
-
-        from airflow_graph_mail.errors import BatchFailedError
-        from airflow_graph_mail.graph.bulk import check_all
-        from airflow_graph_mail.mail.attachments import cid
-        from airflow_graph_mail.mail.rows import load_rows
-        from airflow_graph_mail.outcomes import Status
-
         rows = load_rows(self.rows)
         env = self.get_template_env()
-        env.globals.setdefault("cid", cid)
         messages = RowMessages(self, rows, self._compile(env), context,
                                render_seconds(self.render_timeout, self.execution_timeout))
         keys, check_first = [], False
@@ -130,45 +114,42 @@ class GraphMailMergeOperator(_GraphMessageOperator):
             key, check_first = self.idempotency(context, ident)
             keys.append(key)
         hook = self.get_hook()
-        started = time.monotonic()
-        check_all(hook.client, messages, label=_ROW_LABEL)
-        self.log.info("Checked %d row(s) in %.1f s", len(rows), time.monotonic() - started)
         if self.check_only:
+            from airflow_graph_mail.graph.bulk import check_all  # the client's stack, loaded by the hook already
+
+            check_all(hook.client, messages, label=_ROW_LABEL)
+            self.log.info("check_only: %d row(s) checked, nothing sent", len(rows))
             return {"checked": len(rows)}
         if not rows:
             self.log.info("No rows: nothing to send")
             return {}
-        outcomes = hook.send_many(messages, keys=keys, sender=self.sender, check_first=check_first,
-                                  save_to_sent_items=self.save_to_sent_items, concurrency=self.concurrency,
-                                  label=_ROW_LABEL)
-        context["ti"].xcom_push(key=OUTCOMES_KEY, value=outcomes)
+        # send_many renders and checks every row before sending any, then renders each again as it sends it
+        outcomes = hook.send_outcomes(messages, keys=keys, sender=self.sender, check_first=check_first,
+                                      save_to_sent_items=self.save_to_sent_items, concurrency=self.concurrency,
+                                      label=_ROW_LABEL)
+        push_outcomes(context, outcomes)
         counts: dict[str, int] = {}
         for outcome in outcomes:
-            counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
-        failed = [o for o in outcomes if o["status"] in (Status.FAILED, Status.UNKNOWN)]
+            counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
+        failed = [o for o in outcomes if o.status in (Status.FAILED, Status.UNKNOWN)]
         if failed:
             raise BatchFailedError(failed, len(outcomes))
         return counts
 
     def _compile(self, env) -> dict[str, Any]:
         """Each row field's templates, compiled once for all rows (the body's file read once)."""
-        from jinja2 import TemplateError
-
+        renderer = self.renderer(env)
         templates = {}
         for name in _ROW_FIELDS:
             value = getattr(self, name)
-            try:
-                if name == "body" and is_template_file(value):
-                    value = template_source(env, value)
+            with renderer.rendering(name):
+                value = renderer.source(name, value)
                 if name in _RECIPIENT_FIELDS and isinstance(value, (str, list, tuple)):
                     templates[name] = RecipientTemplates(value, env)
                 elif name in _SOURCE_FIELDS:
-                    templates[name] = _compiled_sources(value, content_env(name, env), _literal_paths(env, name))
+                    templates[name] = _compiled_sources(value, renderer.env_for(name), _literal_paths(env, name))
                 else:
-                    templates[name] = _compiled(value, self.body_env(env) if name == "body" else
-                                                content_env(name, env))
-            except TemplateError as err:
-                raise MessageValidationError(name, f"{type(err).__name__}: {err}") from None
+                    templates[name] = _compiled(value, renderer.env_for(name))
         return templates
 
 
@@ -185,25 +166,17 @@ class RowMessages(Sequence):
         return len(self.rows)
 
     def __getitem__(self, position):  # a Sequence's index (slices are not asked for)
-        from airflow_graph_mail.mail.message import Message
-        from airflow_graph_mail.operators.rendering import is_template_fault
+        from airflow_graph_mail.mail.message import Message  # the message model, loaded when a row is built
 
         row_context = {**self.context, "row": self.rows[position]}
         fields: dict[str, Any] = {}
         current = ""
         try:
-            with time_limit(self.limit, lambda: current):
+            with rendering(lambda: current, self.limit, label=_ROW_LABEL.replace("{position}", str(position))):
                 for current, template in self.templates.items():
                     fields[current] = _rendered(template, row_context, current)
         except RenderTimeoutError as err:
             raise RenderTimeoutError(_ROW_LABEL.format(position=position, field=err.field), err.seconds) from None
-        except MessageValidationError:
-            raise
-        except Exception as err:  # the stack is unwound here, even after an endless recursion
-            if not is_template_fault(err):
-                self.operator.log.error("Rendering %s failed", _ROW_LABEL.format(position=position, field=current))
-                raise
-            raise MessageValidationError(current, render_problem(err)) from None
         return Message(body_type=self.operator.body_type, max_glob_matches=self.operator.max_glob_matches, **fields)
 
 
@@ -222,8 +195,6 @@ class RecipientTemplates:
 
     def render(self, context: dict, field: str) -> list:
         """Recipient objects (and Graph dicts as rendered), for Message to check."""
-        from jinja2 import Template
-
         found: list = []
         for position, entry in enumerate(self.entries):
             if not isinstance(entry, Template):
@@ -258,7 +229,7 @@ def _fill(text: str) -> str:
 
 def _filled(field: str, text: str) -> list:
     """The addresses the template's text gives, each slot filled with its value."""
-    from airflow_graph_mail.mail.recipients import Recipient, is_valid_address, parse_shape
+    from airflow_graph_mail.mail.recipients import Recipient, is_valid_address, parse_shape  # with the model
 
     try:
         shapes = parse_shape(text)
@@ -286,8 +257,6 @@ def _filled(field: str, text: str) -> list:
 def _literal_paths(env, field: str):
     """The environment for attachment paths: a row value in a path names one file, in the folder the
     template's text gives. Glob characters in it match themselves, and it cannot walk up ('..')."""
-    import glob
-
     def literal(value) -> str:
         text = str(value)
         if ".." in re.split(r"[/\\]", text):
@@ -331,8 +300,6 @@ def _compiled(value, env):
 
 
 def _rendered(value, context: dict, field: str):
-    from jinja2 import Template
-
     if isinstance(value, RecipientTemplates):
         return value.render(context, field)
     if isinstance(value, Template):

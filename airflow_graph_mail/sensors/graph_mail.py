@@ -1,7 +1,7 @@
 """GraphDraftSentSensor: the review gate. Waits until a person sends (or discards) a draft in Outlook.
 
-Importing this module stays cheap (no msal or requests): the hook and the trigger are imported where they
-are used.
+Importing this module stays cheap (no msal or requests): the client's stack loads when the hook connects, and
+the trigger's module when the sensor defers.
 """
 
 from __future__ import annotations
@@ -10,14 +10,23 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseSensorOperator, conf
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    conf,
+)
 
-from airflow_graph_mail.operators.graph_mail import check_options
+from airflow_graph_mail.airflow_face import DEFAULT_CONN_ID, SENT_KEY, check_options, push_outcomes, sent_outcome
+from airflow_graph_mail.errors import GraphConfigError, GraphMailError
+from airflow_graph_mail.hooks.graph_mail import GraphMailHook
+from airflow_graph_mail.mail.review import SENT, WAITING, sent_summary
+from airflow_graph_mail.outcomes import Status
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-SENT_KEY = "sent"
 
 
 class GraphDraftSentSensor(BaseSensorOperator):
@@ -46,14 +55,12 @@ class GraphDraftSentSensor(BaseSensorOperator):
 
     def __init__(self, *, message_id: str, sender: str | None = None, on_discard: str = "fail",
                  deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-                 graph_mail_conn_id: str = "graph_mail_default", **kwargs) -> None:
+                 graph_mail_conn_id: str = DEFAULT_CONN_ID, **kwargs) -> None:
         kwargs.setdefault("poke_interval", 60)
         super().__init__(**kwargs)
         check_options(on_discard=(on_discard, (str,)), deferrable=(deferrable, (bool,)),
                       graph_mail_conn_id=(graph_mail_conn_id, (str,)))
         if on_discard not in ("fail", "skip"):
-            from airflow_graph_mail.errors import GraphConfigError
-
             raise GraphConfigError(f"on_discard: {on_discard!r} is not 'fail' or 'skip'")
         self.message_id = message_id
         self.sender = sender
@@ -64,9 +71,7 @@ class GraphDraftSentSensor(BaseSensorOperator):
     # -- poke and reschedule modes ------------------------------------------------------------------
 
     def poke(self, context: Context) -> bool:
-        from airflow_graph_mail.errors import GraphMailError
-        from airflow_graph_mail.graph.review import GONE, DraftReview, confirm_delay, failure_text
-        from airflow_graph_mail.mail.review import SENT, WAITING, sent_summary
+        from airflow_graph_mail.graph.review import GONE, DraftReview, confirm_delay, failure_text  # the client's
 
         review = None
         try:
@@ -78,8 +83,6 @@ class GraphDraftSentSensor(BaseSensorOperator):
         except GraphMailError as err:
             if not err.permanent:  # throttling, 5xx, no answer (after the client's retries): the task's retries
                 raise
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
             raise AirflowFailException(failure_text(err, review)) from err
         if look.state == WAITING:
             self.log.info("Draft %s is still waiting for its reviewer", self.message_id)
@@ -97,7 +100,7 @@ class GraphDraftSentSensor(BaseSensorOperator):
             return self.sent_message
         if self.poke(context):  # already decided: no need to defer
             return self.sent_message
-        from airflow_graph_mail.triggers.graph_mail import GraphDraftSentTrigger
+        from airflow_graph_mail.triggers.graph_mail import GraphDraftSentTrigger  # airflow.triggers, asyncio
 
         deadline = time.time() + float(self.timeout) if self.timeout else None
         self.defer(trigger=GraphDraftSentTrigger(graph_mail_conn_id=self.graph_mail_conn_id, message_id=self.message_id,
@@ -115,44 +118,29 @@ class GraphDraftSentSensor(BaseSensorOperator):
         if status == "discarded":
             self._discarded(event.get("how", "discarded"))
         if status == "timeout":
-            from airflow.providers.common.compat.sdk import AirflowSensorTimeout
-
             raise AirflowSensorTimeout(f"Draft {self.message_id} was neither sent nor discarded within "
                                        f"{self.timeout}s")
         error = (event or {}).get("error", event)
         if (event or {}).get("permanent"):
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
             raise AirflowFailException(error)
-        from airflow.providers.common.compat.sdk import AirflowException
-
         raise AirflowException(f"Waiting for draft {self.message_id} failed: {error}")
 
     # -- the outcome --------------------------------------------------------------------------------
 
-    def _hook(self):
-        from airflow_graph_mail.hooks.graph_mail import GraphMailHook
-
+    def _hook(self) -> GraphMailHook:
         return GraphMailHook(graph_mail_conn_id=self.graph_mail_conn_id)
 
     def _sent(self, context: Context, sent: dict, client) -> dict:
         """Push what was sent (and one outcome, for GraphBounceReportOperator); check the final recipients."""
-        from airflow_graph_mail.operators.mail_merge import OUTCOMES_KEY
-
         self.sent_message = sent
-        ti = context["ti"]
-        ti.xcom_push(key=SENT_KEY, value=sent)
-        ti.xcom_push(key=OUTCOMES_KEY, value=[{"position": 0, "key": None, "ref": sent["ref"], "to": sent["to"],
-                                               "cc": sent["cc"], "bcc": sent["bcc"], "subject": sent["subject"],
-                                               "status": "sent"}])
+        context["ti"].xcom_push(key=SENT_KEY, value=sent)
+        push_outcomes(context, [sent_outcome(sent, Status.SENT)])
         recipients = [*sent["to"], *sent["cc"], *sent["bcc"]]
         self.log.info("The reviewer sent draft %s at %s: %r to %s", self.message_id, sent["sent_at"],
                       sent["subject"], ", ".join(recipients))
         allowed = client.allowed_recipients
         outside = [a for a in recipients if allowed is not None and not allowed.allows(a)]
         if outside:
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
             text = (f"The reviewer SENT draft {self.message_id} to {', '.join(outside)}, outside the connection's "
                     f"allowed_recipient_domains ({allowed.listed}). The mail has already gone: tell the recipients "
                     "and the data owner.")
@@ -163,9 +151,5 @@ class GraphDraftSentSensor(BaseSensorOperator):
     def _discarded(self, how: str) -> None:
         text = f"The reviewer discarded draft {self.message_id} ({how}): nothing was sent"
         if self.on_discard == "skip":
-            from airflow.providers.common.compat.sdk import AirflowSkipException
-
             raise AirflowSkipException(text)
-        from airflow.providers.common.compat.sdk import AirflowFailException
-
         raise AirflowFailException(text)

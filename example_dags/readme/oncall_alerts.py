@@ -5,7 +5,7 @@ try:  # Airflow 3
 except ImportError:  # Airflow 2.11
     from airflow.decorators import dag, task
 
-from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
+from airflow_graph_mail import GraphMailNotifier
 
 
 @dag(schedule="@daily", start_date=datetime(2026, 1, 1), catchup=False,

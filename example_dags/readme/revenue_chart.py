@@ -8,7 +8,7 @@ try:  # Airflow 3
 except ImportError:  # Airflow 2.11
     from airflow.decorators import dag, task
 
-from airflow_graph_mail.operators.graph_mail import GraphSendMailOperator
+from airflow_graph_mail import GraphSendMailOperator
 
 # A 1x1 blue PNG; a real DAG draws the chart, e.g. with matplotlib's plt.savefig(path).
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNgaPgPAAJ+AX6mWBGfAAAAAElFTkSuQmCC")

@@ -7,7 +7,7 @@ try:  # Airflow 3
 except ImportError:  # Airflow 2.11
     from airflow.decorators import dag, task
 
-from airflow_graph_mail.operators.graph_mail import GraphSendMailOperator
+from airflow_graph_mail import GraphSendMailOperator
 
 
 @dag(schedule="@daily", start_date=datetime(2026, 1, 1), catchup=False)
