@@ -1,4 +1,5 @@
-"""Shared fixtures: the in-process emulator, a hook wired to it, and a migrated Airflow home."""
+"""Shared fixtures: a hook wired to the in-process emulator (``graph_emulator``, from graph-mail-emulator's
+pytest plugin), and a migrated Airflow home."""
 
 from __future__ import annotations
 
@@ -10,18 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-
-pytest_plugins = ["airflow_graph_mail.emulator.pytest_plugin", "browser"]
-
-
-def pytest_terminal_summary(terminalreporter):
-    """Say it loudly when the browser tests did not run: a green run without them proves less."""
-    from browser import SKIP_PREFIX
-
-    reasons = {str(report.longrepr[-1]).removeprefix("Skipped: ") for report in terminalreporter.stats.get("skipped", [])
-               if isinstance(report.longrepr, tuple) and SKIP_PREFIX in str(report.longrepr[-1])}
-    for reason in sorted(reasons):
-        terminalreporter.write_line(f"NOTE: {reason}", yellow=True, bold=True)
 
 
 @pytest.fixture(autouse=True)
@@ -56,22 +45,6 @@ def http(graph_emulator):
     session.verify = str(graph_emulator.ca_path)
     session.trust_env = False
     return session
-
-
-@pytest.fixture
-def graph(http, graph_emulator):
-    """graph(method, path, **kw) with a valid app token, on /v1.0/users/{default sender}."""
-    from graph_http import get_token
-
-    token = get_token(http, graph_emulator).json()["access_token"]
-
-    def call(method, path, *, user=None, version="v1.0", token_override=None, **kwargs):
-        headers = kwargs.pop("headers", {})
-        headers.setdefault("Authorization", f"Bearer {token_override or token}")
-        prefix = f"/{version}/users/{user or graph_emulator.default_sender}" if user != "me" else f"/{version}/me"
-        return http.request(method, graph_emulator.base_url + prefix + path, headers=headers, **kwargs)
-
-    return call
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def make_certificate(passphrase: bytes | None = None) -> tuple[bytes, bytes]:
 
 
 def token_requests(emulator) -> int:
-    return sum(1 for r in emulator.request_log if r["path"].endswith("/oauth2/v2.0/token"))
+    return sum(1 for r in emulator.inspect.request_log if r["path"].endswith("/oauth2/v2.0/token"))
 
 
 def secrets_in(text: str, secrets: dict[str, str]) -> list[str]:
@@ -75,7 +75,7 @@ def place_report(emulator, mime: bytes) -> str:
     import uuid
 
     message_id = f"<{uuid.uuid4().hex}@outside.example>"
-    emulator.store.create_draft(emulator.store.user(emulator.default_sender), "inbox", {
+    emulator.backend.store.create_draft(emulator.backend.store.user(emulator.default_sender), "inbox", {
         "subject": "Undeliverable", "internetMessageId": message_id, "isRead": False,
         "singleValueExtendedProperties": [{"id": "String 0x001A", "value": "REPORT.IPM.Note.NDR"}]}, [], mime)
     return message_id
@@ -83,5 +83,5 @@ def place_report(emulator, mime: bytes) -> str:
 
 def ref_of(emulator, address: str) -> str:
     """The bounce ref on the copy ``address`` received: what any recipient can read."""
-    (mail,) = emulator.messages(address)
+    (mail,) = emulator.inspect.messages(address)
     return next(h["value"] for h in mail["internetMessageHeaders"] if h["name"] == "x-airflow-graph-mail-ref")

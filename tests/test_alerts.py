@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from helpers import make_certificate, secrets_in
 
+from airflow_graph_mail import MessageValidationError
 from airflow_graph_mail.email_backend import send_email
-from airflow_graph_mail.errors import MessageValidationError
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def default_connection(graph_emulator, monkeypatch):
 
 
 def inbox(emulator, address):
-    return emulator.messages(address, with_content=False)
+    return emulator.inspect.messages(address, with_content=False)
 
 
 def test_backend_as_airflow_2_calls_it(graph_emulator, default_connection, tmp_path):
@@ -33,17 +33,17 @@ def test_backend_as_airflow_2_calls_it(graph_emulator, default_connection, tmp_p
     (mail,) = inbox(graph_emulator, "bob@example.com")
     assert mail["subject"] == "Airflow alert: load failed"
     assert [r["emailAddress"]["address"] for r in mail["ccRecipients"]] == ["lead@example.com", "ops@example.com"]
-    assert graph_emulator.attachment_bytes(mail["id"]) == {"errors.csv": b"task,error\nload,timeout\n"}
+    assert graph_emulator.inspect.attachment_bytes(mail["id"]) == {"errors.csv": b"task,error\nload,timeout\n"}
     assert mail["from"]["emailAddress"]["address"] == graph_emulator.default_sender  # the placeholder is not a mailbox
     assert len(inbox(graph_emulator, "audit@example.com")) == 1
-    full = graph_emulator.full_message(mail["id"])
+    full = graph_emulator.inspect.full_message(mail["id"])
     assert {"name": "x-alert-id", "value": "42"} in [{"name": h["name"].lower(), "value": h["value"]}
                                                       for h in full.get("internetMessageHeaders", [])]
 
 
 def test_backend_as_airflow_3_calls_it(graph_emulator, monkeypatch):
     """Airflow 3's legacy-backend notifier: `to` as the task's list, conn_id and from_email by keyword."""
-    graph_emulator.add_user("alerts@contoso.com", "Alerts")
+    graph_emulator.backend.store.add_user("alerts@contoso.com", "Alerts")
     connection = graph_emulator.connection()
     connection["extra"]["sender"] = None
     monkeypatch.setenv("AIRFLOW_CONN_GRAPH_MAIL_ALERTS", json.dumps(connection))
@@ -51,7 +51,7 @@ def test_backend_as_airflow_3_calls_it(graph_emulator, monkeypatch):
                conn_id="graph_mail_alerts", from_email="Airflow Alerts <alerts@contoso.com>")
     (mail,) = inbox(graph_emulator, "oncall@example.com")
     assert mail["from"]["emailAddress"]["address"] == "alerts@contoso.com"
-    assert len(graph_emulator.messages("alerts@contoso.com", "sentitems", with_content=False)) == 1
+    assert len(graph_emulator.inspect.messages("alerts@contoso.com", "sentitems", with_content=False)) == 1
 
 
 def test_backend_standard_headers_go_as_mime(graph_emulator, default_connection):
@@ -59,7 +59,7 @@ def test_backend_standard_headers_go_as_mime(graph_emulator, default_connection)
                custom_headers={"Auto-Submitted": "auto-generated", "Reply-To": "noreply@example.com",
                                "X-Run": "r1"})
     (mail,) = inbox(graph_emulator, "ann@example.com")
-    eml = graph_emulator.eml(mail["id"]).decode()
+    eml = graph_emulator.inspect.eml(mail["id"]).decode()
     assert "Auto-Submitted: auto-generated" in eml and "X-Run: r1" in eml
     assert [r["emailAddress"]["address"] for r in mail["replyTo"]] == ["noreply@example.com"]
 
@@ -70,7 +70,7 @@ def test_backend_dryrun_and_bad_input_send_nothing(graph_emulator, default_conne
         send_email("ann@example.com, nobody@", "bad", "<p>x</p>")
     with pytest.raises(MessageValidationError, match=r"custom_headers\[Auto-Submitted\].*line break"):
         send_email("ann@example.com", "bad", "<p>x</p>", custom_headers={"Auto-Submitted": "a\r\nBcc: x@y.z"})
-    assert graph_emulator.side_effect_requests == []
+    assert graph_emulator.inspect.side_effect_requests == []
 
 
 
@@ -84,7 +84,7 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
     sender = graph_emulator.default_sender
     if default_credential == "certificate":
         bundle, cert = make_certificate(passphrase=b"pem-pass-7Q")
-        app = graph_emulator.add_app(certificate_pem=cert)
+        app = graph_emulator.entra.add_app(certificate_pem=cert)
         default = {**secret_connection, "login": app.client_id, "password": None,
                    "extra": {**secret_connection["extra"], "certificate_private_key": bundle.decode(),
                              "certificate_passphrase": "pem-pass-7Q"}}
@@ -92,9 +92,9 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
         secrets = {"private key": key_lines[1], "passphrase": "pem-pass-7Q"}
         notifier_from = sender
     else:
-        graph_emulator.add_user("oncall-bot@contoso.com", "On-call bot")
-        app = graph_emulator.add_app(public_client=True)
-        refresh_token = graph_emulator.issue_refresh_token("oncall-bot@contoso.com", app)
+        graph_emulator.backend.store.add_user("oncall-bot@contoso.com", "On-call bot")
+        app = graph_emulator.entra.add_app(public_client=True)
+        refresh_token = graph_emulator.entra.issue_refresh_token("oncall-bot@contoso.com", app)
         default = {**secret_connection, "login": app.client_id, "password": None,
                    "extra": {**secret_connection["extra"], "refresh_token": refresh_token, "sender": None}}
         secrets = {"refresh token": refresh_token}
@@ -107,7 +107,7 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "sales table is 26 hours old" in output, output[-3000:]
 
-    mails = {m["subject"]: m for m in graph_emulator.messages("oncall@example.com")}
+    mails = {m["subject"]: m for m in graph_emulator.inspect.messages("oncall@example.com")}
     notified = mails.pop("[Airflow] failure_alerts.check_freshness failed (try 1 of 1)")
     body = notified["body"]["content"]
     if dags_test_passes_the_exception():
@@ -130,10 +130,10 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
 
     logs = output + "".join(p.read_text(errors="replace") for p in (tmp_path / "airflow").rglob("*.log"))
     secrets.update({"client secret": client_secret})
-    secrets.update({f"access token {i}": token for i, token in enumerate(graph_emulator.issuer.issued)})
-    rotated = [t for t, g in graph_emulator.directory.refresh_tokens.items() if g.client_id == app.client_id]
+    secrets.update({f"access token {i}": token for i, token in enumerate(graph_emulator.entra.issuer.issued)})
+    rotated = [t for t, g in graph_emulator.entra.directory.refresh_tokens.items() if g.client_id == app.client_id]
     secrets.update({f"rotated refresh token {i}": token for i, token in enumerate(rotated)})
-    assert graph_emulator.issuer.issued and secrets_in(logs, secrets) == []
+    assert graph_emulator.entra.issuer.issued and secrets_in(logs, secrets) == []
     assert "Bearer " not in logs
 
 
@@ -162,7 +162,7 @@ def test_dag_failure_callback_as_the_dag_processor_runs_it(graph_emulator, defau
                                  dag_id="failure_alerts", run_id="scheduled__2026-11-20T00:00:00+00:00",
                                  msg="task_failure", is_failure_callback=True)
     _execute_dag_callbacks(dagbag, request, structlog.get_logger())
-    (mail,) = graph_emulator.messages("data-owners@example.com")
+    (mail,) = graph_emulator.inspect.messages("data-owners@example.com")
     assert mail["subject"] == "[Airflow] DAG failure_alerts failed: scheduled__2026-11-20T00:00:00+00:00"
     assert "<tr><th align=\"left\">Reason</th><td>task_failure</td></tr>" in mail["body"]["content"]
     assert [r["emailAddress"]["address"] for r in mail["toRecipients"]] == ["oncall@example.com"]
@@ -183,7 +183,7 @@ def test_notifier_awaited_as_a_deadline_alert_is(graph_emulator, default_connect
         await notifier
 
     asyncio.run(trigger())
-    (mail,) = graph_emulator.messages("oncall@example.com")
+    (mail,) = graph_emulator.inspect.messages("oncall@example.com")
     assert mail["subject"] == "Deadline missed: daily__2026-11-20"
     assert mail["body"]["content"] == "<p>daily__2026-11-20 was not done by 06:00 UTC</p>"
 
@@ -205,7 +205,7 @@ def test_one_notifier_for_many_failures_sends_each_its_own_alert(graph_emulator,
     notifier = GraphMailNotifier(to="oncall@example.com")
     notifier(failure_context("extract", "disk full"))
     notifier(failure_context("load", "bad row {{ 7 * 7 }}"))
-    mails = {m["subject"]: m["body"]["content"] for m in graph_emulator.messages("oncall@example.com")}
+    mails = {m["subject"]: m["body"]["content"] for m in graph_emulator.inspect.messages("oncall@example.com")}
     assert set(mails) == {"[Airflow] nightly.extract failed (try 1 of 1)", "[Airflow] nightly.load failed (try 1 of 1)"}
     assert "disk full" in mails["[Airflow] nightly.extract failed (try 1 of 1)"]
     assert "bad row {{ 7 * 7 }}" in mails["[Airflow] nightly.load failed (try 1 of 1)"]
@@ -222,7 +222,7 @@ def test_idn_addresses_go_through_the_mime_path(graph_emulator, default_connecti
         send_email(to, "Bücher", "<p>x</p>", custom_headers=headers)
     else:
         GraphMailNotifier(to=to, subject="Bücher", html_content="<p>x</p>", custom_headers=headers).notify({})
-    (mail,) = graph_emulator.messages("jm@xn--bcher-kva.example")
+    (mail,) = graph_emulator.inspect.messages("jm@xn--bcher-kva.example")
     assert mail["subject"] == "Bücher"
     assert mail["toRecipients"] == [{"emailAddress": {"name": "Jürgen Müller", "address": "jm@xn--bcher-kva.example"}}]
 
@@ -245,7 +245,7 @@ def test_task_alert_when_the_context_lacks_what_some_airflow_leaves_out(graph_em
     else:
         del context["ti"].log_url
     GraphMailNotifier(to="oncall@example.com").notify(context)
-    (mail,) = graph_emulator.messages("oncall@example.com")
+    (mail,) = graph_emulator.inspect.messages("oncall@example.com")
     assert mail["subject"] == "[Airflow] nightly.load failed (try 1 of 1)"
     body = mail["body"]["content"]
     if missing == "exception":
@@ -307,7 +307,7 @@ def test_every_alert_with_the_connection_stored_in_the_metadata_db(graph_emulato
     result = dags_test("failure_alerts", stored_home)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "sales table is 26 hours old" in output, output[-3000:]
-    subjects = [m["subject"] for m in graph_emulator.messages("oncall@example.com", with_content=False)]
+    subjects = [m["subject"] for m in graph_emulator.inspect.messages("oncall@example.com", with_content=False)]
     assert "[Airflow] failure_alerts.check_freshness failed (try 1 of 1)" in subjects, output[-3000:]
     assert [s for s in subjects if s.startswith("[Airflow] DAG failure_alerts failed: ")], output[-3000:]
     assert [s for s in subjects if s.startswith("Airflow alert:")], output[-3000:]  # email_on_failure
@@ -334,7 +334,7 @@ def test_dag_alert_run_by_the_dag_processor_with_a_stored_connection(graph_emula
     logs = result.stdout + result.stderr + "".join(
         p.read_text(errors="replace") for p in Path(stored_home["AIRFLOW_HOME"]).rglob("*.log"))
     assert result.returncode == 0, logs[-3000:]
-    (mail,) = graph_emulator.messages("data-owners@example.com")
+    (mail,) = graph_emulator.inspect.messages("data-owners@example.com")
     assert mail["subject"] == f"[Airflow] DAG failure_alerts failed: {run_id}"
     assert "<tr><th align=\"left\">Reason</th><td>task_failure</td></tr>" in mail["body"]["content"]
     assert "isn't defined" not in logs and "shall not contain" not in logs

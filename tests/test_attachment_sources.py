@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airflow_graph_mail import MessageValidationError
 from airflow_graph_mail.graph.body import StreamingJson, message_document
 from airflow_graph_mail.graph.upload import next_expected_offset
 from airflow_graph_mail.mail.attachments import Attachment, expand_sources, inline_images
-from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.headers import CONTROL
 from airflow_graph_mail.mail.message import Message
 

@@ -20,12 +20,18 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
 from helpers import make_certificate
+from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
-from airflow_graph_mail.errors import (
-    AccessDeniedError, GraphAuthError, GraphConfigError, GraphMailError, ItemNotFoundError, MailboxNotEnabledError,
-    MessageSizeError, MessageValidationError,
+from airflow_graph_mail import (
+    AccessDeniedError,
+    GraphAuthError,
+    GraphConfigError,
+    GraphMailError,
+    ItemNotFoundError,
+    MailboxNotEnabledError,
+    MessageSizeError,
+    MessageValidationError,
 )
 from airflow_graph_mail.mail.message import Message
 from airflow_graph_mail.mail.recipients import Recipient
@@ -166,17 +172,17 @@ def rendered(ctx, body: str, files: dict | None = None):
 
 
 def expired_secret(ctx):
-    app = ctx.emulator.add_app(secret="old-secret", secret_expires_at=1.0)
+    app = ctx.emulator.entra.add_app(secret="old-secret", secret_expires_at=1.0)
     ctx.send(login=app.client_id, password="old-secret")
 
 
 def without_mail_send(ctx):
-    app = ctx.emulator.add_app(secret="read-only", roles=["Mail.ReadWrite"])
+    app = ctx.emulator.entra.add_app(secret="read-only", roles=["Mail.ReadWrite"])
     ctx.send(login=app.client_id, password="read-only")
 
 
 def onprem_mailbox(ctx):
-    ctx.emulator.add_user("onprem@contoso.com", rest_enabled=False)
+    ctx.emulator.backend.store.add_user("onprem@contoso.com", rest_enabled=False)
     ctx.hook().send_mail(Message(to="ann@example.com"), sender="onprem@contoso.com")
 
 
@@ -205,7 +211,7 @@ def draft_edited_to_outsider(ctx):
                         headers={"Authorization": f"Bearer {token}"},
                         json={"ccRecipients": [{"emailAddress": {"address": "x@gmail.com"}}]})
     assert edited.status_code == 200 and edited.json()["ccRecipients"][0]["emailAddress"]["address"] == "x@gmail.com"
-    ctx.emulator.request_log.clear()
+    ctx.emulator.inspect.request_log.clear()
     ctx.hook(extra={"allowed_recipient_domains": "contoso.com"}).send_draft(draft["id"])
 
 
@@ -515,7 +521,7 @@ def test_the_table_is_large_enough():
 
 
 def stored_messages(emulator) -> int:
-    return sum(sum(folders.values()) for folders in emulator.folder_counts().values())
+    return sum(sum(folders.values()) for folders in emulator.inspect.folder_counts().values())
 
 
 @pytest.mark.parametrize(("case", "action", "error", "field", "text"), ROWS, ids=[row[0] for row in ROWS])
@@ -533,11 +539,11 @@ def test_bad_input_gets_a_clear_error_and_sends_nothing(connect, graph_emulator,
     if error is not TemplateSyntaxError and error is not UndefinedError and error is not TemplateNotFound:
         assert isinstance(err, GraphMailError)  # one root for everything the provider raises
     assert "Pr0xy-Pa55" not in str(err)
-    changes = graph_emulator.side_effect_requests
+    changes = graph_emulator.inspect.side_effect_requests
     if case in GRAPH_JUDGED:
         assert [(r["method"], r["status"]) for r in changes] == [("POST", GRAPH_JUDGED[case])]
     else:
         assert changes == [], json.dumps(changes)
         assert "Graph answered" not in str(err)  # only Graph's own answers are reported as such
-    assert graph_emulator.sends == 0
+    assert graph_emulator.backend.delivery.sends == 0
     assert stored_messages(graph_emulator) == KEPT.get(case, 0)

@@ -14,7 +14,7 @@ import pytest
 from airflow.providers.common.compat.sdk import DAG
 from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
-from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail import MessageValidationError
 
 CONN_ID = "graph_mail_alerts_table"
 RECURSIVE = "{% macro again(n) %}{{ again(n + 1) }}{% endmacro %}{{ again(0) }}"
@@ -57,8 +57,8 @@ def test_a_failing_template_names_its_field_and_sends_nothing(connect, graph_emu
     assert err.field == field and str(err).startswith(f"{field}: {cause.__name__}: "), str(err)
     assert text in str(err)
     assert isinstance(err.__cause__, cause)
-    assert graph_emulator.side_effect_requests == [], json.dumps(graph_emulator.side_effect_requests)
-    assert graph_emulator.sends == 0
+    assert graph_emulator.inspect.side_effect_requests == [], json.dumps(graph_emulator.inspect.side_effect_requests)
+    assert graph_emulator.backend.delivery.sends == 0
 
 
 def test_an_endless_recursion_leaves_no_thousand_frame_traceback(connect, graph_emulator):
@@ -84,4 +84,4 @@ def test_an_outside_failure_keeps_its_own_type_and_the_log_names_the_field(conne
         GraphMailNotifier(to="oncall@example.com", subject="{{ fetch() }}", html_content="<p>x</p>",
                           graph_mail_conn_id=CONN_ID).notify({"dag": None, "fetch": fetch})
     assert "Rendering the notifier's field 'subject' failed" in caplog.text
-    assert graph_emulator.side_effect_requests == []
+    assert graph_emulator.inspect.side_effect_requests == []

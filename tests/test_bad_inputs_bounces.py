@@ -43,9 +43,9 @@ class Ctx:
 
     def real_report(self) -> bytes:
         """The NDR Exchange (the emulator) sent for c03, as Graph's $value gives it."""
-        (ndr,) = [m for m in self.emulator.messages(self.emulator.default_sender)
+        (ndr,) = [m for m in self.emulator.inspect.messages(self.emulator.default_sender)
                   if m["subject"].startswith("Undeliverable")]
-        return self.emulator.eml(ndr["id"])
+        return self.emulator.inspect.eml(ndr["id"])
 
 
 def own(address: str, status: str = "5.2.2", named: str = "", **shape) -> Callable[[Ctx], list[bytes]]:
@@ -217,8 +217,8 @@ def test_a_bad_report_never_fails_the_task_nor_counts_a_false_bounce(connect, gr
     from airflow_graph_mail.operators.bounce_report import GraphBounceReportOperator
 
     started = dt.datetime.now(dt.timezone.utc)
-    graph_emulator.set_ndr_delay(0)
-    graph_emulator.bounce("c03@example.com", "5.1.1")
+    graph_emulator.backend.bounces.delay = 0
+    graph_emulator.backend.bounces.add("c03@example.com", "5.1.1")
     hook = connect(extra={"ref_secret": SECRET})
     outcomes = hook.send_many([Message(to=a, subject="Your statement") for a in RECIPIENTS],
                               keys=[key(a) for a in RECIPIENTS])
@@ -249,12 +249,12 @@ def test_a_bad_report_never_fails_the_task_nor_counts_a_false_bounce(connect, gr
 ], ids=["too short", "a number", "a list"])
 def test_a_ref_secret_that_cannot_key_refs_is_refused_before_any_request(connect, graph_emulator, value, text):
     """The connection's own secret for refs: refs are public, so a short one could be found by trying them all."""
-    from airflow_graph_mail.errors import GraphConfigError
+    from airflow_graph_mail import GraphConfigError
 
     with pytest.raises(GraphConfigError) as raised:
         connect(extra={"ref_secret": value}).send_mail(Message(to="ann@example.com"), idempotency_key="k")
     assert text in str(raised.value) and "Sh0rt-S3cret" not in str(raised.value)
-    assert graph_emulator.side_effect_requests == [] and graph_emulator.sends == 0
+    assert graph_emulator.inspect.side_effect_requests == [] and graph_emulator.backend.delivery.sends == 0
 
 
 def test_a_bounce_counts_for_every_recipient_of_the_mail_to_cc_and_bcc(connect, graph_emulator, capsys):
@@ -263,9 +263,9 @@ def test_a_bounce_counts_for_every_recipient_of_the_mail_to_cc_and_bcc(connect, 
     from airflow_graph_mail.operators.bounce_report import GraphBounceReportOperator
     from airflow_graph_mail.operators.graph_mail import GraphSendMailOperator
 
-    graph_emulator.set_ndr_delay(0)
+    graph_emulator.backend.bounces.delay = 0
     for address in ("gone@example.com", "full@example.com", "blocked@example.com"):
-        graph_emulator.bounce(address, "5.1.1")
+        graph_emulator.backend.bounces.add(address, "5.1.1")
     connect(extra={"ref_secret": SECRET})
     ti = XComs({})
     GraphSendMailOperator(task_id="send", to="gone@example.com, ann@example.com", cc="full@example.com",

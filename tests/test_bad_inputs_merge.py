@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from airflow.providers.common.compat.sdk import DAG, AirflowFailException
 
-from airflow_graph_mail.errors import GraphMailError, MessageValidationError
+from airflow_graph_mail import GraphMailError, MessageValidationError
 from airflow_graph_mail.mail.message import Message
 
 CONN_ID = "graph_mail_merge_table"
@@ -129,7 +129,7 @@ def draft_given_outside_reply_to(ctx):
                         headers={"Authorization": f"Bearer {token}"},
                         json={"replyTo": [{"emailAddress": {"address": "eve@evil.example"}}]})
     assert edited.status_code == 200, edited.text
-    ctx.emulator.request_log.clear()
+    ctx.emulator.inspect.request_log.clear()
     ctx.hook("example.com").send_draft(draft["id"])
 
 
@@ -260,7 +260,7 @@ KEPT = {"draft given an outside Reply-To": 1}
 
 
 def stored_messages(emulator) -> int:
-    return sum(sum(folders.values()) for folders in emulator.folder_counts().values())
+    return sum(sum(folders.values()) for folders in emulator.inspect.folder_counts().values())
 
 
 @pytest.mark.parametrize(("case", "action", "error", "field", "text"), ROWS, ids=[row[0] for row in ROWS])
@@ -272,8 +272,8 @@ def test_bad_merge_row_gets_a_clear_error_and_sends_nothing(connect, graph_emula
     assert isinstance(err, GraphMailError) and err.permanent
     assert text in str(err), str(err)
     assert err.field == field and str(err).startswith(f"{field}: "), str(err)
-    assert graph_emulator.side_effect_requests == [], json.dumps(graph_emulator.side_effect_requests)
-    assert graph_emulator.sends == 0
+    assert graph_emulator.inspect.side_effect_requests == [], json.dumps(graph_emulator.inspect.side_effect_requests)
+    assert graph_emulator.backend.delivery.sends == 0
     assert stored_messages(graph_emulator) == KEPT.get(case, 0)
 
 
@@ -303,12 +303,12 @@ HOSTILE_BUT_VALID = [
 def test_hostile_row_values_reach_the_row_only(connect, graph_emulator, tmp_path, case, rows, fields, expected):
     counts = run_merge(Ctx(connect, graph_emulator, tmp_path), rows, **fields)
     assert counts == {"sent": len(rows)}
-    (sent,) = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+    (sent,) = graph_emulator.inspect.messages(graph_emulator.default_sender, "sentitems")
     got = [(r["emailAddress"]["address"], r["emailAddress"].get("name", ""))
            for name in ("toRecipients", "ccRecipients") for r in sent.get(name, [])]
     assert got == expected
     for address, _ in expected:
-        assert len(graph_emulator.messages(address)) == 1, address
-    assert graph_emulator.messages("eve@evil.example") == []
-    delivered = sum(folders.get("inbox", 0) for folders in graph_emulator.folder_counts().values())
+        assert len(graph_emulator.inspect.messages(address)) == 1, address
+    assert graph_emulator.inspect.messages("eve@evil.example") == []
+    delivered = sum(folders.get("inbox", 0) for folders in graph_emulator.inspect.folder_counts().values())
     assert delivered == len(expected)  # nobody else got a copy

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from airflow_graph_mail.errors import GraphConfigError
+from airflow_graph_mail import GraphConfigError
 from airflow_graph_mail.mail.message import Message
 
 CONN = "graph_mail_gate"
@@ -44,13 +44,13 @@ def gate(message_id=DRAFT, **arguments):
 
 def app_without_mail_read(ctx: Ctx) -> dict:
     draft = ctx.draft()
-    app = ctx.emulator.add_app(secret="send-only", roles=["Mail.Send"])
+    app = ctx.emulator.entra.add_app(secret="send-only", roles=["Mail.Send"])
     ctx.connect(CONN, login=app.client_id, password="send-only")
     return {"message_id": draft}
 
 
 def mailbox_without_exchange(ctx: Ctx) -> dict:
-    ctx.emulator.add_user("onprem@contoso.com", rest_enabled=False)
+    ctx.emulator.backend.store.add_user("onprem@contoso.com", rest_enabled=False)
     return {"message_id": ctx.draft(), "sender": "onprem@contoso.com"}
 
 
@@ -132,7 +132,7 @@ def test_a_bad_id_or_mailbox_fails_the_gate_by_either_road_naming_it(connect, gr
 
     connect(CONN)
     arguments = setup(Ctx(connect, graph_emulator))
-    seen = len(graph_emulator.request_log)
+    seen = len(graph_emulator.inspect.request_log)
     with pytest.raises(AirflowFailException) as raised:
         GraphDraftSentSensor(task_id="wait_for_review", on_discard="skip", graph_mail_conn_id=CONN,
                              **arguments).poke({})
@@ -143,7 +143,8 @@ def test_a_bad_id_or_mailbox_fails_the_gate_by_either_road_naming_it(connect, gr
         assert text in said
         assert field is None or said.startswith(f"{field}: "), said
         assert "discarded" not in said
-    after = [r for r in list(graph_emulator.request_log)[seen:] if "/oauth2/" not in r["path"]]  # sign-ins aside
+    logged = list(graph_emulator.inspect.request_log)[seen:]
+    after = [r for r in logged if "/oauth2/" not in r["path"]]  # sign-ins aside
     assert {r["method"] for r in after} <= {"GET"}, after
     assert len([r for r in after if r["path"].startswith("/v1.0/")]) == 2 * gets, after
 

@@ -15,9 +15,9 @@ from helpers import dsn, place_report, ref_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_graph_mail.graph.idempotency import PROPERTY_ID
+from airflow_graph_mail.mail.idempotency import PROPERTY_ID, ref_for
 from airflow_graph_mail.mail.message import Message
-from airflow_graph_mail.mail.ndr import NDR_FILTER, meaning, read_report, ref_for
+from airflow_graph_mail.mail.ndr import NDR_FILTER, meaning, read_report
 
 BOUNCING = {"c07@example.com": "5.2.2", "c13@example.com": "5.1.1", "c19@example.com": "5.7.1"}
 # The deployment's secret ([api] secret_key, the same on every Airflow component), keying every ref.
@@ -34,8 +34,8 @@ def xcom(tmp_path, task_id: str, key: str):
 @pytest.mark.parametrize("share, fails", [("0.2", False), ("0.1", True)])
 def test_a_merge_of_20_rows_of_which_3_bounce(run_dag, graph_emulator, tmp_path, share, fails):
     for address, status in BOUNCING.items():
-        graph_emulator.bounce(address, status)
-    graph_emulator.set_ndr_delay(0.5)
+        graph_emulator.backend.bounces.add(address, status)
+    graph_emulator.backend.bounces.delay = 0.5
     result = run_dag("statements_bounce_report", BOUNCE_SETTLE_SECONDS="2", BOUNCE_FAIL_SHARE=share)
     out = result.stdout + result.stderr
     assert (result.returncode != 0) == fails, out[-4000:]
@@ -50,7 +50,8 @@ def test_a_merge_of_20_rows_of_which_3_bounce(run_dag, graph_emulator, tmp_path,
         address: [status] for address, status in BOUNCING.items()}
     if fails:
         assert "3 of 20 mail(s) bounced (15%, above fail_on_bounce=0.1)" in out
-    assert len(graph_emulator.messages("c01@example.com")) == 1 and graph_emulator.messages("c07@example.com") == []
+    assert len(graph_emulator.inspect.messages("c01@example.com")) == 1
+    assert graph_emulator.inspect.messages("c07@example.com") == []
 
 
 def all_xcom(tmp_path) -> str:
@@ -74,20 +75,20 @@ def test_only_real_bounces_count_each_once_and_a_hostile_report_fails_nothing(ru
     Only the three real bounces count, each once; the other reports are named in warnings; the refs are keyed
     by the deployment's secret, which no log line or XCom holds."""
     for address, status in BOUNCING.items():
-        graph_emulator.bounce(address, status)
-    graph_emulator.set_ndr_delay(0.3)
+        graph_emulator.backend.bounces.add(address, status)
+    graph_emulator.backend.bounces.delay = 0.3
     placed: list[str] = []
 
     def outsider():
         deadline = time.time() + 120
         while time.time() < deadline and not placed:
-            c07 = [m for m in graph_emulator.messages(graph_emulator.default_sender)
-                   if b"rfc822;c07@example.com" in (graph_emulator.eml(m["id"]) or b"")]
-            if graph_emulator.messages("c06@example.com") and c07:
+            c07 = [m for m in graph_emulator.inspect.messages(graph_emulator.default_sender)
+                   if b"rfc822;c07@example.com" in (graph_emulator.inspect.eml(m["id"]) or b"")]
+            if graph_emulator.inspect.messages("c06@example.com") and c07:
                 ref = ref_of(graph_emulator, "c06@example.com")
                 placed.append(place_report(graph_emulator, dsn(ref, [("ceo@example.com", "5.1.1"),
                                                                      ("c07@example.com", "5.1.1")])))
-                placed.append(place_report(graph_emulator, graph_emulator.eml(c07[0]["id"])))
+                placed.append(place_report(graph_emulator, graph_emulator.inspect.eml(c07[0]["id"])))
                 placed.append(place_report(graph_emulator, deep_report(ref_of(graph_emulator, "c01@example.com"))))
             time.sleep(0.05)
 
@@ -106,7 +107,7 @@ def test_only_real_bounces_count_each_once_and_a_hostile_report_fails_nothing(ru
     assert f"({forged!r}) names 'ceo@example.com', 'c07@example.com', which were not recipients of " \
            "send_statements[5]; not counted" in out
     assert "Skipped non-delivery report" in out and f"({deep!r}): its MIME parts are nested too deeply" in out
-    (sent,) = [m for m in graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+    (sent,) = [m for m in graph_emulator.inspect.messages(graph_emulator.default_sender, "sentitems")
                if m["toRecipients"][0]["emailAddress"]["address"] == "c01@example.com"]
     (key,) = [p["value"] for p in sent["singleValueExtendedProperties"] if p["id"] == PROPERTY_ID]
     assert ref_of(graph_emulator, "c01@example.com") != hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -118,9 +119,9 @@ def test_the_ndr_is_exchanges_shape(connect, graph_emulator):
     """Class REPORT.IPM.Note.NDR (found with Graph's $filter), multipart/report with a delivery-status part
     per recipient and the original's headers; an unknown address of an accepted domain bounces with 5.1.10."""
     hook = connect(extra={"ref_secret": SECRET})
-    graph_emulator.set_ndr_delay(0)
-    graph_emulator.bounce("full@contoso.com", "5.2.2")
-    ghost = f"ghost@{graph_emulator.tenant_domain}"
+    graph_emulator.backend.bounces.delay = 0
+    graph_emulator.backend.bounces.add("full@contoso.com", "5.2.2")
+    ghost = f"ghost@{graph_emulator.entra.tenant_domain}"
     hook.send_mail(Message(to=["ann@example.com", "full@contoso.com", ghost], subject="Numbers"),
                    idempotency_key="numbers-1")
     (ndr,) = hook.list_messages(folder="inbox", filter=NDR_FILTER)
@@ -132,17 +133,17 @@ def test_the_ndr_is_exchanges_shape(connect, graph_emulator):
     assert [(b.address, b.status) for b in report.bounces] == [("full@contoso.com", "5.2.2"), (ghost, "5.1.10")]
     assert "RESOLVER.ADR.RecipientNotFound" in report.bounces[1].diagnostic
     assert report.ref == ref_for("numbers-1", SECRET) and report.original_subject == "Numbers"
-    (sent,) = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+    (sent,) = graph_emulator.inspect.messages(graph_emulator.default_sender, "sentitems")
     assert report.original_message_id == sent["internetMessageId"]
-    assert len(graph_emulator.messages("ann@example.com")) == 1 and graph_emulator.messages(ghost) == []
-    assert graph_emulator.messages("full@contoso.com") == []
+    assert len(graph_emulator.inspect.messages("ann@example.com")) == 1 and graph_emulator.inspect.messages(ghost) == []
+    assert graph_emulator.inspect.messages("full@contoso.com") == []
 
 
 def test_an_ndr_arrives_after_its_delay(hook, graph_emulator):
     import time
 
-    graph_emulator.set_ndr_delay(0.6)
-    graph_emulator.bounce("*@gone.example", "5.1.1")
+    graph_emulator.backend.bounces.delay = 0.6
+    graph_emulator.backend.bounces.add("*@gone.example", "5.1.1")
     hook.send_mail(Message(to="x@gone.example", subject="Late"))
     assert list(hook.list_messages(folder="inbox", filter=NDR_FILTER)) == []
     time.sleep(1.0)
@@ -170,11 +171,11 @@ def test_read_report_reads_a_report_written_by_hand():
 
 
 def test_the_viewer_links_an_ndr_and_its_original(hook, graph_emulator):
-    graph_emulator.set_ndr_delay(0)
-    graph_emulator.bounce("full@contoso.com", "5.2.2")
+    graph_emulator.backend.bounces.delay = 0
+    graph_emulator.backend.bounces.add("full@contoso.com", "5.2.2")
     hook.send_mail(Message(to="full@contoso.com", subject="Linked"), idempotency_key="linked")
-    (ndr,) = graph_emulator.messages(graph_emulator.default_sender)
-    (sent,) = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+    (ndr,) = graph_emulator.inspect.messages(graph_emulator.default_sender)
+    (sent,) = graph_emulator.inspect.messages(graph_emulator.default_sender, "sentitems")
 
     def page(message_id):
         return requests.get(f"{graph_emulator.base_url}/_viewer/messages/{message_id}", verify=graph_emulator.ca_path,
@@ -198,7 +199,7 @@ def test_value_move_and_folders_as_graph_answers_them(hook, graph_emulator):
 
 
 def test_bounce_report_options_are_checked_when_the_dag_is_parsed():
-    from airflow_graph_mail.errors import GraphConfigError
+    from airflow_graph_mail import GraphConfigError
     from airflow_graph_mail.operators.bounce_report import GraphBounceReportOperator
 
     with pytest.raises(GraphConfigError, match="fail_on_bounce: 2 is not True, False or a share"):
@@ -246,7 +247,7 @@ def test_read_report_reads_utf8_addresses_of_a_global_report():
 
 
 def test_a_report_the_parser_gives_up_on_is_unreadable_not_a_crash():
-    from airflow_graph_mail.mail.ndr import UnreadableReportError
+    from airflow_graph_mail import UnreadableReportError
 
     with pytest.raises(UnreadableReportError, match="its MIME parts are nested too deeply"):
         read_report(deep_report("ab12"))
@@ -322,7 +323,8 @@ SHAPES = [{}, {"status_encoding": "base64"}, {"status_encoding": "quoted-printab
                                     b"=?x-bogus?q?=FF?=", b"\\x{110000}", b";", b"\x00", b"\xff\xfe"])), max_size=6))
 def test_a_damaged_report_is_read_or_refused_never_a_crash(shape, edits):
     """Any report, cut and spliced anywhere: a Report, None, or UnreadableReportError; fields always clean."""
-    from airflow_graph_mail.mail.ndr import MAX_DIAGNOSTIC, UnreadableReportError
+    from airflow_graph_mail import UnreadableReportError
+    from airflow_graph_mail.mail.ndr import MAX_DIAGNOSTIC
 
     raw = dsn("ab12", [("c01@example.com", "5.2.2"), ("utf-8;j\\x{FC}rgen@example.com", "5.1.1")], **shape)
     for where, cut, text in edits:

@@ -6,8 +6,8 @@ import threading
 import time
 from collections import Counter
 
-from airflow_graph_mail.graph.idempotency import PROPERTY_ID
 from airflow_graph_mail.graph.pacing import MailboxPacer
+from airflow_graph_mail.mail.idempotency import PROPERTY_ID
 from airflow_graph_mail.mail.message import Message
 
 FAST = {"retry_backoff": 0.02, "retry_max_wait": 60}
@@ -67,13 +67,13 @@ def test_send_many_reports_each_outcome_in_order(connect, graph_emulator):
     assert failed["subject"] == "Statement 5"
     again = hook.send_many(messages, keys=[f"batch/{i}" for i in range(12)], check_first=True)
     assert [o["status"] for o in again].count("already_sent") == 11
-    assert set(graph_emulator.deliveries(PROPERTY_ID).values()) == {1}
+    assert set(graph_emulator.inspect.deliveries(PROPERTY_ID).values()) == {1}
 
 
 def test_send_many_checks_every_message_before_sending_any(connect, graph_emulator):
     import pytest
 
-    from airflow_graph_mail.errors import MessageValidationError
+    from airflow_graph_mail import MessageValidationError
 
     hook = connect(extra=FAST)
     bad = {"subject": "x", "body": {"contentType": "text", "content": "x"},
@@ -82,18 +82,18 @@ def test_send_many_checks_every_message_before_sending_any(connect, graph_emulat
         hook.send_many([mail(0), mail(1), bad])
     with pytest.raises(MessageValidationError, match="message 1: to: no recipients"):
         hook.send_many([mail(0), Message(subject="nobody")])
-    assert graph_emulator.side_effect_requests == []
+    assert graph_emulator.inspect.side_effect_requests == []
 
 
 def test_send_many_slows_down_when_the_mailbox_throttles(connect, graph_emulator):
-    graph_emulator.set_limits(mailbox_concurrency=2, latency=0.05)
+    graph_emulator.backend.set_limits(mailbox_concurrency=2, latency=0.05)
     hook = connect(extra=FAST)
     outcomes = hook.send_many([mail(i) for i in range(40)], keys=[f"t/{i}" for i in range(40)], concurrency=4)
     assert {o["status"] for o in outcomes} == {"sent"}
-    throttled = [r for r in graph_emulator.request_log if r["status"] == 429]
+    throttled = [r for r in graph_emulator.inspect.request_log if r["status"] == 429]
     assert throttled, "the emulator's limit of 2 was never hit"
     assert len(throttled) < 20  # the pacer halved its slots instead of hammering the mailbox
-    assert len(graph_emulator.deliveries(PROPERTY_ID)) == 40
+    assert len(graph_emulator.inspect.deliveries(PROPERTY_ID)) == 40
 
 
 def test_soak_300_messages_through_every_fault_exactly_once(connect, graph_emulator):
@@ -109,7 +109,38 @@ def test_soak_300_messages_through_every_fault_exactly_once(connect, graph_emula
     fired = Counter(action for route, action in graph_emulator.faults.fired if route == "send_mail")
     assert set(fired) == {429, 503, 504, "accept_504", "drop", "drop_after", "slow"}
     assert sum(fired.values()) >= 0.2 * 300
-    assert graph_emulator.deliveries(PROPERTY_ID) == {key: 1 for key in keys}  # none lost, none twice
+    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == {key: 1 for key in keys}  # none lost, none twice
     for i in (0, 150, 299):
-        assert len(graph_emulator.messages(f"user{i}@example.com")) == 1
-    assert graph_emulator.messages(graph_emulator.default_sender, "drafts") == []
+        assert len(graph_emulator.inspect.messages(f"user{i}@example.com")) == 1
+    assert graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts") == []
+
+
+def test_a_merge_renders_each_row_once_to_check_and_once_to_send(connect, graph_emulator):
+    """Memory stays flat with the rows: each row is rendered (and checked) for the check pass, then again as it is
+    sent, and never a third time; check_only renders each once and sends nothing."""
+    from airflow.providers.common.compat.sdk import DAG
+
+    from airflow_graph_mail import GraphMailMergeOperator
+
+    connect("graph_mail_default", extra=FAST)
+    rendered: Counter = Counter()
+
+    def seen(row):
+        rendered[row["email"]] += 1
+        return row["email"]
+
+    rows = [{"email": f"row{i}@example.com"} for i in range(3)]
+    for check_only, expected in ((True, 1), (False, 2)):
+        rendered.clear()
+        with DAG(f"merge_renders_{check_only}", schedule=None, user_defined_macros={"seen": seen}):
+            merge = GraphMailMergeOperator(task_id="merge", rows=rows, to="{{ seen(row) }}", subject="Statement",
+                                           idempotency_key="merge-renders", check_only=check_only)
+        pushed: dict = {}
+        ti = type("TaskInstance", (), {"xcom_push": lambda self, key, value: pushed.update({key: value})})()
+        context = {"params": {}, "ti": ti}
+        merge.render_template_fields(context)
+        counts = merge.execute(context)
+        assert rendered == {row["email"]: expected for row in rows}, check_only
+    assert counts == {"sent": 3}
+    assert sorted(o["to"][0] for o in pushed["outcomes"]) == [row["email"] for row in rows]
+    assert graph_emulator.backend.delivery.sends == 3

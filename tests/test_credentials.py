@@ -9,13 +9,13 @@ import stat
 import pytest
 from helpers import make_certificate, token_requests
 
+from airflow_graph_mail import GraphAuthError, GraphConfigError
 from airflow_graph_mail.graph.auth import forget_shared
-from airflow_graph_mail.graph.errors import GraphAuthError, GraphConfigError
 from airflow_graph_mail.mail.message import Message
 
 
 def sent_by(emulator, mailbox: str) -> list[str]:
-    return [m["subject"] for m in emulator.messages(mailbox, "sentitems", with_content=False)]
+    return [m["subject"] for m in emulator.inspect.messages(mailbox, "sentitems", with_content=False)]
 
 
 def send(hook, subject: str, **kwargs) -> None:
@@ -32,7 +32,7 @@ def test_client_secret(connect, graph_emulator):
 @pytest.mark.parametrize("inline", [False, True])
 def test_certificate_encrypted_with_thumbprint_computed(connect, graph_emulator, tmp_path, inline):
     bundle, cert = make_certificate(passphrase=b"s3cret-pass")
-    app = graph_emulator.add_app(certificate_pem=cert)
+    app = graph_emulator.entra.add_app(certificate_pem=cert)
     path = tmp_path / "app.pem"
     path.write_bytes(bundle)
     source = {"certificate_private_key": bundle.decode()} if inline else {"certificate_path": str(path)}
@@ -46,18 +46,18 @@ def test_certificate_encrypted_with_thumbprint_computed(connect, graph_emulator,
 
 def test_certificate_thumbprint_must_match(connect, graph_emulator, tmp_path):
     bundle, cert = make_certificate()
-    app = graph_emulator.add_app(certificate_pem=cert)
+    app = graph_emulator.entra.add_app(certificate_pem=cert)
     hook = connect(login=app.client_id, password=None,
                    extra={"certificate_private_key": bundle.decode(), "certificate_thumbprint": "AB:CD"})
     with pytest.raises(GraphConfigError, match="certificate_thumbprint: 'AB:CD' is not the certificate's SHA-1"):
         hook.get_conn()
-    assert list(graph_emulator.request_log) == []
+    assert list(graph_emulator.inspect.request_log) == []
 
 
 def test_certificate_trusted_by_subject_name_needs_x5c(connect, graph_emulator, tmp_path):
     """Subject-name/issuer sign-in: the certificate is not uploaded; the chain travels in x5c."""
-    app = graph_emulator.add_app()
-    pem = graph_emulator.issue_client_certificate("airflow-mail.contoso.com", app=app)
+    app = graph_emulator.entra.add_app()
+    pem = graph_emulator.entra.issue_client_certificate("airflow-mail.contoso.com", app=app)
     extra = {"certificate_private_key": pem.decode()}
     with pytest.raises(GraphAuthError, match="AADSTS700027") as err:
         send(connect(login=app.client_id, password=None, extra=extra), "no x5c")
@@ -70,32 +70,32 @@ def test_certificate_trusted_by_subject_name_needs_x5c(connect, graph_emulator, 
 
 
 def test_workload_identity_reads_the_token_file_each_time(connect, graph_emulator, tmp_path):
-    app = graph_emulator.add_app()
-    graph_emulator.add_federated_credential(app, "system:serviceaccount:airflow:worker")
+    app = graph_emulator.entra.add_app()
+    graph_emulator.entra.add_federated_credential(app, "system:serviceaccount:airflow:worker")
     token_file = tmp_path / "azure-identity-token"
-    token_file.write_text(graph_emulator.issue_federated_token("system:serviceaccount:airflow:worker"))
+    token_file.write_text(graph_emulator.entra.issue_federated_token("system:serviceaccount:airflow:worker"))
     hook = connect(login=app.client_id, password=None, extra={"federated_token_file": str(token_file)})
     send(hook, "as a workload")
     assert hook.client.transport.credential.kind == "workload identity"
     # The webhook rotates the file; the next token request must present what is there now.
-    token_file.write_text(graph_emulator.issue_federated_token("system:serviceaccount:other:pod"))
+    token_file.write_text(graph_emulator.entra.issue_federated_token("system:serviceaccount:other:pod"))
     hook.client.transport.credential.invalidate()
     with pytest.raises(GraphAuthError, match="AADSTS70021") as err:
         hook.client.transport.credential.get_token()
     assert "federated credential" in str(err.value)
-    token_file.write_text(graph_emulator.issue_federated_token("system:serviceaccount:airflow:worker"))
+    token_file.write_text(graph_emulator.entra.issue_federated_token("system:serviceaccount:airflow:worker"))
     send(hook, "after rotation")
     assert sent_by(graph_emulator, graph_emulator.default_sender) == ["after rotation", "as a workload"]
 
 
 def test_workload_identity_from_the_webhook_environment(connect, graph_emulator, tmp_path, monkeypatch):
     """AKS's webhook sets AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE in the pod."""
-    app = graph_emulator.add_app()
-    graph_emulator.add_federated_credential(app, "system:serviceaccount:airflow:worker")
+    app = graph_emulator.entra.add_app()
+    graph_emulator.entra.add_federated_credential(app, "system:serviceaccount:airflow:worker")
     token_file = tmp_path / "token"
-    token_file.write_text(graph_emulator.issue_federated_token("system:serviceaccount:airflow:worker"))
+    token_file.write_text(graph_emulator.entra.issue_federated_token("system:serviceaccount:airflow:worker"))
     monkeypatch.setenv("AZURE_CLIENT_ID", app.client_id)
-    monkeypatch.setenv("AZURE_TENANT_ID", graph_emulator.tenant_id)
+    monkeypatch.setenv("AZURE_TENANT_ID", graph_emulator.entra.tenant_id)
     monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
     hook = connect(login=None, password=None, extra={"credential": "workload_identity", "tenant_id": None})
     send(hook, "from the pod's environment")
@@ -103,33 +103,33 @@ def test_workload_identity_from_the_webhook_environment(connect, graph_emulator,
 
 
 def test_workload_identity_wrong_audience_is_named(connect, graph_emulator, tmp_path):
-    app = graph_emulator.add_app()
-    graph_emulator.add_federated_credential(app, "system:serviceaccount:airflow:worker")
+    app = graph_emulator.entra.add_app()
+    graph_emulator.entra.add_federated_credential(app, "system:serviceaccount:airflow:worker")
     token_file = tmp_path / "token"
-    token_file.write_text(graph_emulator.issue_federated_token("system:serviceaccount:airflow:worker",
+    token_file.write_text(graph_emulator.entra.issue_federated_token("system:serviceaccount:airflow:worker",
                                                                audience="api://SomethingElse"))
     hook = connect(login=app.client_id, password=None, extra={"federated_token_file": str(token_file)})
     with pytest.raises(GraphAuthError, match="AADSTS700212.*audience"):
         send(hook, "never")
-    assert graph_emulator.side_effect_requests == []
+    assert graph_emulator.inspect.side_effect_requests == []
 
 
 @pytest.mark.parametrize("form", ["imds", "app_service"])
 def test_managed_identity_system_assigned(connect, graph_emulator, monkeypatch, form):
-    for name, value in graph_emulator.managed_identity_env(form).items():
+    for name, value in graph_emulator.entra.managed_identity_env(form).items():
         monkeypatch.setenv(name, value)
     hook = connect(login=None, password=None, extra={"credential": "managed_identity", "tenant_id": None})
     send(hook, f"managed identity via {form}")
     assert hook.client.transport.credential.kind == "managed identity (system-assigned)"
     path = "/metadata/identity/oauth2/token" if form == "imds" else "/msi/token"
-    assert [r["status"] for r in graph_emulator.request_log if r["path"] == path] == [200]
+    assert [r["status"] for r in graph_emulator.inspect.request_log if r["path"] == path] == [200]
     assert sent_by(graph_emulator, graph_emulator.default_sender) == [f"managed identity via {form}"]
 
 
 def test_managed_identity_user_assigned(connect, graph_emulator, monkeypatch):
-    for name, value in graph_emulator.managed_identity_env().items():
+    for name, value in graph_emulator.entra.managed_identity_env().items():
         monkeypatch.setenv(name, value)
-    identity = graph_emulator.add_managed_identity()
+    identity = graph_emulator.entra.directory.add_managed_identity()
     hook = connect(login=identity.client_id, password=None, extra={"credential": "managed_identity"})
     send(hook, "user-assigned")
     assert hook.client.transport.credential.describe() == f"managed identity (user-assigned), client id {identity.client_id}"
@@ -149,9 +149,9 @@ def test_managed_identity_without_an_endpoint_is_explained(connect, monkeypatch)
 
 
 def delegated_connection(graph_emulator, user="ann@contoso.com", **extra):
-    graph_emulator.add_user(user, "Ann")
-    app = graph_emulator.add_app(public_client=True)
-    token = graph_emulator.issue_refresh_token(user, app)
+    graph_emulator.backend.store.add_user(user, "Ann")
+    app = graph_emulator.entra.add_app(public_client=True)
+    token = graph_emulator.entra.issue_refresh_token(user, app)
     return app, token, {"login": app.client_id, "password": None, "extra": {"refresh_token": token, "sender": None,
                                                                               **extra}}
 
@@ -167,15 +167,16 @@ def test_refresh_token_sends_as_the_user(connect, graph_emulator, caplog, capfd)
     app, token, conn = delegated_connection(graph_emulator)
     hook = connect(**conn)
     send(hook, "as Ann")
-    assert [r["path"] for r in graph_emulator.request_log if r["path"].endswith("sendMail")] == ["/v1.0/me/sendMail"]
+    sends = [r["path"] for r in graph_emulator.inspect.request_log if r["path"].endswith("sendMail")]
+    assert sends == ["/v1.0/me/sendMail"]
     assert sent_by(graph_emulator, "ann@contoso.com") == ["as Ann"]
     ok, text = hook.test_connection()
     assert ok and "delegated scopes granted: Mail.ReadWrite, Mail.Send" in text
-    rotated = [t for t, g in graph_emulator.directory.refresh_tokens.items() if g.client_id == app.client_id]
+    rotated = [t for t, g in graph_emulator.entra.directory.refresh_tokens.items() if g.client_id == app.client_id]
     assert len(rotated) == 2  # Entra answered with a new refresh token
     text = logged(caplog, capfd)
     assert "Sent 'as Ann'" in text  # the log was captured
-    for secret in [*rotated, *graph_emulator.issuer.issued]:
+    for secret in [*rotated, *graph_emulator.entra.issuer.issued]:
         assert secret not in text
 
 
@@ -184,10 +185,10 @@ def test_rotated_refresh_token_is_kept_only_in_the_configured_cache(connect, gra
     app, token, conn = delegated_connection(graph_emulator, token_cache_path=str(cache))
     send(connect(**conn), "first run")
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
-    rotated = next(t for t, grant in graph_emulator.directory.refresh_tokens.items()
+    rotated = next(t for t, grant in graph_emulator.entra.directory.refresh_tokens.items()
                    if t != token and grant.client_id == app.client_id)
     assert rotated in cache.read_text()
-    graph_emulator.directory.refresh_tokens[token].revoked = True  # the connection's own token no longer works
+    graph_emulator.entra.directory.refresh_tokens[token].revoked = True  # the connection's own token no longer works
 
     forget_shared()  # a later task, in a new process: starts from the cache's newest token
     send(connect(**conn), "second run")
@@ -201,9 +202,9 @@ def test_rotated_refresh_token_is_kept_only_in_the_configured_cache(connect, gra
 
 
 def test_refresh_token_with_a_confidential_app(connect, graph_emulator):
-    graph_emulator.add_user("bob@contoso.com")
-    app = graph_emulator.add_app(secret="app-secret")
-    token = graph_emulator.issue_refresh_token("bob@contoso.com", app)
+    graph_emulator.backend.store.add_user("bob@contoso.com")
+    app = graph_emulator.entra.add_app(secret="app-secret")
+    token = graph_emulator.entra.issue_refresh_token("bob@contoso.com", app)
     send(connect(login=app.client_id, password="app-secret", extra={"refresh_token": token, "sender": None}),
          "confidential")
     assert sent_by(graph_emulator, "bob@contoso.com") == ["confidential"]
@@ -218,7 +219,7 @@ def test_one_token_cache_per_credential_in_the_process(connect, graph_emulator):
     send(second, "two")
     assert first.client.transport.credential is second.client.transport.credential
     assert token_requests(graph_emulator) == 1
-    other = graph_emulator.add_app(secret="other")
+    other = graph_emulator.entra.add_app(secret="other")
     send(connect("graph_mail_c", login=other.client_id, password="other"), "three")
     assert token_requests(graph_emulator) == 2
 
@@ -228,10 +229,11 @@ def test_a_token_is_reused_until_shortly_before_it_expires(tmp_path, monkeypatch
     (or all but 5 minutes of an hour's) has passed, and at once after a 401."""
     import time
 
-    from airflow_graph_mail.emulator import GraphEmulator
+    from graph_mail_emulator import EmulatorConfig, GraphEmulator
+
     from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
-    with GraphEmulator(tmp_path, token_lifetime=4) as emulator:
+    with GraphEmulator(EmulatorConfig(tmp_path, token_lifetime=4)) as emulator:
         monkeypatch.setenv("AIRFLOW_CONN_GRAPH_MAIL_SHORT", json.dumps(emulator.connection()))
         credential = GraphMailHook(graph_mail_conn_id="graph_mail_short").client.transport.credential
         asked = []
@@ -266,7 +268,7 @@ def test_conflicting_or_missing_settings_say_what_to_change(connect, graph_emula
     with pytest.raises(GraphConfigError) as err:
         send(connect("graph_mail_conflict", **changes), "never")
     assert message in str(err.value)
-    assert graph_emulator.side_effect_requests == []
+    assert graph_emulator.inspect.side_effect_requests == []
 
 
 def test_msgraph_connection_works_as_it_is(graph_emulator, monkeypatch, tmp_path):
@@ -274,9 +276,9 @@ def test_msgraph_connection_works_as_it_is(graph_emulator, monkeypatch, tmp_path
     from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
     host = graph_emulator.base_url.split("://")[1]
-    conn = {"conn_type": "msgraph", "login": graph_emulator.default_app.client_id,
-            "password": next(iter(graph_emulator.default_app.secrets)), "host": host, "schema": "https",
-            "extra": {"tenant_id": graph_emulator.tenant_id, "authority": host, "api_version": "v1.0",
+    conn = {"conn_type": "msgraph", "login": graph_emulator.entra.default_app.client_id,
+            "password": next(iter(graph_emulator.entra.default_app.secrets)), "host": host, "schema": "https",
+            "extra": {"tenant_id": graph_emulator.entra.tenant_id, "authority": host, "api_version": "v1.0",
                       "verify": str(graph_emulator.ca_path), "proxies": json.dumps({}),
                       "scopes": f"{graph_emulator.base_url}/.default"}}
     monkeypatch.setenv("AIRFLOW_CONN_MSGRAPH_DEFAULT", json.dumps(conn))
@@ -287,7 +289,7 @@ def test_msgraph_connection_works_as_it_is(graph_emulator, monkeypatch, tmp_path
 
     forget_shared()
     bundle, cert = make_certificate()
-    app = graph_emulator.add_app(certificate_pem=cert)
+    app = graph_emulator.entra.add_app(certificate_pem=cert)
     conn.update(login=app.client_id, password=None, host=None)
     conn["extra"].update(certificate_data=bundle.decode(), base_url=f"{graph_emulator.base_url}/beta/")
     monkeypatch.setenv("AIRFLOW_CONN_MSGRAPH_CERT", json.dumps(conn))
@@ -310,7 +312,7 @@ CLOUD_HOSTS = {
 @pytest.mark.parametrize("cloud", sorted(CLOUD_HOSTS))
 def test_each_cloud_picks_its_graph_host_authority_and_scope(connect, graph_emulator, cloud, monkeypatch):
     graph, login = CLOUD_HOSTS[cloud]
-    tenant = graph_emulator.tenant_id
+    tenant = graph_emulator.entra.tenant_id
     client = connect(extra={"cloud": cloud, "graph_url": None, "authority_url": None}).get_conn()
     assert client.transport.base_url == f"{graph}/v1.0"
     assert client.transport.credential.scope == f"{graph}/.default" and client.transport.credential.authority == f"{login}/{tenant}"
@@ -354,7 +356,7 @@ def test_emulator_identity_endpoints_check_their_headers(http, graph_emulator):
     assert refused.status_code == 400
     assert refused.json()["error_description"] == "Required metadata header not specified"
     answered = http.get(imds, params=resource, headers={"Metadata": "true"}).json()
-    assert answered["client_id"] == graph_emulator.directory.system_identity.client_id
+    assert answered["client_id"] == graph_emulator.entra.directory.system_identity.client_id
     assert int(answered["expires_in"]) == graph_emulator.entra.token_lifetime
     app_service = f"{graph_emulator.base_url}/msi/token"
     assert http.get(app_service, params=resource, headers={"X-IDENTITY-HEADER": "guess"}).status_code == 401
@@ -368,9 +370,9 @@ def test_msgraph_verify_false_is_honoured_with_a_warning(graph_emulator, monkeyp
     """msgraph's own `verify: false` turns TLS checks off, as it does there; we say so in the log."""
     from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
-    conn = {"conn_type": "msgraph", "login": graph_emulator.default_app.client_id,
-            "password": next(iter(graph_emulator.default_app.secrets)),
-            "extra": {"tenant_id": graph_emulator.tenant_id, "authority": graph_emulator.base_url,
+    conn = {"conn_type": "msgraph", "login": graph_emulator.entra.default_app.client_id,
+            "password": next(iter(graph_emulator.entra.default_app.secrets)),
+            "extra": {"tenant_id": graph_emulator.entra.tenant_id, "authority": graph_emulator.base_url,
                       "base_url": graph_emulator.base_url, "verify": False, "sender": graph_emulator.default_sender}}
     monkeypatch.setenv("AIRFLOW_CONN_MSGRAPH_INSECURE", json.dumps(conn))
     caplog.set_level(logging.WARNING)

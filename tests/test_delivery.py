@@ -11,10 +11,9 @@ import time
 import pytest
 import requests
 
-from airflow_graph_mail.graph.errors import GraphRequestError, OutcomeUnknownError, ThrottledError
-from airflow_graph_mail.graph.idempotency import PROPERTY_ID
-from airflow_graph_mail.mail.keys import make_key
+from airflow_graph_mail import GraphRequestError, OutcomeUnknownError, ThrottledError
 from airflow_graph_mail.graph.retry import RetryPolicy, never_sent, retry_after_seconds
+from airflow_graph_mail.mail.idempotency import PROPERTY_ID, make_key
 from airflow_graph_mail.mail.message import Message
 
 FAST = {"retry_backoff": 0.02, "retry_max_wait": 20}
@@ -31,7 +30,7 @@ def note(to="ann@example.com", subject="Report", **kwargs) -> Message:
 
 
 def sends(emulator, route="/sendMail") -> list[dict]:
-    return [r for r in emulator.request_log if r["path"].endswith(route) and r["method"] == "POST"]
+    return [r for r in emulator.inspect.request_log if r["path"].endswith(route) and r["method"] == "POST"]
 
 
 def test_retry_after_in_seconds_or_as_an_http_date():
@@ -73,7 +72,7 @@ def test_429_waits_for_retry_after_and_logs_reason_and_request_id(fast_hook, gra
     assert attempts[2]["time"] - attempts[0]["time"] >= 0.4
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 2 and all("429 TooManyRequests (request-id " in m and "in 0.2s" in m for m in retries)
-    assert len(graph_emulator.messages("ann@example.com")) == 1
+    assert len(graph_emulator.inspect.messages("ann@example.com")) == 1
 
 
 def test_throttling_gives_up_when_the_budget_is_spent(connect, graph_emulator):
@@ -82,7 +81,7 @@ def test_throttling_gives_up_when_the_budget_is_spent(connect, graph_emulator):
     with pytest.raises(ThrottledError):
         hook.send_mail(note())
     assert len(sends(graph_emulator)) == 3  # 2 waits of 0.4 s fit in 1 s, a third does not
-    assert graph_emulator.messages("ann@example.com") == []
+    assert graph_emulator.inspect.messages("ann@example.com") == []
 
 
 @pytest.mark.parametrize("fault", [503, 504, "accept_504", "drop", "drop_after"])
@@ -99,8 +98,8 @@ def test_unclear_answer_with_a_key_is_checked_then_sent_exactly_once(connect, gr
     hook = connect(extra={**FAST, "timeout": 1})
     graph_emulator.faults.add("send_mail", fault, delay=1.5)
     assert hook.send_mail(note(), idempotency_key="k-1") == "sent"
-    assert graph_emulator.deliveries(PROPERTY_ID) == {"k-1": 1}
-    lookups = [r["path"].split("/")[-2] for r in graph_emulator.request_log
+    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == {"k-1": 1}
+    lookups = [r["path"].split("/")[-2] for r in graph_emulator.inspect.request_log
                if r["method"] == "GET" and "/mailFolders/" in r["path"]]
     processed = fault in ("accept_504", "drop_after", "slow")
     assert lookups == (["sentitems"] if processed else ["sentitems", "outbox"])
@@ -119,7 +118,7 @@ def test_check_first_skips_what_an_earlier_attempt_sent(fast_hook, graph_emulato
     assert fast_hook.send_mail(note(), idempotency_key="run-1/0") == "sent"
     assert fast_hook.send_mail(note(), idempotency_key="run-1/0", check_first=True) == "already_sent"
     assert fast_hook.send_mail(note(), idempotency_key="run-1/1", check_first=True) == "sent"
-    assert graph_emulator.deliveries(PROPERTY_ID) == {"run-1/0": 1, "run-1/1": 1}
+    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == {"run-1/0": 1, "run-1/1": 1}
 
 
 def test_draft_path_send_is_checked_by_immutable_id(fast_hook, graph_emulator, tmp_path):
@@ -128,8 +127,8 @@ def test_draft_path_send_is_checked_by_immutable_id(fast_hook, graph_emulator, t
     for key, fault in (("big-accepted", "accept_504"), ("big-refused", 503), ("big-dropped", "drop_after")):
         graph_emulator.faults.add("send_draft", fault)
         assert fast_hook.send_mail(note(attachments=[str(big)]), idempotency_key=key) == "sent"
-    assert graph_emulator.deliveries(PROPERTY_ID) == {"big-accepted": 1, "big-refused": 1, "big-dropped": 1}
-    assert graph_emulator.messages(graph_emulator.default_sender, "drafts") == []
+    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == {"big-accepted": 1, "big-refused": 1, "big-dropped": 1}
+    assert graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts") == []
     assert len(sends(graph_emulator, "/send")) == 4  # only the refused one went twice
 
 
@@ -140,21 +139,21 @@ def test_draft_path_leftover_of_a_crashed_attempt_is_replaced(fast_hook, graph_e
     graph_emulator.faults.add("delete_message", 503, times=99)  # ... and cannot clean up
     with pytest.raises(GraphRequestError, match="400 BadRequest"):
         fast_hook.send_mail(note(attachments=[str(big)]), idempotency_key="crashed")
-    assert len(graph_emulator.messages(graph_emulator.default_sender, "drafts")) == 1
+    assert len(graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts")) == 1
     graph_emulator.faults.clear()
     assert fast_hook.send_mail(note(attachments=[str(big)]), idempotency_key="crashed", check_first=True) == "sent"
-    assert graph_emulator.messages(graph_emulator.default_sender, "drafts") == []
-    assert graph_emulator.deliveries(PROPERTY_ID) == {"crashed": 1}
+    assert graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts") == []
+    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == {"crashed": 1}
 
 
 @pytest.mark.parametrize("fault", ["drop_after", "accept_504", 503])
 def test_draft_created_once_after_an_unclear_answer(fast_hook, graph_emulator, fault):
     graph_emulator.faults.add("create_message", fault)
     draft = fast_hook.create_draft(note(), idempotency_key="draft-1")
-    (stored,) = graph_emulator.messages(graph_emulator.default_sender, "drafts")
+    (stored,) = graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts")
     assert draft["id"] == stored["_immutableId"] and draft["webLink"]
     again = fast_hook.create_draft(note(subject="Report v2"), idempotency_key="draft-1", check_first=True)
-    (stored,) = graph_emulator.messages(graph_emulator.default_sender, "drafts")
+    (stored,) = graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts")
     assert stored["subject"] == "Report v2" and again["id"] == stored["_immutableId"]
 
 
@@ -171,11 +170,11 @@ def test_send_draft_by_id_is_sent_once(fast_hook, graph_emulator, fault):
     graph_emulator.faults.add("send_draft", fault)
     assert fast_hook.send_draft(draft["id"]) == "sent"
     assert fast_hook.send_draft(draft["id"], check_first=True) == "already_sent"  # a retried task
-    assert len(graph_emulator.messages("ann@example.com")) == 1
+    assert len(graph_emulator.inspect.messages("ann@example.com")) == 1
 
 
 def test_send_draft_check_first_still_names_a_wrong_id(fast_hook):
-    from airflow_graph_mail.graph.errors import ItemNotFoundError
+    from airflow_graph_mail import ItemNotFoundError
 
     with pytest.raises(ItemNotFoundError):
         fast_hook.send_draft("AAkALgNoSuchDraft", check_first=True)
@@ -187,5 +186,5 @@ def test_a_users_own_extended_property_is_kept_beside_the_key(fast_hook, graph_e
     fast_hook.send_mail({"Subject": "Run 7", "ToRecipients": [{"EmailAddress": {"Address": "ann@example.com"}}],
                          "SingleValueExtendedProperties": [{"Id": mine, "Value": "run-7"}]},
                         idempotency_key="run-7/0")
-    assert graph_emulator.deliveries(PROPERTY_ID) == {"run-7/0": 1}
-    assert graph_emulator.deliveries(mine) == {"run-7": 1}
+    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == {"run-7/0": 1}
+    assert graph_emulator.inspect.deliveries(mine) == {"run-7": 1}

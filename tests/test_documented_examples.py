@@ -7,10 +7,9 @@ import base64
 from email.message import EmailMessage
 
 import pytest
+from graph_mail_emulator import EmulatorConfig, GraphEmulator, Limits
 
-from airflow_graph_mail.emulator import GraphEmulator
-from airflow_graph_mail.graph.errors import InvalidMimeError
-from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail import InvalidMimeError, MessageValidationError
 
 
 def to(*addresses):
@@ -52,7 +51,7 @@ def colleagues(graph_emulator):
     """The people Microsoft's examples write to are users of the tenant (contoso.com is an accepted domain
     there: an address no user has would bounce)."""
     for name in ("frannis", "danas", "alexw", "meganb", "samb", "adelev"):
-        graph_emulator.add_user(f"{name}@contoso.com")
+        graph_emulator.backend.store.add_user(f"{name}@contoso.com")
 
 
 @pytest.fixture(params=["v1.0", "beta"])
@@ -62,32 +61,32 @@ def versioned_hook(request, connect):
 
 def test_send_json_with_save_to_sent_items_false(versioned_hook, graph_emulator):
     versioned_hook.send_mail(LUNCH, save_to_sent_items=False)
-    assert graph_emulator.request_log[-1]["status"] == 202
-    assert [m["subject"] for m in graph_emulator.messages("frannis@contoso.com")] == [LUNCH["subject"]]
-    assert len(graph_emulator.messages("danas@contoso.com")) == 1
-    assert graph_emulator.messages(graph_emulator.default_sender, "sentitems") == []
+    assert graph_emulator.inspect.request_log[-1]["status"] == 202
+    assert [m["subject"] for m in graph_emulator.inspect.messages("frannis@contoso.com")] == [LUNCH["subject"]]
+    assert len(graph_emulator.inspect.messages("danas@contoso.com")) == 1
+    assert graph_emulator.inspect.messages(graph_emulator.default_sender, "sentitems") == []
 
 
 def test_send_with_custom_headers(versioned_hook, graph_emulator):
     versioned_hook.send_mail(HEADERS)
-    (got,) = graph_emulator.messages("alexw@contoso.com")
+    (got,) = graph_emulator.inspect.messages("alexw@contoso.com")
     assert got["internetMessageHeaders"] == HEADERS["internetMessageHeaders"]
     assert got["body"]["contentType"] == "html"
-    assert len(graph_emulator.messages(graph_emulator.default_sender, "sentitems")) == 1
+    assert len(graph_emulator.inspect.messages(graph_emulator.default_sender, "sentitems")) == 1
 
 
 def test_send_with_file_attachment(versioned_hook, graph_emulator):
     versioned_hook.send_mail(ATTACHED)
-    (got,) = graph_emulator.messages("meganb@contoso.com")
-    assert graph_emulator.attachment_bytes(got["id"]) == {"notes.txt": b"Hi there!"}
+    (got,) = graph_emulator.inspect.messages("meganb@contoso.com")
+    assert graph_emulator.inspect.attachment_bytes(got["id"]) == {"notes.txt": b"Hi there!"}
 
 
 def test_send_mime(versioned_hook, graph_emulator):
     versioned_hook.send_mime(multipart_mime())
-    assert graph_emulator.request_log[-1]["status"] == 202
-    (got,) = graph_emulator.messages("alexw@contoso.com")
+    assert graph_emulator.inspect.request_log[-1]["status"] == 202
+    (got,) = graph_emulator.inspect.messages("alexw@contoso.com")
     assert got["subject"] == "MIME test" and got["body"]["contentType"] == "html"
-    assert graph_emulator.attachment_bytes(got["id"]) == {"test.txt": b"attachment text"}
+    assert graph_emulator.inspect.attachment_bytes(got["id"]) == {"test.txt": b"attachment text"}
 
 
 def test_malformed_mime_gets_documented_error(versioned_hook, graph_emulator):
@@ -106,16 +105,16 @@ def test_malformed_mime_gets_documented_error(versioned_hook, graph_emulator):
 
 def test_send_flagged_message(versioned_hook, graph_emulator):
     versioned_hook.send_mail(FLAGGED)
-    (got,) = graph_emulator.messages("meganb@contoso.com")
+    (got,) = graph_emulator.inspect.messages("meganb@contoso.com")
     assert got["flag"]["flagStatus"] == "flagged"
     assert got["flag"]["dueDateTime"]["dateTime"] == "2026-11-27T17:00:00"
 
 
 def test_mention_is_beta_only(connect, graph_emulator):
-    from airflow_graph_mail.graph.errors import GraphRequestError
+    from airflow_graph_mail import GraphRequestError
 
     connect(extra={"api_version": "beta"}).send_mail(MENTION)
-    assert graph_emulator.messages("samb@contoso.com")[0]["mentions"][0]["mentioned"]["address"] == \
+    assert graph_emulator.inspect.messages("samb@contoso.com")[0]["mentions"][0]["mentioned"]["address"] == \
         "danas@contoso.com"
     with pytest.raises(GraphRequestError, match="mentions"):
         connect().send_mail(MENTION)
@@ -125,7 +124,7 @@ def test_create_draft_json(hook, graph_emulator):
     draft = hook.create_draft({"subject": "Last night's game", "importance": "Low",
                                "body": {"contentType": "HTML", "content": "It was <b>great</b>!"},
                                "toRecipients": to("adelev@contoso.com")})
-    assert graph_emulator.request_log[-1]["status"] == 201
+    assert graph_emulator.inspect.request_log[-1]["status"] == 201
     assert draft["isDraft"] is True and draft["importance"] == "low"
     assert draft["bodyPreview"] == "It was great!"  # as the page shows: inline tags leave no space
     assert draft["webLink"] and draft["id"]
@@ -134,7 +133,7 @@ def test_create_draft_json(hook, graph_emulator):
 def test_create_draft_with_custom_headers(hook, graph_emulator):
     draft = hook.create_draft(HEADERS)
     assert "internetMessageHeaders" not in draft  # not returned by default, as documented
-    stored = graph_emulator.full_message(draft["id"])
+    stored = graph_emulator.inspect.full_message(draft["id"])
     assert stored["internetMessageHeaders"] == HEADERS["internetMessageHeaders"]
 
 
@@ -153,8 +152,8 @@ def test_create_draft_mime(hook, graph_emulator):
 def test_send_existing_draft(hook, graph_emulator):
     draft = hook.create_draft(LUNCH)
     hook.send_draft(draft["id"])
-    assert graph_emulator.request_log[-1]["status"] == 202
-    assert len(graph_emulator.messages("frannis@contoso.com")) == 1
+    assert graph_emulator.inspect.request_log[-1]["status"] == 202
+    assert len(graph_emulator.inspect.messages("frannis@contoso.com")) == 1
 
 
 def test_old_sdk_example_with_capitalised_parameters_and_204(tmp_path, monkeypatch):
@@ -164,16 +163,16 @@ def test_old_sdk_example_with_capitalised_parameters_and_204(tmp_path, monkeypat
 
     from airflow_graph_mail.hooks.graph_mail import GraphMailHook
 
-    with GraphEmulator(tmp_path, sendmail_status=204) as emulator:
-        emulator.add_user("x@contoso.com")
+    with GraphEmulator(EmulatorConfig(tmp_path, limits=Limits(sendmail_status=204))) as emulator:
+        emulator.backend.store.add_user("x@contoso.com")
         monkeypatch.setenv("AIRFLOW_CONN_GRAPH_MAIL_DEFAULT", json.dumps(emulator.connection()))
         hook = GraphMailHook()
         sample = {"@odata.type": "#microsoft.graph.message", "id": "ignored", "subject": "Subject value",
                   "toRecipients": [{"@odata.type": "microsoft.graph.recipient"}]}
         with pytest.raises(MessageValidationError, match="toRecipients"):
             hook.send_mail(sample)
-        assert emulator.side_effect_requests == []
+        assert emulator.inspect.side_effect_requests == []
         hook.send_mail({**sample, "toRecipients": to("x@contoso.com"), "isRead": True,
                         "createdDateTime": "2016-12-31T23:58:51Z"})
-        assert emulator.request_log[-1]["status"] == 204
-        assert len(emulator.messages("x@contoso.com")) == 1
+        assert emulator.inspect.request_log[-1]["status"] == 204
+        assert len(emulator.inspect.messages("x@contoso.com")) == 1

@@ -43,13 +43,13 @@ def test_the_approval_request_is_mailed_with_a_link_to_respond(airflow_template_
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
-        while not graph_emulator.messages("approver@example.com") and time.monotonic() < deadline:
+        while not graph_emulator.inspect.messages("approver@example.com") and time.monotonic() < deadline:
             assert run.poll() is None, "the DAG run ended before the approval mail"
             time.sleep(0.5)
     finally:
         run.kill()
         run.wait()
-    (mail,) = graph_emulator.messages("approver@example.com")
+    (mail,) = graph_emulator.inspect.messages("approver@example.com")
     assert mail["subject"] == "[Airflow] Your input is needed: Publish the weekly revenue report for 2026-11-20?"
     body = mail["body"]["content"]
     assert "Revenue 2026-11-20: 1.2M" in body and "Approve, Reject" in body and "Reject after 1 day, 0:00:00" in body
@@ -74,6 +74,6 @@ def test_a_question_over_several_lines_is_folded_into_the_subject(graph_emulator
                                body="Revenue: 1.2M", notifiers=[notifier])
     ti = SimpleNamespace(dag_id="hitl_approval", task_id="approve_report", map_index=-1, run_id="manual__1")
     notifier.notify({"task": approve, "task_instance": ti, "ti": ti, "run_id": "manual__1"})
-    (mail,) = graph_emulator.messages("approver@example.com")
+    (mail,) = graph_emulator.inspect.messages("approver@example.com")
     assert mail["subject"] == "[Airflow] Your input is needed: Publish the report for 2026-11-20? Now"
     assert "Revenue: 1.2M" in mail["body"]["content"]

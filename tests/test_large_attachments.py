@@ -9,9 +9,8 @@ import re
 
 import pytest
 
-from airflow_graph_mail.graph.errors import MailboxNotEnabledError
-from airflow_graph_mail.graph.upload import CHUNK_UNIT, MAX_CHUNK_BYTES, UploadFailedError
-from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail import MailboxNotEnabledError, MessageValidationError, UploadFailedError
+from airflow_graph_mail.graph.upload import CHUNK_UNIT, MAX_CHUNK_BYTES
 from airflow_graph_mail.mail.message import Message
 
 MB = 1024 * 1024
@@ -21,7 +20,7 @@ KB = 1000
 @pytest.fixture
 def big_hook(connect, graph_emulator):
     """Both sides at 150 MB, as a tenant whose admin raised the limit."""
-    graph_emulator.set_limits(message_size_limit=150 * MB, upload_budget_bytes=2000 * MB)
+    graph_emulator.backend.set_limits(message_size_limit=150 * MB, upload_budget_bytes=2000 * MB)
     return connect(extra={"max_message_size_mb": 150})
 
 
@@ -39,14 +38,14 @@ def make_file(directory, name: str, size: int) -> tuple[str, str]:
 
 
 def delivered(emulator, address="ann@example.com", folder="inbox") -> dict:
-    (message,) = emulator.messages(address, folder, with_content=False)
+    (message,) = emulator.inspect.messages(address, folder, with_content=False)
     return {a["name"]: a["sha256"] for a in message["attachments"]}
 
 
 def calls(emulator) -> list[str]:
     """The request log as short names: sendMail, messages, attachments, createUploadSession, PUT, send..."""
     names = []
-    for r in emulator.request_log:
+    for r in emulator.inspect.request_log:
         if "/oauth2/" in r["path"] or "openid" in r["path"]:
             continue
         last = r["path"].rsplit("/", 1)[-1]
@@ -67,7 +66,7 @@ def test_any_size_one_call(big_hook, graph_emulator, tmp_path, size):
         assert steps == ["sendMail"]
     else:
         assert steps[:2] == ["draft", "createUploadSession"] and steps[-1] == "send"
-    assert graph_emulator.messages(graph_emulator.default_sender, "drafts") == []
+    assert graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts") == []
 
 
 def test_path_per_attachment_at_the_3_mb_boundary(big_hook, graph_emulator, tmp_path):
@@ -82,7 +81,7 @@ def test_path_per_attachment_at_the_3_mb_boundary(big_hook, graph_emulator, tmp_
 def test_chunks_are_ordered_multiples_of_320_kib_without_authorization(big_hook, graph_emulator, tmp_path):
     path, _ = make_file(tmp_path, "big.bin", 10 * MB + 7)
     big_hook.send_mail(Message(to="ann@example.com", attachments=[path]))
-    puts = [r for r in graph_emulator.request_log if r["method"] == "PUT"]
+    puts = [r for r in graph_emulator.inspect.request_log if r["method"] == "PUT"]
     starts = [int(re.match(r"bytes (\d+)-", r["content_range"]).group(1)) for r in puts]
     assert starts == sorted(starts) and starts[0] == 0
     assert all(r["bytes"] % CHUNK_UNIT == 0 and r["bytes"] <= MAX_CHUNK_BYTES for r in puts[:-1])
@@ -100,7 +99,7 @@ def test_mixed_with_inline_image(big_hook, graph_emulator, tmp_path):
     big_hook.send_mail(message)
     expected = {os.path.basename(p): d for p, d in files.items()} | {"chart.png": chart_digest}
     assert delivered(graph_emulator) == expected
-    (mail,) = graph_emulator.messages("ann@example.com", with_content=False)
+    (mail,) = graph_emulator.inspect.messages("ann@example.com", with_content=False)
     (image,) = [a for a in mail["attachments"] if a["isInline"]]
     assert image["contentId"] == "chart.png" and image["contentType"] == "image/png"
 
@@ -110,10 +109,10 @@ def test_draft_keeps_every_attachment(big_hook, graph_emulator, tmp_path):
     large, large_digest = make_file(tmp_path, "large.pdf", 12 * MB)
     draft = big_hook.create_draft(Message(to="ann@example.com", subject="review me", attachments=[small, large]))
     assert draft["id"] and draft["webLink"] and draft["hasAttachments"] is True
-    (stored,) = graph_emulator.messages(graph_emulator.default_sender, "drafts", with_content=False)
+    (stored,) = graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts", with_content=False)
     assert {a["name"]: a["sha256"] for a in stored["attachments"]} == {"small.csv": small_digest,
                                                                      "large.pdf": large_digest}
-    assert graph_emulator.sends == 0 and graph_emulator.messages("ann@example.com") == []
+    assert graph_emulator.backend.delivery.sends == 0 and graph_emulator.inspect.messages("ann@example.com") == []
     big_hook.send_draft(draft["id"])
     assert delivered(graph_emulator) == {"small.csv": small_digest, "large.pdf": large_digest}
 
@@ -122,7 +121,7 @@ def test_save_to_sent_items_false_on_the_draft_path(big_hook, graph_emulator, tm
     path, digest = make_file(tmp_path, "big.bin", 4 * MB)
     big_hook.send_mail(Message(to="ann@example.com", attachments=[path]), save_to_sent_items=False)
     assert delivered(graph_emulator) == {"big.bin": digest}
-    assert graph_emulator.messages(graph_emulator.default_sender, "sentitems") == []
+    assert graph_emulator.inspect.messages(graph_emulator.default_sender, "sentitems") == []
 
 
 @pytest.mark.parametrize("fault", ["drop", "drop_after", 503, 500, 429])
@@ -133,7 +132,7 @@ def test_broken_upload_resumes(big_hook, graph_emulator, tmp_path, fault):
     assert graph_emulator.faults.fired == [("upload_chunk", fault)]
     assert delivered(graph_emulator) == {"big.bin": digest}
     # the client asked the session where to resume, and sent no byte twice except after an unknown outcome
-    assert any(r["method"] == "GET" and "AttachmentSessions" in r["path"] for r in graph_emulator.request_log)
+    assert any(r["method"] == "GET" and "AttachmentSessions" in r["path"] for r in graph_emulator.inspect.request_log)
 
 
 def test_vanished_session_is_replaced(big_hook, graph_emulator, tmp_path):
@@ -151,20 +150,21 @@ def test_upload_that_fails_for_good_leaves_nothing(big_hook, graph_emulator, tmp
     graph_emulator.faults.add("upload_chunk", 503, skip=1, times=100, retry_after=0)
     with pytest.raises(UploadFailedError, match=r"'large.bin': upload stopped at byte 3,932,160 of 12,582,912"):
         big_hook.send_mail(Message(to="ann@example.com", attachments=[small, large]))
-    log = list(graph_emulator.request_log)
+    log = list(graph_emulator.inspect.request_log)
     assert log[-1]["method"] == "DELETE" and "/messages/" in log[-1]["path"]  # the draft, deleted last
     assert any(r["method"] == "DELETE" and "AttachmentSessions" in r["path"] for r in log)
     for folder in ("drafts", "sentitems"):
-        assert graph_emulator.messages(graph_emulator.default_sender, folder) == []
-    assert graph_emulator.messages("ann@example.com") == [] and not list(graph_emulator.backend.uploads.directory.iterdir())
+        assert graph_emulator.inspect.messages(graph_emulator.default_sender, folder) == []
+    assert graph_emulator.inspect.messages("ann@example.com") == []
+    assert not list(graph_emulator.backend.uploads.directory.iterdir())
 
 
 def test_upload_budget_is_waited_out(connect, graph_emulator, tmp_path):
     """Over the mailbox's upload budget the emulator answers 429 + Retry-After; the upload waits, then goes on."""
-    graph_emulator.set_limits(upload_budget_bytes=8 * MB, upload_budget_window=2)
+    graph_emulator.backend.set_limits(upload_budget_bytes=8 * MB, upload_budget_window=2)
     path, digest = make_file(tmp_path, "big.bin", 10 * MB)
     connect().send_mail(Message(to="ann@example.com", attachments=[path]))
-    assert 429 in [r["status"] for r in graph_emulator.request_log]
+    assert 429 in [r["status"] for r in graph_emulator.inspect.request_log]
     assert delivered(graph_emulator) == {"big.bin": digest}
 
 
@@ -180,15 +180,15 @@ def test_limits_are_checked_before_any_request(hook, connect, graph_emulator, tm
     with pytest.raises(MessageValidationError, match="limit is 20 MB"):
         connect(extra={"max_message_size_mb": 20}).send_mail(
             Message(to="ann@example.com", attachments=[("x.bin", b"x"), over]))
-    from airflow_graph_mail.graph.errors import GraphConfigError
+    from airflow_graph_mail import GraphConfigError
 
     with pytest.raises(GraphConfigError, match="max_message_size_mb' is '200'; give a number of MB from 1 to 150"):
         connect(extra={"max_message_size_mb": "200"}).send_mail(Message(to="ann@example.com"))
-    assert graph_emulator.side_effect_requests == []
+    assert graph_emulator.inspect.side_effect_requests == []
 
 
 def test_same_errors_on_both_paths(connect, graph_emulator, tmp_path):
-    graph_emulator.add_user("onprem@contoso.com", rest_enabled=False)
+    graph_emulator.backend.store.add_user("onprem@contoso.com", rest_enabled=False)
     hook = connect()
     path, _ = make_file(tmp_path, "big.bin", 4 * MB)
     with pytest.raises(MailboxNotEnabledError):

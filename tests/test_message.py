@@ -6,8 +6,8 @@ from email.parser import BytesParser
 
 import pytest
 
+from airflow_graph_mail import MessageValidationError, Recipient
 from airflow_graph_mail.mail.attachments import Attachment
-from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.graph_shape import graph_document
 from airflow_graph_mail.mail.message import Message
 
@@ -72,20 +72,22 @@ def test_mime_round_trip(tmp_path):
 
 def test_graph_dict_is_checked_and_copied_in_graphs_spelling():
     pasted = {"subject": "Meet", "toRecipients": [{"emailAddress": {"address": "frannis@contoso.com"}}]}
-    assert graph_document(pasted, require_recipients=True) == pasted
+    assert graph_document(pasted, require_recipients=True)[0] == pasted
     shouted = {"Subject": "Meet", "ToRecipients": [{"EmailAddress": {"Address": "frannis@contoso.com", "NAME": "F"}}],
                "SingleValueExtendedProperties": [{"Id": "String {00020329-0000-0000-C000-000000000046} Name x",
                                                   "Value": "1"}], "Flag": {"flagStatus": "flagged"}}
-    assert graph_document(shouted, require_recipients=True) == {
+    assert graph_document(shouted, require_recipients=True)[0] == {
         "subject": "Meet", "toRecipients": [{"emailAddress": {"address": "frannis@contoso.com", "name": "F"}}],
         "singleValueExtendedProperties": [{"id": "String {00020329-0000-0000-C000-000000000046} Name x",
                                            "value": "1"}], "Flag": {"flagStatus": "flagged"}}
     assert "ToRecipients" in shouted  # the caller's dict is left as it was
+    _, found = graph_document(shouted, require_recipients=True)  # what was parsed while checking, for the caller
+    assert found == {"to": [Recipient("frannis@contoso.com", "F")], "cc": [], "bcc": [], "reply_to": []}
     with pytest.raises(MessageValidationError, match="no emailAddress.address"):
         graph_document({"toRecipients": [{"@odata.type": "microsoft.graph.recipient"}]}, require_recipients=True)
     with pytest.raises(MessageValidationError, match="no recipients"):
         graph_document({"subject": "x"}, require_recipients=True)
-    assert graph_document({"subject": "x"}, require_recipients=False) == {"subject": "x"}
+    assert graph_document({"subject": "x"}, require_recipients=False)[0] == {"subject": "x"}
 
 
 def test_an_attachment_object_given_as_inline_image_becomes_inline():
@@ -122,7 +124,7 @@ def test_base64_with_line_breaks_is_accepted_in_every_shape():
     assert "\n" in wrapped
     message = Message(to="ann@example.com", attachments=[{"content_base64": wrapped, "name": "blob.bin"}])
     assert message.attachments[0].read() == data
-    document = graph_document({"toRecipients": [{"emailAddress": {"address": "ann@example.com"}}], "Attachments": [
+    document, _ = graph_document({"toRecipients": [{"emailAddress": {"address": "ann@example.com"}}], "Attachments": [
         {"@odata.type": "#microsoft.graph.fileAttachment", "Name": "blob.bin", "ContentBytes": wrapped}]},
         require_recipients=True)
     assert base64.b64decode(document["attachments"][0]["contentBytes"], validate=True) == data

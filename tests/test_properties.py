@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail import MessageValidationError
 from airflow_graph_mail.mail.message import Message
 
 PROPERTY = settings(max_examples=60, derandomize=True, database=None, deadline=None,
@@ -34,9 +34,9 @@ def sent(hook, graph_emulator):
             hook.send_mail(message)
         except MessageValidationError as err:
             assert str(err).split(":")[0], err  # names a field
-            assert graph_emulator.side_effect_requests == []
+            assert graph_emulator.inspect.side_effect_requests == []
             return err
-        (copy,) = graph_emulator.messages(graph_emulator.default_sender, "sentitems")
+        (copy,) = graph_emulator.inspect.messages(graph_emulator.default_sender, "sentitems")
         return copy
 
     return _send
@@ -82,5 +82,5 @@ def test_attachment_names_and_bytes_read_back_exactly(sent, graph_emulator, file
         return
     names = [a["name"] for a in result["attachments"]]
     assert names == [name for name, _ in files]
-    stored = [a["content"] for a in graph_emulator.store.attachments(result["id"], with_content=True)]
+    stored = [a["content"] for a in graph_emulator.backend.store.attachments(result["id"], with_content=True)]
     assert stored == [data for _, data in files]

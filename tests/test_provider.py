@@ -41,12 +41,28 @@ def test_importing_the_operators_stays_cheap():
             "import airflow_graph_mail.operators.graph_mail, airflow_graph_mail.operators.mail_merge; "
             "added = set(sys.modules) - before; "
             "heavy = sorted(m for m in added if m.split('.')[0] in ('msal', 'requests', 'cryptography') "
-            "or m.startswith('airflow_graph_mail.emulator')); "
+            "or m.startswith('graph_mail_emulator')); "
             "print(heavy, len(added))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     heavy, added = out.rsplit(" ", 1)
     assert heavy == "[]", heavy
     assert int(added) < 40, added
+
+
+def test_importing_the_package_loads_only_the_error_tree():
+    """Airflow imports the package in every process (provider discovery): its public names load when first
+    asked for, so importing it pulls in no operator, hook, sensor, notifier, client, msal or requests."""
+    code = ("import sys; before = set(sys.modules); import airflow_graph_mail; added = set(sys.modules) - before; "
+            "print(sorted(m for m in added if m.split('.')[0] in ('airflow', 'msal', 'requests', 'urllib3', "
+            "'jinja2', 'fsspec') or m.startswith('airflow_graph_mail.') and m not in ('airflow_graph_mail.errors', "
+            "'airflow_graph_mail.outcomes', 'airflow_graph_mail.redact')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+    import airflow_graph_mail
+
+    for name in airflow_graph_mail.__all__:  # every public name is there, each from its one module
+        assert getattr(airflow_graph_mail, name), name
+    assert airflow_graph_mail.GraphSendMailOperator.__module__ == "airflow_graph_mail.operators.graph_mail"
 
 
 def test_every_connection_field_is_explained_and_secrets_are_masked():

@@ -7,7 +7,6 @@ import re
 import subprocess
 
 from airflow_env import AIRFLOW, airflow_env, migrate
-
 from helpers import ROOT
 
 README = ROOT / "README.md"
@@ -40,7 +39,7 @@ def test_every_python_snippet_is_a_file_shown_whole():
 def test_the_snippets_run_as_dags(airflow_template_home, graph_emulator, tmp_path):
     """All four at once, each in its own Airflow home (they run in parallel to keep the suite quick)."""
     for colleague in ("oncall@contoso.com", "owners@contoso.com"):  # users of the tenant, or they would bounce
-        graph_emulator.add_user(colleague)
+        graph_emulator.backend.store.add_user(colleague)
     runs = {}
     for path in readme_dags():
         dag_id = (ROOT / path).stem
@@ -57,17 +56,18 @@ def test_the_snippets_run_as_dags(airflow_template_home, graph_emulator, tmp_pat
     output, returncode = results["oncall_alerts"]
     assert returncode != 0 and "the source table is empty" in output  # it fails on purpose, and alerts
 
-    bob = {m["subject"]: m for m in graph_emulator.messages("bob@example.com")}
+    bob = {m["subject"]: m for m in graph_emulator.inspect.messages("bob@example.com")}
     report = bob["Daily sales report for 2026-11-20"]
     assert "the sales report for <b>2026-11-20</b> is attached" in report["body"]["content"]
-    assert graph_emulator.attachment_bytes(report["id"]) == {
+    assert graph_emulator.inspect.attachment_bytes(report["id"]) == {
         "sales_2026-11-20.csv": b"region,revenue\nNorth,15360.50\nSouth,11020.00\n"}
     statement = bob["Your statement for 2026-11-20"]
     assert statement["body"]["content"] == "<p>Dear Bob, your balance is 80.</p>"
-    assert graph_emulator.attachment_bytes(statement["id"]) == {"statement-bob@example.com.csv": b"amount\n80\n"}
-    ann = {m["subject"]: m for m in graph_emulator.messages("ann@example.com")}
+    files = graph_emulator.inspect.attachment_bytes(statement["id"])
+    assert files == {"statement-bob@example.com.csv": b"amount\n80\n"}
+    ann = {m["subject"]: m for m in graph_emulator.inspect.messages("ann@example.com")}
     chart = ann["Revenue 2026-11-20"]
-    assert set(graph_emulator.attachment_bytes(chart["id"])) == {"chart.png", "north.csv", "south.csv"}
-    alerts = {m["subject"] for m in graph_emulator.messages("oncall@contoso.com")}
+    assert set(graph_emulator.inspect.attachment_bytes(chart["id"])) == {"chart.png", "north.csv", "south.csv"}
+    alerts = {m["subject"] for m in graph_emulator.inspect.messages("oncall@contoso.com")}
     assert "[Airflow] oncall_alerts.load failed (try 1 of 1)" in alerts
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_graph_mail.errors import MessageValidationError
+from airflow_graph_mail import MessageValidationError
 from airflow_graph_mail.mail.recipients import Recipient, check_recipient_count, parse_recipients
 
 

@@ -1,4 +1,4 @@
-"""How the mail operators render their fields (operators/rendering.py), on the Airflow version installed.
+"""How the mail operators render their fields (rendering.py), on the Airflow version installed.
 
 The one private hook the operators override is Airflow's ``_do_render_template_fields``: these tests fail
 when Airflow stops calling it, for plain or for mapped tasks, or changes its signature.
@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from airflow.providers.common.compat.sdk import DAG, AirflowFailException, BaseOperator
 
-from airflow_graph_mail.errors import RenderTimeoutError
+from airflow_graph_mail import RenderTimeoutError
 from airflow_graph_mail.operators.graph_mail import GraphSendMailOperator
-from airflow_graph_mail.operators.rendering import time_limit
+from airflow_graph_mail.rendering import time_limit
 
 ENDLESS = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
 

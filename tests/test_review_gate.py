@@ -20,7 +20,7 @@ def reviewer(emulator, act, wait: float = 2.0):
     """A thread that waits for the first draft, lets the sensor look at it once or twice, then acts on it."""
     def run():
         for _ in range(400):
-            drafts = emulator.messages(emulator.default_sender, "drafts", with_content=False)
+            drafts = emulator.inspect.messages(emulator.default_sender, "drafts", with_content=False)
             if drafts:
                 time.sleep(wait)
                 act(drafts[0])
@@ -46,17 +46,17 @@ def test_reviewed_report_defers_until_the_reviewer_sends(run_dag, graph_emulator
     """The example DAG: the gate defers (the trigger polls with async HTTP), the reviewer adds a cc and edits
     the subject in the viewer's place, and the owner is told what finally went out."""
     edits = {"ccRecipients": [{"emailAddress": {"address": "cfo@example.com"}}], "subject": "Weekly revenue (final)"}
-    reviewer(graph_emulator, lambda draft: graph_emulator.send_as_reviewer(draft["id"], edits))
+    reviewer(graph_emulator, lambda draft: graph_emulator.inspect.send_as_reviewer(draft["id"], edits))
     result = run_dag("reviewed_report", REVIEW_POLL_SECONDS="1")
     assert result.returncode == 0, output(result)[-4000:]
     assert "is still waiting for its reviewer" in output(result)
     assert "running trigger in line" in output(result)  # the gate deferred: Airflow ran its trigger
-    (note,) = graph_emulator.messages("owner@example.com")
+    (note,) = graph_emulator.inspect.messages("owner@example.com")
     assert note["subject"] == "Sent after review: Weekly revenue (final)"
     assert "to board@example.com (cc cfo@example.com)" in note["body"]["content"]
-    (sent,) = graph_emulator.messages("cfo@example.com")
-    assert graph_emulator.attachment_bytes(sent["id"])["revenue-2026-11-20.csv"].startswith(b"region,revenue")
-    trigger_gets = [r for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
+    (sent,) = graph_emulator.inspect.messages("cfo@example.com")
+    assert graph_emulator.inspect.attachment_bytes(sent["id"])["revenue-2026-11-20.csv"].startswith(b"region,revenue")
+    trigger_gets = [r for r in graph_emulator.inspect.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
     assert len(trigger_gets) >= 2  # looked more than once while the draft waited
 
 
@@ -74,8 +74,9 @@ def test_a_discarded_draft_fails_or_skips_the_gate(run_dag, graph_emulator, on_d
     assert clicked == [303]
     assert "The reviewer discarded draft" in output(result) and "moved to Deleted Items" in output(result)
     assert (result.returncode == 0) == (on_discard == "skip"), output(result)[-3000:]
-    assert graph_emulator.messages("owner@example.com") == [] and graph_emulator.messages("board@example.com") == []
-    (discarded,) = graph_emulator.messages(graph_emulator.default_sender, "deleteditems", with_content=False)
+    assert graph_emulator.inspect.messages("owner@example.com") == []
+    assert graph_emulator.inspect.messages("board@example.com") == []
+    (discarded,) = graph_emulator.inspect.messages(graph_emulator.default_sender, "deleteditems", with_content=False)
     assert discarded["isDraft"] is True
 
 
@@ -94,13 +95,13 @@ def test_a_reviewer_sending_outside_the_allow_list_fails_loudly(run_dag, graph_e
     """The mail has gone: the task fails and says so, naming the recipient outside the allowed domains."""
     edits = {"toRecipients": [{"emailAddress": {"address": "board@example.com"}},
                               {"emailAddress": {"address": "press@elsewhere.org"}}]}
-    reviewer(graph_emulator, lambda draft: graph_emulator.send_as_reviewer(draft["id"], edits))
+    reviewer(graph_emulator, lambda draft: graph_emulator.inspect.send_as_reviewer(draft["id"], edits))
     result = run_dag("review_gate", DAGS, REVIEW_MODE="deferrable",
                      connection_extra={"allowed_recipient_domains": "example.com"})
     assert result.returncode != 0
     assert "The reviewer SENT draft" in output(result)
     assert "to press@elsewhere.org, outside the connection's allowed_recipient_domains (example.com)" in output(result)
-    assert len(graph_emulator.messages("press@elsewhere.org")) == 1
+    assert len(graph_emulator.inspect.messages("press@elsewhere.org")) == 1
 
 
 def test_the_trigger_serialises_ids_only_and_runs_as_the_triggerer_runs_it(graph_emulator, monkeypatch):
@@ -118,12 +119,13 @@ def test_the_trigger_serialises_ids_only_and_runs_as_the_triggerer_runs_it(graph
     classpath, kwargs = trigger.serialize()
     assert set(kwargs) == {"graph_mail_conn_id", "message_id", "sender", "poke_interval", "deadline"}
     secret = graph_emulator.connection()["password"]
-    assert secret not in json.dumps(kwargs) and not any(t in json.dumps(kwargs) for t in graph_emulator.issuer.issued)
+    issued = graph_emulator.entra.issuer.issued
+    assert secret not in json.dumps(kwargs) and not any(t in json.dumps(kwargs) for t in issued)
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(sys.modules[module], name)(**kwargs)
     graph_emulator.faults.add("get_message", 429, retry_after=1)
     graph_emulator.faults.add("get_message", 503)
-    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.5)
+    reviewer(graph_emulator, lambda d: graph_emulator.inspect.send_as_reviewer(d["id"]), wait=1.5)
 
     async def first_event():
         ticks = 0
@@ -147,7 +149,8 @@ def test_the_trigger_serialises_ids_only_and_runs_as_the_triggerer_runs_it(graph
     assert sent["to"] == ["board@example.com"] and sent["subject"] == "Q3" and sent["sent_at"]
     assert sent["ref"] == GraphMailHook().client.ref_for("q3")  # the ref the draft was tagged with
     assert ticks > 10
-    statuses = [r["status"] for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
+    log = graph_emulator.inspect.request_log
+    statuses = [r["status"] for r in log if r["method"] == "GET" and "/messages/" in r["path"]]
     assert 429 in statuses and 503 in statuses
 
 
@@ -182,13 +185,13 @@ def test_the_reviewer_can_be_a_person_signed_in_to_graph(connect, graph_emulator
 
     app_hook = connect()
     draft = app_hook.create_draft(Message(to="board@example.com", subject="By hand"))
-    app = graph_emulator.add_app(public_client=True)
-    token = graph_emulator.issue_refresh_token(graph_emulator.default_sender, app)
+    app = graph_emulator.entra.add_app(public_client=True)
+    token = graph_emulator.entra.issue_refresh_token(graph_emulator.default_sender, app)
     person = connect("graph_mail_person", login=app.client_id, password=None,
                      extra={"refresh_token": token, "sender": None})
     person.send_draft(draft["id"], sender="me")
     assert any(r["method"] == "POST" and r["path"].startswith("/v1.0/me/messages/") and r["path"].endswith("/send")
-               for r in graph_emulator.request_log)
+               for r in graph_emulator.inspect.request_log)
     sent = app_hook.get_message(draft["id"], select=SELECT)
     assert state_of(sent, app_hook.client.folder_id("deleteditems")) == SENT
 
@@ -202,8 +205,8 @@ def test_a_page_on_another_site_cannot_press_the_buttons(graph_emulator, hook):
         answer = requests.post(graph_emulator.base_url + path, headers={"Origin": "https://evil.example"},
                                verify=graph_emulator.ca_path, timeout=10)
         assert answer.status_code == 403, path
-    assert graph_emulator.messages("board@example.com") == []
-    assert len(graph_emulator.messages(graph_emulator.default_sender, "drafts")) == 1
+    assert graph_emulator.inspect.messages("board@example.com") == []
+    assert len(graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts")) == 1
 
 
 def _airflow_2() -> bool:
@@ -250,7 +253,7 @@ def test_a_real_triggerer_process_wakes_the_gate(graph_emulator, airflow_templat
         try:
             time.sleep(5)  # the trigger polls a draft nobody has sent yet
             assert state() == "deferred"
-            graph_emulator.send_as_reviewer(draft["id"])
+            graph_emulator.inspect.send_as_reviewer(draft["id"])
             deadline = time.monotonic() + 60
             while state() == "deferred" and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -328,7 +331,8 @@ def test_one_missing_answer_does_not_discard_a_draft_while_poking(hook, graph_em
     draft = hook.create_draft(Message(to="board@example.com", subject="Lagging"))
     graph_emulator.faults.add("get_message", 404)
     assert gate(message_id=draft["id"]).poke({}) is False  # still waiting for its reviewer
-    statuses = [r["status"] for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
+    log = graph_emulator.inspect.request_log
+    statuses = [r["status"] for r in log if r["method"] == "GET" and "/messages/" in r["path"]]
     assert statuses == [404, 200]
 
 
@@ -337,7 +341,7 @@ def test_one_missing_answer_does_not_discard_a_draft_in_the_trigger(hook, graph_
 
     draft = hook.create_draft(Message(to="board@example.com", subject="Lagging"))
     graph_emulator.faults.add("get_message", 404)
-    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.0)
+    reviewer(graph_emulator, lambda d: graph_emulator.inspect.send_as_reviewer(d["id"]), wait=1.0)
     payload = first_payload(draft_trigger(draft["id"]))
     assert payload["status"] == "sent", payload
 
@@ -348,11 +352,12 @@ def test_a_draft_really_deleted_is_discarded_after_looking_again(hook, graph_emu
     from airflow_graph_mail.mail.message import Message
 
     draft = hook.create_draft(Message(to="board@example.com", subject="Gone"))
-    graph_emulator.discard_as_reviewer(draft["id"], hard=True)
+    graph_emulator.inspect.discard_as_reviewer(draft["id"], hard=True)
     with pytest.raises(AirflowSkipException, match=r"discarded draft .* \(deleted\)"):
         gate(message_id=draft["id"], on_discard="skip").poke({})
     assert first_payload(draft_trigger(draft["id"])) == {"status": "discarded", "how": "deleted"}
-    looks = [r["status"] for r in graph_emulator.request_log if r["method"] == "GET" and "/messages/" in r["path"]]
+    log = graph_emulator.inspect.request_log
+    looks = [r["status"] for r in log if r["method"] == "GET" and "/messages/" in r["path"]]
     assert looks == [404] * 6  # three looks each, spaced apart
 
 
@@ -362,9 +367,9 @@ def test_the_trigger_waits_when_deleted_items_answers_404(hook, graph_emulator):
 
     draft = hook.create_draft(Message(to="board@example.com", subject="Folder"))
     graph_emulator.faults.add("get_folder", 404)
-    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.0)
+    reviewer(graph_emulator, lambda d: graph_emulator.inspect.send_as_reviewer(d["id"]), wait=1.0)
     assert first_payload(draft_trigger(draft["id"]))["status"] == "sent"
-    assert any(r["status"] == 404 and "/mailFolders/" in r["path"] for r in graph_emulator.request_log)
+    assert any(r["status"] == 404 and "/mailFolders/" in r["path"] for r in graph_emulator.inspect.request_log)
 
 
 def test_a_retry_after_of_nan_does_not_put_the_trigger_to_sleep_forever(hook, graph_emulator):
@@ -372,7 +377,7 @@ def test_a_retry_after_of_nan_does_not_put_the_trigger_to_sleep_forever(hook, gr
 
     draft = hook.create_draft(Message(to="board@example.com", subject="NaN"))
     graph_emulator.faults.add("get_message", 429, retry_after=float("nan"))
-    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.0)
+    reviewer(graph_emulator, lambda d: graph_emulator.inspect.send_as_reviewer(d["id"]), wait=1.0)
     assert first_payload(draft_trigger(draft["id"]), limit=20)["status"] == "sent"
 
 
@@ -407,7 +412,7 @@ def test_the_trigger_waits_out_throttling_on_the_loop_not_in_a_thread(hook, grap
     draft = hook.create_draft(Message(to="board@example.com", subject="Throttled"))
     graph_emulator.faults.add("get_message", 429, retry_after=1)
     graph_emulator.faults.add("get_message", 503)
-    reviewer(graph_emulator, lambda d: graph_emulator.send_as_reviewer(d["id"]), wait=1.0)
+    reviewer(graph_emulator, lambda d: graph_emulator.inspect.send_as_reviewer(d["id"]), wait=1.0)
     with caplog.at_level(logging.INFO, logger="airflow_graph_mail"):
         assert first_payload(draft_trigger(draft["id"]))["status"] == "sent"
     waits = [r.getMessage() for r in caplog.records if r.name == "airflow_graph_mail.triggers.graph_mail"]

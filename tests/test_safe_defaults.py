@@ -8,9 +8,9 @@ import logging
 import pytest
 import requests
 
-from airflow_graph_mail.errors import GraphAuthError, MessageValidationError, UploadFailedError
-from airflow_graph_mail.redact import redact_url_secrets
+from airflow_graph_mail import GraphAuthError, MessageValidationError, UploadFailedError
 from airflow_graph_mail.mail.message import Message
+from airflow_graph_mail.redact import redact_url_secrets
 
 
 def test_allow_list_passes_listed_domains_and_subdomains_only(connect, graph_emulator):
@@ -18,7 +18,7 @@ def test_allow_list_passes_listed_domains_and_subdomains_only(connect, graph_emu
     hook.send_mail(Message(to="ann@contoso.com", cc="bob@eu.fabrikam.com", bcc="carol@fabrikam.com"))
     with pytest.raises(MessageValidationError, match="'dan@sub.contoso.com' is outside the allowed recipient"):
         hook.send_mail(Message(to="dan@sub.contoso.com"))  # contoso.com is exact; *.fabrikam.com has subdomains
-    assert graph_emulator.sends == 1
+    assert graph_emulator.backend.delivery.sends == 1
 
 
 def test_allow_list_stops_a_whole_batch_and_mime(connect, graph_emulator):
@@ -29,7 +29,7 @@ def test_allow_list_stops_a_whole_batch_and_mime(connect, graph_emulator):
     mime = Message(to="ann@contoso.com", cc="leak@gmail.com", subject="mime").to_mime()
     with pytest.raises(MessageValidationError, match="Cc: 'leak@gmail.com' is outside"):
         hook.send_mime(mime)
-    assert graph_emulator.side_effect_requests == []
+    assert graph_emulator.inspect.side_effect_requests == []
 
 
 def test_tls_verification_off_only_when_asked_and_then_warned(connect, graph_emulator, caplog, capfd):
@@ -46,7 +46,7 @@ def test_tokens_are_registered_with_airflows_masker(hook, graph_emulator):
     from airflow.providers.common.compat.sdk import redact
 
     hook.send_mail(Message(to="ann@example.com"))
-    token = graph_emulator.issuer.issued[-1]
+    token = graph_emulator.entra.issuer.issued[-1]
     assert redact(f"Authorization: Bearer {token}") == "Authorization: Bearer ***"
 
 
@@ -105,4 +105,4 @@ def test_each_token_is_handed_to_the_masker_once(hook, graph_emulator):
     hook.client.transport.credential.on_secret = seen.append
     for subject in ("one", "two", "three"):
         hook.send_mail(Message(to="ann@example.com", subject=subject))
-    assert seen == [graph_emulator.issuer.issued[-1]]
+    assert seen == [graph_emulator.entra.issuer.issued[-1]]

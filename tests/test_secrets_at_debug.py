@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from helpers import make_certificate
-
-from helpers import TEST_DAGS
+from helpers import TEST_DAGS, make_certificate
 
 DAGS = TEST_DAGS
 AIRFLOW_TEST_SUPERVISOR = re.compile(r"Sending request\s.*loc=supervisor\.py:\d+ msg=MaskSecret\(")
@@ -22,13 +20,13 @@ AIRFLOW_TEST_SUPERVISOR = re.compile(r"Sending request\s.*loc=supervisor\.py:\d+
 def test_a_debug_level_run_leaks_no_secret(run_dag, graph_emulator, tmp_path):
     secret_connection = graph_emulator.connection()
     bundle, cert = make_certificate(passphrase=b"pem-pass-D3bug")
-    cert_app = graph_emulator.add_app(certificate_pem=cert)
+    cert_app = graph_emulator.entra.add_app(certificate_pem=cert)
     certificate = {**secret_connection, "login": cert_app.client_id, "password": None,
                    "extra": {**secret_connection["extra"], "certificate_private_key": bundle.decode(),
                              "certificate_passphrase": "pem-pass-D3bug"}}
-    graph_emulator.add_user("carol.bot@contoso.com", "Carol's bot")
-    public_app = graph_emulator.add_app(public_client=True)
-    refresh_token = graph_emulator.issue_refresh_token("carol.bot@contoso.com", public_app)
+    graph_emulator.backend.store.add_user("carol.bot@contoso.com", "Carol's bot")
+    public_app = graph_emulator.entra.add_app(public_client=True)
+    refresh_token = graph_emulator.entra.issue_refresh_token("carol.bot@contoso.com", public_app)
     delegated = {**secret_connection, "login": public_app.client_id, "password": None,
                  "extra": {**secret_connection["extra"], "refresh_token": refresh_token, "sender": None}}
 
@@ -38,7 +36,7 @@ def test_a_debug_level_run_leaks_no_secret(run_dag, graph_emulator, tmp_path):
                      AIRFLOW_CONN_GRAPH_MAIL_DELEGATED=json.dumps(delegated))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert len(graph_emulator.messages("ann@example.com")) == 1 and graph_emulator.backend.uploads.issued_tokens
+    assert len(graph_emulator.inspect.messages("ann@example.com")) == 1 and graph_emulator.backend.uploads.issued_tokens
 
     home = tmp_path / "airflow"
     every_line = (output + "".join(p.read_text(errors="replace") for p in home.rglob("*.log"))).splitlines()
@@ -47,11 +45,12 @@ def test_a_debug_level_run_leaks_no_secret(run_dag, graph_emulator, tmp_path):
     logs = "\n".join(line for line in every_line if not AIRFLOW_TEST_SUPERVISOR.search(line))
     database = (home / "airflow.db").read_bytes()  # XCom values and rendered fields live there
     key_lines = [line for line in bundle.decode().splitlines() if line and not line.startswith("-----")]
-    rotated = [t for t, g in graph_emulator.directory.refresh_tokens.items() if g.client_id == public_app.client_id]
+    grants = graph_emulator.entra.directory.refresh_tokens.items()
+    rotated = [t for t, g in grants if g.client_id == public_app.client_id]
     secrets = {"client secret": secret_connection["password"], "private key": key_lines[1],
                "passphrase": "pem-pass-D3bug", "refresh token": refresh_token,
                **{f"rotated refresh token {i}": t for i, t in enumerate(rotated)},
-               **{f"access token {i}": t for i, t in enumerate(graph_emulator.issuer.issued)},
+               **{f"access token {i}": t for i, t in enumerate(graph_emulator.entra.issuer.issued)},
                **{f"upload URL token {i}": t for i, t in enumerate(graph_emulator.backend.uploads.issued_tokens)}}
     assert len(secrets) >= 8
     assert [name for name, value in secrets.items() if value in logs] == []

@@ -12,7 +12,9 @@ except ImportError:  # Airflow 2.11
     from airflow.decorators import dag, task
 
 from airflow_graph_mail.operators.graph_mail import (
-    GraphDraftOperator, GraphSendDraftOperator, GraphSendMailOperator,
+    GraphDraftOperator,
+    GraphSendDraftOperator,
+    GraphSendMailOperator,
 )
 from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator
 
@@ -45,7 +47,7 @@ def graph_mail_features():
     summary >> send
 
     # A mapped task renders like a plain one: the body from its file, escaped, with cid() (Airflow renders
-    # mapped tasks through another path; see operators/rendering.py).
+    # mapped tasks through another path; see rendering.py).
     GraphSendMailOperator.partial(
         task_id="send_mapped", subject="Copy {{ ti.map_index }}", body="mapped_body.html", autoescape=True,
         inline_images={"logo.png": ("logo.png", b"\x89PNG")},
