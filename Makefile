@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint demo demo-serve test test-airflow2 test-floors test-package bench bench-peers clean
+.PHONY: install lint demo demo-serve test test-unit test-airflow2 test-floors test-package bench bench-peers docs clean
 
 # The emulator (emulator/, its own distribution graph-mail-emulator) is installed editable beside the provider:
 # the provider's tests use its pytest plugin, and uv takes the local path for the test extra's requirement.
@@ -65,7 +65,8 @@ demo-serve: $(STAMP)
 # ruff and mypy on both packages (each under its own pyproject.toml): seconds, so CI runs them before the
 # long suite.
 lint: $(STAMP)
-	$(BIN)/ruff check airflow_graph_mail emulator/graph_mail_emulator
+	$(BIN)/ruff check airflow_graph_mail tests scripts bench docs/conf.py docs/_ext
+	cd emulator && ../$(BIN)/ruff check graph_mail_emulator tests
 	$(BIN)/mypy
 	cd emulator && ../$(BIN)/mypy
 
@@ -75,6 +76,11 @@ lint: $(STAMP)
 test: $(STAMP)
 	REQUIRE_CLIENTS=1 $(BIN)/python -m pytest emulator/tests
 	$(BIN)/python -m pytest
+
+# The fast tier: the pure modules' tests (recipients, headers, MIME, Graph-shaped dicts, config, retry,
+# NDRs...) with no emulator and no Airflow run, on one process; conftest.py tells them apart.
+test-unit: $(STAMP)
+	GRAPH_MAIL_UNIT_ONLY=1 $(BIN)/python -m pytest -n 0 -q -m unit tests
 
 test-airflow2: $(STAMP2)
 	AIRFLOW_HOME=$(CURDIR)/$(VENV2)/airflow-home $(VENV2)/bin/python -m pytest

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peak_memory import reset_peak, status  # noqa: E402
+from peak_memory import reset_peak, status
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -76,7 +76,8 @@ def client_env(connection: dict) -> dict:
 
 def run_json(script: str, *args: str, env: dict) -> dict:
     """A bench script in a fresh process; its last stdout line is JSON."""
-    done = subprocess.run([sys.executable, str(BENCH / script), *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], env=env, capture_output=True, text=True,
+                          check=False)
     if done.returncode:
         raise RuntimeError(f"{script} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -146,7 +147,7 @@ def large_attachment(work: Path) -> dict:
                 emulator_growth.append(status("VmHWM", process.pid) - before)
         finally:
             stop(process)
-    ratios = [h["seconds"] / p["seconds"] for h, p in zip(runs["hook"], runs["plain"])]
+    ratios = [h["seconds"] / p["seconds"] for h, p in zip(runs["hook"], runs["plain"], strict=True)]
     return {"hook_s": median(s["seconds"] for s in runs["hook"]),
             "plain_s": median(s["seconds"] for s in runs["plain"]), "ratio": median(ratios), "spread": spread(ratios),
             "hook_mb": max(s["rss_growth"] for s in runs["hook"]) / 2**20,
@@ -170,7 +171,7 @@ def bulk(work: Path) -> dict:
         for mode in ("ours", "pool") if n % 2 == 0 else ("pool", "ours"):
             runs[mode].append(one(mode, BULK_MESSAGES, f"{mode}-{n}"))
     sequential = one("sequential", SEQUENTIAL_MESSAGES, "sequential")
-    ratios = [o["seconds"] / p["seconds"] for o, p in zip(runs["ours"], runs["pool"])]
+    ratios = [o["seconds"] / p["seconds"] for o, p in zip(runs["ours"], runs["pool"], strict=True)]
     ideal = BULK_MESSAGES * BULK_LATENCY / 4
     ours_s, pool_s = median(r["seconds"] for r in runs["ours"]), median(r["seconds"] for r in runs["pool"])
     return {"ours_s": ours_s, "pool_s": pool_s, "ratio": median(ratios), "spread": spread(ratios), "ideal_s": ideal,
@@ -282,7 +283,7 @@ def emulator_store_cost(work: Path) -> dict:
         finally:
             for process, _ in started.values():
                 stop(process)
-    ratios = [full / empty for full, empty in zip(per_send["full"], per_send["empty"])]
+    ratios = [full / empty for full, empty in zip(per_send["full"], per_send["empty"], strict=True)]
     return {"empty_ms": median(per_send["empty"]), "full_ms": median(per_send["full"]), "ratio": median(ratios),
             "spread": spread(ratios)}
 
@@ -299,7 +300,7 @@ def mail_merge(work: Path) -> dict:
             for n in range(MERGE_ROUNDS):
                 for mode in ("ours", "jinja") if n % 2 == 0 else ("jinja", "ours"):
                     runs[mode].append(run_json("merge_check.py", mode, str(rows), env=env))
-            ratios = [o["cpu_seconds"] / j["cpu_seconds"] for o, j in zip(runs["ours"], runs["jinja"])]
+            ratios = [o["cpu_seconds"] / j["cpu_seconds"] for o, j in zip(runs["ours"], runs["jinja"], strict=True)]
             result[rows] = {"ours_ms": median(r["cpu_seconds"] for r in runs["ours"]) / rows * 1000,
                             "jinja_ms": median(r["cpu_seconds"] for r in runs["jinja"]) / rows * 1000,
                             "ours_s": median(r["seconds"] for r in runs["ours"]),

@@ -1,5 +1,6 @@
 """The Graph Mail connection form as the installed Airflow's UI builds it: `python scripts/connection_form.py`
-prints it as one line of JSON ({"extra": {name: {"label", "secret"}}, "login": label, "password": label, "hidden": [...]}).
+prints it as one line of JSON:
+{"extra": {name: {"label", "secret"}}, "login": label, "password": label, "hidden": [...]}.
 
 Airflow 3.x serves the form from its API (HookMetaService: conn-fields on 3.2+, the hook's
 get_connection_form_widgets on 3.0/3.1, which it calls with wtforms stood in); Airflow 2.x renders the

@@ -4,6 +4,7 @@ pytest plugin), and a migrated Airflow home."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,43 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+
+
+# A test that asks for one of these talks to the emulator or runs Airflow; every other test is a unit test of
+# a pure module (``make test-unit`` runs those alone, in seconds). A test that starts either some other way is
+# marked ``integration`` by hand; under ``make test-unit`` starting one fails the test, so a wrong guess shows.
+_INTEGRATION_FIXTURES = {"graph_emulator", "graph_emulator_session", "graph_microsoft_hosts", "connect", "hook",
+                         "http", "run_dag", "airflow_template_home"}
+UNIT_ONLY = os.environ.get("GRAPH_MAIL_UNIT_ONLY") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: a pure module's test (no emulator, no Airflow run); set by conftest")
+    config.addinivalue_line("markers", "integration: talks to the emulator or runs Airflow without saying so by "
+                                       "its fixtures")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("integration") is None and not _INTEGRATION_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_stay_unit(monkeypatch):
+    """Under ``make test-unit``: starting the emulator or an Airflow command is a misfiled test, said loudly."""
+    if not UNIT_ONLY:
+        return
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a unit test started the emulator or an Airflow command: mark it integration")
+
+    import airflow_env
+    from graph_mail_emulator import GraphEmulator
+
+    monkeypatch.setattr(GraphEmulator, "start", refuse)
+    for name in ("dags_test", "migrate", "airflow"):
+        monkeypatch.setattr(airflow_env, name, refuse)
 
 
 @pytest.fixture(autouse=True)

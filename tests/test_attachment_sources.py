@@ -81,7 +81,7 @@ def test_sizes_are_checked_without_reading(tmp_path):
     huge = tmp_path / "huge.bin"
     with huge.open("wb") as file:
         file.truncate(150 * 1024 * 1024 + 1)  # sparse: no disk used
-    with pytest.raises(MessageValidationError, match="huge.bin is 150.0 MB; Graph accepts at most 150 MB"):
+    with pytest.raises(MessageValidationError, match=r"huge.bin is 150.0 MB; Graph accepts at most 150 MB"):
         expand_sources(str(huge))
 
 

@@ -15,9 +15,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from helpers import make_certificate
@@ -317,7 +317,8 @@ ROWS = [
      "must not contain a line break or NUL"),
     ("subject that is not text", message(subject={"q": 3}), MessageValidationError, "subject",
      "expected text, got dict"),
-    ("body that is not text", message(body=b"<p>bytes</p>"), MessageValidationError, "body", "expected text, got bytes"),
+    ("body that is not text", message(body=b"<p>bytes</p>"), MessageValidationError, "body",
+     "expected text, got bytes"),
     ("LF in a header value", message(headers={"x-report": "q3\nBcc: eve@evil.example"}), MessageValidationError,
      "headers[x-report]", "must not contain a line break or NUL"),
     ("NUL in a header value", message(headers={"x-report": "q3\x00"}), MessageValidationError, "headers[x-report]",

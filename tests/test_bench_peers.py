@@ -43,4 +43,4 @@ def test_failed_install_and_failed_runs_are_rows_not_gaps():
 def test_libraries_imported_inside_a_task_are_not_parse_cost():
     run = load_run()
     assert run.PARSE_MODULES["azure"].endswith(".operators.msgraph")  # what a DAG file imports, as ours
-    assert run.IMPORTED_IN_TASK == {"o365", "msgraph-sdk"}
+    assert {"o365", "msgraph-sdk"} == run.IMPORTED_IN_TASK

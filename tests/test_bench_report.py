@@ -13,7 +13,8 @@ def test_bench_keeps_the_peers_section(tmp_path):
     run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run)
     path = tmp_path / "benchmarks.md"
-    peers = "<!-- peers:start -->\n## Side by side with the peers\n\n| peer | x |\n|---|---|\n| us | 1 |\n<!-- peers:end -->\n"
+    peers = ("<!-- peers:start -->\n## Side by side with the peers\n\n| peer | x |\n|---|---|\n| us | 1 |\n"
+             "<!-- peers:end -->\n")
     path.write_text("# Benchmarks\n\n| scenario | old |\n" + "\n" + peers)
     run.write_report(["| new row | 1 | 2 | 0.5x |"], path)
     text = path.read_text()

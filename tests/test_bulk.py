@@ -109,7 +109,7 @@ def test_soak_300_messages_through_every_fault_exactly_once(connect, graph_emula
     fired = Counter(action for route, action in graph_emulator.faults.fired if route == "send_mail")
     assert set(fired) == {429, 503, 504, "accept_504", "drop", "drop_after", "slow"}
     assert sum(fired.values()) >= 0.2 * 300
-    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == {key: 1 for key in keys}  # none lost, none twice
+    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == dict.fromkeys(keys, 1)  # none lost, none twice
     for i in (0, 150, 299):
         assert len(graph_emulator.inspect.messages(f"user{i}@example.com")) == 1
     assert graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts") == []
@@ -136,7 +136,7 @@ def test_a_merge_renders_each_row_once_to_check_and_once_to_send(connect, graph_
             merge = GraphMailMergeOperator(task_id="merge", rows=rows, to="{{ seen(row) }}", subject="Statement",
                                            idempotency_key="merge-renders", check_only=check_only)
         pushed: dict = {}
-        ti = type("TaskInstance", (), {"xcom_push": lambda self, key, value: pushed.update({key: value})})()
+        ti = type("TaskInstance", (), {"xcom_push": lambda self, key, value, into=pushed: into.update({key: value})})()
         context = {"params": {}, "ti": ti}
         merge.render_template_fields(context)
         counts = merge.execute(context)

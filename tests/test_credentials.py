@@ -109,7 +109,7 @@ def test_workload_identity_wrong_audience_is_named(connect, graph_emulator, tmp_
     token_file.write_text(graph_emulator.entra.issue_federated_token("system:serviceaccount:airflow:worker",
                                                                audience="api://SomethingElse"))
     hook = connect(login=app.client_id, password=None, extra={"federated_token_file": str(token_file)})
-    with pytest.raises(GraphAuthError, match="AADSTS700212.*audience"):
+    with pytest.raises(GraphAuthError, match=r"AADSTS700212.*audience"):
         send(hook, "never")
     assert graph_emulator.inspect.side_effect_requests == []
 
@@ -132,7 +132,8 @@ def test_managed_identity_user_assigned(connect, graph_emulator, monkeypatch):
     identity = graph_emulator.entra.directory.add_managed_identity()
     hook = connect(login=identity.client_id, password=None, extra={"credential": "managed_identity"})
     send(hook, "user-assigned")
-    assert hook.client.transport.credential.describe() == f"managed identity (user-assigned), client id {identity.client_id}"
+    described = hook.client.transport.credential.describe()
+    assert described == f"managed identity (user-assigned), client id {identity.client_id}"
     forget_shared()
     unknown = connect(login="00000000-0000-0000-0000-000000000000", password=None,
                       extra={"credential": "managed_identity"})
@@ -164,7 +165,7 @@ def logged(caplog, capfd) -> str:
 
 def test_refresh_token_sends_as_the_user(connect, graph_emulator, caplog, capfd):
     caplog.set_level(logging.DEBUG)
-    app, token, conn = delegated_connection(graph_emulator)
+    app, _token, conn = delegated_connection(graph_emulator)
     hook = connect(**conn)
     send(hook, "as Ann")
     sends = [r["path"] for r in graph_emulator.inspect.request_log if r["path"].endswith("sendMail")]
@@ -224,6 +225,7 @@ def test_one_token_cache_per_credential_in_the_process(connect, graph_emulator):
     assert token_requests(graph_emulator) == 2
 
 
+@pytest.mark.integration  # starts processes
 def test_a_token_is_reused_until_shortly_before_it_expires(tmp_path, monkeypatch):
     """Sends read the kept token without asking MSAL; MSAL is asked again once half of a short token's life
     (or all but 5 minutes of an hour's) has passed, and at once after a 401."""
@@ -315,7 +317,8 @@ def test_each_cloud_picks_its_graph_host_authority_and_scope(connect, graph_emul
     tenant = graph_emulator.entra.tenant_id
     client = connect(extra={"cloud": cloud, "graph_url": None, "authority_url": None}).get_conn()
     assert client.transport.base_url == f"{graph}/v1.0"
-    assert client.transport.credential.scope == f"{graph}/.default" and client.transport.credential.authority == f"{login}/{tenant}"
+    credential = client.transport.credential
+    assert credential.scope == f"{graph}/.default" and credential.authority == f"{login}/{tenant}"
     forget_shared()
     delegated = connect(password=None, extra={"cloud": cloud, "graph_url": None, "authority_url": None,
                                               "refresh_token": "0.Ax"}).get_conn()

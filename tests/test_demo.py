@@ -7,7 +7,10 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
+
+pytestmark = pytest.mark.integration  # runs the demo as a process
 
 
 def test_demo_serve_keeps_the_viewer_up_until_interrupted(tmp_path):

@@ -81,7 +81,7 @@ def test_a_read_with_no_answer_is_a_connection_error(connect, graph_emulator):
     hook = connect(extra=FAST)
     draft = hook.create_draft(Message(to="ann@example.com"))
     graph_emulator.faults.add("get_message", "drop", times=99)
-    with pytest.raises(GraphConnectionError, match="GET https://127.0.0.1:.*: no answer"):
+    with pytest.raises(GraphConnectionError, match=r"GET https://127.0.0.1:.*: no answer"):
         hook.get_message(draft["id"])
 
 
@@ -97,7 +97,7 @@ def test_a_batch_row_whose_answer_was_lost_is_unknown_and_looked_up_on_retry(con
     graph_emulator.faults.clear()
     again = hook.send_many(messages, keys=keys, check_first=True)
     assert [o["status"] for o in again] == ["already_sent"] * 3
-    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == {key: 1 for key in keys}  # delivered once, never twice
+    assert graph_emulator.inspect.deliveries(PROPERTY_ID) == dict.fromkeys(keys, 1)  # delivered once, never twice
 
 
 def test_a_permanent_error_fails_the_task_without_its_retries(connect, graph_emulator):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import requests
 from helpers import make_certificate, token_requests
 
 from airflow_graph_mail import (
@@ -34,7 +33,7 @@ def test_ca_bundle_wins_over_requests_ca_bundle_env(hook, graph_emulator, monkey
 
 def test_without_ca_bundle_tls_is_verified_against_system_cas(connect):
     hook = connect(extra={"ca_bundle": None})
-    with pytest.raises(GraphAuthError, match="tls_error: .*CERTIFICATE_VERIFY_FAILED.*set ca_bundle"):
+    with pytest.raises(GraphAuthError, match=r"tls_error: .*CERTIFICATE_VERIFY_FAILED.*set ca_bundle"):
         hook.send_mail(Message(to="a@example.com"))
 
 
@@ -126,7 +125,8 @@ def test_missing_permission_is_explained(connect, graph_emulator):
 
 def test_test_connection_has_no_side_effect(hook, graph_emulator):
     ok, text = hook.test_connection()
-    assert ok and text == (f"Signed in with client secret, client id {hook.client.transport.credential.client_id}; application "
+    client_id = hook.client.transport.credential.client_id
+    assert ok and text == (f"Signed in with client secret, client id {client_id}; application "
                            "permissions granted: Mail.ReadWrite, Mail.Send. Sending, drafts and large attachments "
                            "will work.")
     assert graph_emulator.inspect.side_effect_requests == []
@@ -172,7 +172,7 @@ def test_oversized_mime_refused_before_sending(hook, graph_emulator):
     from airflow_graph_mail import MessageSizeError
 
     mime = Message(to="a@example.com", attachments=[("big.bin", b"x" * 3_100_000)]).to_mime()
-    with pytest.raises(MessageSizeError, match="^mime: the request would be .* at most 4 MB") as raised:
+    with pytest.raises(MessageSizeError, match=r"^mime: the request would be .* at most 4 MB") as raised:
         hook.send_mime(mime)
     assert "Graph answered" not in str(raised.value)  # Graph was never asked
     assert graph_emulator.inspect.side_effect_requests == []

@@ -83,7 +83,7 @@ def test_graph_dict_is_checked_and_copied_in_graphs_spelling():
     assert "ToRecipients" in shouted  # the caller's dict is left as it was
     _, found = graph_document(shouted, require_recipients=True)  # what was parsed while checking, for the caller
     assert found == {"to": [Recipient("frannis@contoso.com", "F")], "cc": [], "bcc": [], "reply_to": []}
-    with pytest.raises(MessageValidationError, match="no emailAddress.address"):
+    with pytest.raises(MessageValidationError, match=r"no emailAddress.address"):
         graph_document({"toRecipients": [{"@odata.type": "microsoft.graph.recipient"}]}, require_recipients=True)
     with pytest.raises(MessageValidationError, match="no recipients"):
         graph_document({"subject": "x"}, require_recipients=True)

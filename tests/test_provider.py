@@ -9,6 +9,7 @@ from pathlib import Path
 
 import airflow
 import jsonschema
+import pytest
 
 from airflow_graph_mail.get_provider_info import get_provider_info
 
@@ -28,6 +29,7 @@ def test_provider_info_matches_airflow_schemas():
     assert info["package-name"] == distribution("airflow-graph-mail").metadata["Name"]
 
 
+@pytest.mark.integration  # starts processes
 def test_airflow_lists_the_provider_and_connection_type():
     airflow_cli = str(Path(sys.executable).parent / "airflow")
     providers = subprocess.run([airflow_cli, "providers", "list"], capture_output=True, text=True, check=True)
@@ -36,6 +38,7 @@ def test_airflow_lists_the_provider_and_connection_type():
     assert "graphmail" in hooks.stdout
 
 
+@pytest.mark.integration  # starts processes
 def test_importing_the_operators_stays_cheap():
     code = (f"import sys, {SDK}; before = set(sys.modules); "
             "import airflow_graph_mail.operators.graph_mail, airflow_graph_mail.operators.mail_merge; "
@@ -83,6 +86,7 @@ def test_every_connection_field_is_explained_and_secrets_are_masked():
         assert connection["conn-fields"][name]["schema"]["format"] == "password"
 
 
+@pytest.mark.integration  # starts processes
 def test_notifier_and_email_backend_are_registered_and_cheap_to_import():
     info = get_provider_info()
     assert info["email-backends"] == ["airflow_graph_mail.email_backend.send_email"]

@@ -422,6 +422,7 @@ def test_the_trigger_waits_out_throttling_on_the_loop_not_in_a_thread(hook, grap
     assert not [r for r in transport if "retry" in r.getMessage()]
 
 
+@pytest.mark.integration  # starts processes
 def test_importing_the_trigger_on_the_event_loop_stays_cheap():
     """The triggerer imports a trigger's module on its loop's thread: no HTTP client, msal, asgiref or hook there."""
     import subprocess

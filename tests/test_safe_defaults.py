@@ -16,7 +16,7 @@ from airflow_graph_mail.redact import redact_url_secrets
 def test_allow_list_passes_listed_domains_and_subdomains_only(connect, graph_emulator):
     hook = connect(extra={"allowed_recipient_domains": ["contoso.com", "*.fabrikam.com"]})
     hook.send_mail(Message(to="ann@contoso.com", cc="bob@eu.fabrikam.com", bcc="carol@fabrikam.com"))
-    with pytest.raises(MessageValidationError, match="'dan@sub.contoso.com' is outside the allowed recipient"):
+    with pytest.raises(MessageValidationError, match=r"'dan@sub.contoso.com' is outside the allowed recipient"):
         hook.send_mail(Message(to="dan@sub.contoso.com"))  # contoso.com is exact; *.fabrikam.com has subdomains
     assert graph_emulator.backend.delivery.sends == 1
 
@@ -24,10 +24,10 @@ def test_allow_list_passes_listed_domains_and_subdomains_only(connect, graph_emu
 def test_allow_list_stops_a_whole_batch_and_mime(connect, graph_emulator):
     hook = connect(extra={"allowed_recipient_domains": "contoso.com"})
     rows = [Message(to=f"u{i}@contoso.com") for i in range(3)] + [Message(to="u3@contoso.com", bcc="x@gmail.com")]
-    with pytest.raises(MessageValidationError, match="message 3: bccRecipients|message 3: bcc: 'x@gmail.com'"):
+    with pytest.raises(MessageValidationError, match=r"message 3: bccRecipients|message 3: bcc: 'x@gmail.com'"):
         hook.send_many(rows)
     mime = Message(to="ann@contoso.com", cc="leak@gmail.com", subject="mime").to_mime()
-    with pytest.raises(MessageValidationError, match="Cc: 'leak@gmail.com' is outside"):
+    with pytest.raises(MessageValidationError, match=r"Cc: 'leak@gmail.com' is outside"):
         hook.send_mime(mime)
     assert graph_emulator.inspect.side_effect_requests == []
 

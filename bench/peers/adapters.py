@@ -130,8 +130,8 @@ class O365Library:
         """An Account as O365's docs build it (one per thread in bulk: a Connection is not shared)."""
         import msal
         from O365 import Account
-        from O365.utils.token import MemoryTokenBackend
         from O365.connection import MSGraphProtocol
+        from O365.utils.token import MemoryTokenBackend
 
         conn, extra = self.conn, self.conn["extra"]
         os.environ["REQUESTS_CA_BUNDLE"] = extra["ca_bundle"]  # O365's sessions take the CA from here

@@ -98,8 +98,8 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "REQUESTS_CA"))}
         env["AIRFLOW_HOME"] = str(self.work / f"airflow-{peer}")
         try:
-            done = subprocess.run([python, str(WORKER), peer, scenario, json.dumps(config)], capture_output=True,
-                                  text=True, timeout=timeout, env=env, cwd=str(self.work))
+            done = subprocess.run([python, str(WORKER), peer, scenario, json.dumps(config)], check=False,
+                                  capture_output=True, text=True, timeout=timeout, env=env, cwd=str(self.work))
         except subprocess.TimeoutExpired:
             return {"error": f"no answer in {timeout:.0f} s"}
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -208,7 +208,7 @@ class Bench:
         env["AIRFLOW_HOME"] = str(self.work / f"airflow-{peer}")
         runs = []
         for _ in range(2 if self.quick else 5):
-            done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
+            done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=False)
             if done.returncode:
                 return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
             seconds, modules = done.stdout.split()
@@ -285,9 +285,9 @@ def versions(peers_python: str | None) -> str:
              "msgraph-sdk", "azure-identity", "msal"]
     if not peers_python:
         return "peers not installed"
-    code = ("import importlib.metadata as m\nfor n in %r:\n    try: print(n, m.version(n))\n"
-            "    except Exception: print(n, 'missing')" % names)
-    out = subprocess.run([peers_python, "-c", code], capture_output=True, text=True).stdout.split("\n")
+    code = (f"import importlib.metadata as m\nfor n in {names!r}:\n    try: print(n, m.version(n))\n"
+            "    except Exception: print(n, 'missing')")
+    out = subprocess.run([peers_python, "-c", code], capture_output=True, text=True, check=False).stdout.split("\n")
     return ", ".join(line for line in out if line)
 
 

@@ -9,7 +9,7 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope):
         return "250 OK"
 
 

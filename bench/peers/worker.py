@@ -14,8 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from adapters import PEERS, Unsupported  # noqa: E402
-from peak_memory import reset_peak, status  # noqa: E402
+from adapters import PEERS, Unsupported
+from peak_memory import reset_peak, status
 
 
 def small(peer, config) -> dict:

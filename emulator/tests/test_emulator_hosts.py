@@ -40,9 +40,9 @@ def test_redirects_nest_and_unwind(graph_emulator):
 
 
 def test_an_emulator_without_public_hosts_refuses_to_pose(tmp_path):
-    with GraphEmulator(tmp_path) as emulator, pytest.raises(ValueError, match="public_hosts=True"):
-        with microsoft_hosts(emulator):
-            pass
+    with GraphEmulator(tmp_path) as emulator, pytest.raises(ValueError, match="public_hosts=True"), \
+            microsoft_hosts(emulator):
+        pass
 
 
 def test_the_ca_may_vouch_for_the_emulators_names_only(graph_emulator):

@@ -80,7 +80,8 @@ def test_attachment_bytes_are_stored_once_and_go_with_the_last_copy(tmp_path):
     rows = store._db.execute("SELECT COUNT(*) FROM attachments").fetchone()[0]
     contents = store._db.execute("SELECT COUNT(*) FROM contents").fetchone()[0]
     assert (rows, contents) == (6, 1)  # five inboxes and Sent Items, one copy of the bytes
-    copies = [m for box in store.mailboxes() for folder in ("inbox", "sentitems") for m in store.list_folder(box, folder)]
+    copies = [m for box in store.mailboxes() for folder in ("inbox", "sentitems")
+              for m in store.list_folder(box, folder)]
     for copy in copies:
         assert store.attachments(copy["id"], with_content=True)[0]["content"] == attachment["content"]
     for copy in copies[:-1]:

@@ -33,7 +33,7 @@ def put(http, url, data, start, total, **headers):
 def test_upload_session_as_documented(graph, http, draft, graph_emulator):
     """201 with uploadUrl and ["0-"]; each range answers Outlook's ["N"]; the last 201 with Location."""
     data = os.urandom(7 * MB + 12345)
-    created = open_session(graph, draft, len(data), contentType="application/pdf", name="Q3 – Bericht.pdf")
+    created = open_session(graph, draft, len(data), contentType="application/pdf", name="Q3 – Bericht.pdf")  # noqa: RUF001 - a non-ASCII name
     assert created.status_code == 201
     session = created.json()
     assert session["nextExpectedRanges"] == ["0-"] and session["expirationDateTime"].endswith("Z")
@@ -51,7 +51,7 @@ def test_upload_session_as_documented(graph, http, draft, graph_emulator):
     assert graph("POST", f"/messages/{draft}/send").status_code == 202
     (delivered,) = graph_emulator.inspect.messages("ann@example.com")
     (attachment,) = delivered["attachments"]
-    assert attachment["name"] == "Q3 – Bericht.pdf" and attachment["contentType"] == "application/pdf"
+    assert attachment["name"] == "Q3 – Bericht.pdf" and attachment["contentType"] == "application/pdf"  # noqa: RUF001
     assert attachment["sha256"] == hashlib.sha256(data).hexdigest()
     assert delivered["hasAttachments"] is True
 

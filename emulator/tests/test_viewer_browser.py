@@ -101,7 +101,7 @@ def test_list_updates_as_mail_arrives(graph_emulator, graph, page):
 class _CountingHandler(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_GET(self):  # noqa: N802 - BaseHTTPRequestHandler's naming
+    def do_GET(self):
         self.hits.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
