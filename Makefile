@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml emulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e "./emulator[test,clients]" -e ".[test,lint]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e "./emulator[test,clients]" -e ".[test,lint,docs]"
 	touch $(STAMP)
 
 # The same suite on Airflow 2.11, in a second virtualenv with its own Airflow home.
@@ -96,6 +96,11 @@ test-floors: $(STAMPF)
 test-package: $(STAMP)
 	$(BIN)/python scripts/check_package.py 2.11 3.0 3.1 3.2 latest
 
+# The documentation site, from docs/: warnings (a broken internal link among them) are errors.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: $(CURDIR)/docs/_build/html/index.html"
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
@@ -103,4 +108,4 @@ bench-peers: $(STAMP) $(STAMPP)
 	$(BIN)/python bench/peers/run.py
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(VENVF) $(VENVP) .demo .bench .pytest_cache
+	rm -rf $(VENV) $(VENV2) $(VENVF) $(VENVP) .demo .bench .pytest_cache docs/_build
