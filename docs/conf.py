@@ -11,7 +11,7 @@ sys.path.insert(0, str(ROOT / "docs" / "_ext"))  # graphmail_fields: the connect
 
 project = "airflow-graph-mail"
 author = "airflow-graph-mail developers"
-copyright = "the airflow-graph-mail developers"  # noqa: A001 - Sphinx's own setting name
+copyright = "the airflow-graph-mail developers"
 
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.intersphinx", "graphmail_fields"]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
