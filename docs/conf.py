@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# autodoc imports Airflow, which writes an airflow.cfg into its home: keep it in the build, not in ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "docs" / "_build" / "airflow-home"))
 sys.path.insert(0, str(ROOT / "docs"))
 sys.path.insert(0, str(ROOT / "docs" / "_ext"))  # graphmail_fields: the connection page's tables
 
@@ -21,7 +24,6 @@ exclude_patterns = ["_build", "README.md"]
 
 html_theme = "furo"
 html_title = "airflow-graph-mail"
-html_static_path = ["_static"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
