@@ -8,9 +8,16 @@ import json
 import sys
 
 from graph_mail_emulator.backend.bounces import parse_rule
-from graph_mail_emulator.backend.limits import MB, Limits
+from graph_mail_emulator.backend.limits import (
+    MB,
+    QUEUE_FOLDERS,
+    RECIPIENT_LIMIT_ANSWERS,
+    RECIPIENT_RATE_STATUSES,
+    Limits,
+)
 from graph_mail_emulator.config import DEFAULT_PORT, BounceConfig, EmulatorConfig, Network
 from graph_mail_emulator.emulator import CONNECTION_FILE, GraphEmulator
+from graph_mail_emulator.entra import SCOPES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +55,37 @@ def main(argv: list[str] | None = None) -> int:
                         "full@contoso.com=5.2.2; the sender gets a non-delivery report")
     parser.add_argument("--ndr-delay", type=float, default=1.0,
                         help="seconds before a non-delivery report reaches the sender (default 1)")
+    exchange = parser.add_argument_group(
+        "Exchange Online's sending limits", "on by default at Exchange Online's values, as behind a real Graph")
+    exchange.add_argument("--no-exchange-limits", action="store_true",
+                          help="turn every limit of this group off: mail leaves at once, no window, no cap")
+    exchange.add_argument("--message-rate", type=int, default=30, metavar="N",
+                          help="messages a mailbox sends per minute; the rest wait in the Outbox "
+                               "(Exchange: 30; 0: off)")
+    exchange.add_argument("--recipient-rate", type=int, default=10_000, metavar="N",
+                          help="recipients a mailbox may send to per 24-hour sliding window; beyond it mail bounces "
+                          "(Exchange: 10,000; 0: off)")
+    exchange.add_argument("--recipient-rate-status", default="5.1.90", choices=RECIPIENT_RATE_STATUSES,
+                          help="the code of that bounce (5.1.90, or 5.2.2 in its submission-quota wording)")
+    exchange.add_argument("--recipient-limit", type=int, default=500, metavar="N",
+                          help="recipients per message, as an admin sets it (Exchange: 500, 1 to 1000; 0: off)")
+    exchange.add_argument("--recipient-limit-answer", default="ndr", choices=RECIPIENT_LIMIT_ANSWERS,
+                          help="over that limit: ndr (accepted, then a 5.5.3 report, as documented) or 400 at once")
+    exchange.add_argument("--licenses", type=int, default=100, metavar="N",
+                          help="the tenant's email licences: its external recipient cap (TERRL) is "
+                          "500 * N^0.7 + 9500 per 24 hours (100: 22,059)")
+    exchange.add_argument("--trial-tenant", action="store_true",
+                          help="a trial tenant: TERRL is 5,000 and its bounces say 5.7.232")
+    exchange.add_argument("--external-limit", type=int, default=None, metavar="N",
+                          help="TERRL as a number of external recipients per 24 hours (0: off); overrides --licenses")
+    exchange.add_argument("--queue-folder", default="outbox", choices=QUEUE_FOLDERS,
+                          help="where accepted mail waits for its slot (default outbox)")
+    parser.add_argument("--scope-app-to", action="append", default=[], metavar="MAILBOX",
+                        help="restrict the app to this mailbox (repeatable), as Exchange RBAC for Applications "
+                        "does; other mailboxes answer 403")
+    parser.add_argument("--scope-kind", default="rbac", choices=SCOPES,
+                        help="how --scope-app-to restricts it: rbac (roles granted in Exchange, not in the token) "
+                        "or access_policy (an application access policy)")
     parser.add_argument("--export-eml", metavar="DIR", help="write every mailbox's Inbox as .eml files and exit")
     args = parser.parse_args(argv)
     for rule in args.bounce:
@@ -56,7 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
 
-    emulator = GraphEmulator(config(args))
+    try:
+        settings = config(args)
+    except ValueError as err:  # a limit's own words, named as the option that set it
+        name, _, problem = str(err).partition(":")
+        parser.error(f"--{name.replace('_', '-')}:{problem}")
+    emulator = GraphEmulator(settings)
+    if args.scope_app_to:
+        emulator.entra.scope_app(emulator.entra.default_app, args.scope_app_to, args.scope_kind)
     if args.export_eml:
         for mailbox in emulator.backend.store.mailboxes():
             for path in emulator.inspect.export_eml(mailbox.address, f"{args.export_eml}/{mailbox.address}"):
@@ -90,7 +135,11 @@ def config(args: argparse.Namespace) -> EmulatorConfig:
     limits = Limits(message_size_limit=int(args.message_size_limit_mb * MB),
                     upload_budget_bytes=int(args.upload_budget_mb * MB), upload_budget_window=args.upload_budget_window,
                     mailbox_concurrency=args.mailbox_concurrency, mailbox_requests=args.mailbox_requests,
-                    latency=args.latency_ms / 1000)
+                    latency=args.latency_ms / 1000, exchange_limits=not args.no_exchange_limits,
+                    message_rate=args.message_rate, recipient_rate=args.recipient_rate,
+                    recipient_rate_status=args.recipient_rate_status, recipient_limit=args.recipient_limit,
+                    recipient_limit_answer=args.recipient_limit_answer, licenses=args.licenses,
+                    trial_tenant=args.trial_tenant, external_limit=args.external_limit, queue_folder=args.queue_folder)
     return EmulatorConfig(
         args.state_dir, token_lifetime=args.token_lifetime, senders=tuple(args.sender), limits=limits,
         network=Network(args.host, args.port, tuple(args.allow_host), args.microsoft_hosts),

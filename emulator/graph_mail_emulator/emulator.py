@@ -4,7 +4,8 @@ faces, the inspection API) and gives tests and the command line one object to st
 Built once, in one direction: the backend and the Entra side know nothing of HTTP; the faces reach them
 through the attributes they are given; nothing reaches back into this object. Callers use the object that
 owns what they want: ``emulator.backend`` (mailboxes, delivery, bounces, limits), ``emulator.entra`` (apps,
-identities, tokens), ``emulator.inspect`` (what arrived where, the request log), ``emulator.faults``.
+identities, tokens), ``emulator.inspect`` (what arrived where, the request log), ``emulator.inbound`` (mail
+from outside: ``receive``, ``receive_eml``, ``expire_delta_links``), ``emulator.faults``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from graph_mail_emulator.config import EmulatorConfig, Tenant
 from graph_mail_emulator.entra import App, Entra
 from graph_mail_emulator.entra.responses import EntraResponses
 from graph_mail_emulator.faces.access import Access
+from graph_mail_emulator.faces.attachment_reads import AttachmentReads
 from graph_mail_emulator.faces.attachments import AttachmentResponses
+from graph_mail_emulator.faces.delta import DeltaResponses
+from graph_mail_emulator.faces.inbound import InboundResponses
 from graph_mail_emulator.faces.inspection import Inspection
 from graph_mail_emulator.faces.messages import MessageResponses
+from graph_mail_emulator.faces.replies import ReplyResponses
 from graph_mail_emulator.faces.viewer import Viewer
 from graph_mail_emulator.http.dispatch import Dispatcher, handler_table
 from graph_mail_emulator.http.faults import FaultPlan
@@ -64,6 +69,7 @@ class GraphEmulator:
         self.backend = MailBackend(str(files / "mail.sqlite") if self.state_dir else ":memory:", files / "uploads",
                                    self.config.limits, bounces, tenant.tenant_domain)
         store = self.backend.store
+        self.inbound = self.backend.inbound  # mail from outside: receive(...), receive_eml(...)
         for address in (self.default_sender, *self.config.senders):
             store.add_user(address)
         self.faults = FaultPlan()
@@ -77,7 +83,9 @@ class GraphEmulator:
         faces = (EntraResponses(self.entra, lambda address: getattr(store.find_mailbox(address), "id", None)),
                  MessageResponses(self.backend, access, self.site),
                  AttachmentResponses(self.backend, access, self.site, tenant.tenant_id),
-                 self.inspect, viewer)
+                 DeltaResponses(self.backend, access, self.site), AttachmentReads(self.backend, access, self.site),
+                 ReplyResponses(self.backend, access, self.site),
+                 self.inspect, InboundResponses(self.backend.inbound), viewer)
         self.dispatcher = Dispatcher(handler_table(*faces), self.backend, self.faults, allowed, request_log,
                                      viewer.cross_site_refused, self.site)
         self.ca_path, cert_path, key_path = ensure_certificates(files / "tls", (*SERVER_NAMES, *served))

@@ -95,6 +95,18 @@ def query(text: str, path: str = "/messages") -> Callable:
     return run
 
 
+def clock(body) -> Callable:
+    """A POST to the inspection API's clock (no token: it is not Graph)."""
+    def run(ctx: Ctx):
+        import requests
+
+        answer = requests.post(ctx.emulator.base_url + "/_emulator/clock", json=body, verify=ctx.emulator.ca_path,
+                               timeout=10)
+        assert ctx.emulator.backend.clock.offset == 0  # not moved at all
+        return answer
+    return run
+
+
 def nested_lambdas(depth: int) -> str:
     """toRecipients/any(r0: toRecipients/any(r1: ... r{depth-1}/emailAddress/address eq 'x'))"""
     inner = f"r{depth - 1}/emailAddress/address eq 'x'"
@@ -201,8 +213,13 @@ ROWS = [
     ("$expand with a dangling or", listing(
         **{"$expand": "singleValueExtendedProperties($filter=id eq 'String 0x001A' or)"}), 400, "BadRequest",
      "by id only"),
-    ("$expand of attachments", query("$expand=attachments", "/messages/{draft}"), 400, "BadRequest",
-     "expands extended properties only"),
+    ("$expand of attachments with a filter", query("$expand=attachments($filter=name eq 'x')", "/messages/{draft}"),
+     400, "BadRequest", "Expand attachments with nothing or with $select"),
+    # -- the inspection API's clock: forward only, by a number of seconds -----------------------------------
+    ("the clock moved back", clock({"advance": -60}), 400, "BadRequest", "the clock only moves forward"),
+    ("the clock moved by text", clock({"advance": "tomorrow"}), 400, "BadRequest",
+     "'tomorrow' is not a number of seconds"),
+    ("the clock moved without a number", clock(["advance", 60]), 400, "BadRequest", 'Give {"advance": seconds}'),
 ]
 
 

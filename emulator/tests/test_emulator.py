@@ -120,9 +120,7 @@ def test_recipient_rules(graph):
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "ErrorInvalidRecipients"
     none = graph("POST", "/sendMail", json={"message": {"subject": "x"}})
     assert none.json()["error"]["code"] == "ErrorInvalidRecipients"
-    many = simple(ccRecipients=[{"emailAddress": {"address": f"u{i}@example.com"}} for i in range(500)])
-    too_many = graph("POST", "/sendMail", json={"message": many})
-    assert too_many.status_code == 400 and too_many.json()["error"]["code"] == "ErrorTooManyRecipients"
+    # Over the recipients-per-message limit: accepted, then a 5.5.3 report (test_emulator_transport.py).
 
 
 def test_custom_header_must_start_with_x(graph):

@@ -13,7 +13,7 @@ MARK = "String {00020329-0000-0000-C000-000000000046} Name InboundState"
 @pytest.fixture
 def received(graph_emulator):
     """A mail from outside in reports-in's Inbox: (mailbox address, message id)."""
-    arrived = graph_emulator.inbound.receive(to="reports-in@contoso.com", sender="vendor@fabrikam.example",
+    arrived = graph_emulator.inbound.receive(to="reports-in@contoso.com", sender="vendor@northwind.example",
                                              subject="Daily export", body="see attached")
     return "reports-in@contoso.com", arrived[0]["id"]
 
@@ -63,3 +63,14 @@ def test_patch_of_a_property_list_that_is_not_one_is_400(graph, received):
                 {"categories": "Processed"}, {"categories": [1]}):
         answer = graph("PATCH", f"/messages/{message_id}", user=user, json=bad)
         assert answer.status_code == 400, (bad, answer.text)
+
+
+def test_a_scripted_conflict_is_exchanges_412(graph, graph_emulator, received):
+    """Exchange answers some updates 412 ErrorIrresolvableConflict (the change key moved on): a client GETs
+    again and retries. A test scripts one with faults.add("update_message", 412)."""
+    user, message_id = received
+    graph_emulator.faults.add("update_message", 412)
+    answer = graph("PATCH", f"/messages/{message_id}", user=user, json={"isRead": True})
+    assert answer.status_code == 412 and answer.json()["error"]["code"] == "ErrorIrresolvableConflict"
+    assert graph_emulator.inspect.full_message(message_id)["isRead"] is False  # refused, not applied
+    assert graph("PATCH", f"/messages/{message_id}", user=user, json={"isRead": True}).status_code == 200

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
+from html import escape
 
 from graph_mail_emulator.backend.text import one_line
 
@@ -37,12 +38,28 @@ _DIAGNOSTICS = {
     "5.2.3": "550 5.2.3 RESOLVER.RST.RecipSizeLimit; message too large for this recipient",
     "5.4.1": "550 5.4.1 Recipient address rejected: Access denied",
     "5.7.1": "550 5.7.1 RESOLVER.RST.NotAuthorized; not authorized",
+    # Exchange Online's sending limits (Microsoft's NDR table, "Troubleshoot outbound sending limits", and
+    # NDRs users quote; the 5.2.2 variant is the recipient rate limit's other wording).
+    "5.1.90": "550 5.1.90 Your message can't be sent because you've reached your daily limit for message "
+              "recipients",
+    "5.7.233": "550 5.7.233 - Your message can't be sent because your tenant has exceeded its daily limit for "
+               "sending email to external recipients (tenant external recipient rate limit)",
+    "5.7.232": "550 5.7.232 - Your message can't be sent because your trial tenant has exceeded its daily limit "
+               "for sending email to external recipients (tenant external recipient rate limit)",
+    "5.5.3": "550 5.5.3 RESOLVER.ADR.RecipLimit; too many recipients",
 }
+# The recipient rate limit's NDR in its submission-quota wording (Limits.recipient_rate_status "5.2.2").
+SUBMISSION_QUOTA = ("554 5.2.2 mailbox full; STOREDRV.Submission.Exception:SubmissionQuotaExceededException; The "
+                    "message can't be submitted because the sender's submission quota was exceeded")
 # What the report tells people, per code (Exchange's NDRs say it at more length).
 _FOR_PEOPLE = {"5.1.10": "the address wasn't found", "5.1.1": "the address wasn't found",
                "5.2.2": "the recipient's mailbox is full", "5.2.3": "the message is too large for the recipient",
                "5.4.1": "the recipient's domain doesn't accept mail from here",
-               "5.7.1": "the recipient doesn't accept mail from this sender"}
+               "5.7.1": "the recipient doesn't accept mail from this sender",
+               "5.1.90": "you've reached your daily limit for message recipients",
+               "5.7.233": "your tenant has exceeded its daily limit for sending email to external recipients",
+               "5.7.232": "your trial tenant has exceeded its daily limit for sending email to external recipients",
+               "5.5.3": "there are too many recipients"}
 REPORTING_MTA = "emulator.prod.outlook.com"
 POSTMASTER = "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e"
 
@@ -59,13 +76,22 @@ def parse_rule(text: str) -> tuple[str, str]:
 
 @dataclass
 class Failure:
+    """One recipient that did not get the message; ``diagnostic`` and ``note`` (what people read) default to
+    Exchange's words for the status."""
+
     address: str
     status: str
+    diagnostic_text: str = ""
+    note: str = ""
 
     @property
     def diagnostic(self) -> str:
-        template = _DIAGNOSTICS.get(self.status, f"550 {self.status} Delivery failed")
+        template = self.diagnostic_text or _DIAGNOSTICS.get(self.status, f"550 {self.status} Delivery failed")
         return "smtp;" + template.format(address=self.address)
+
+    @property
+    def for_people(self) -> str:
+        return self.note or _FOR_PEOPLE.get(self.status, "delivery failed")
 
 
 class Bounces:
@@ -105,7 +131,7 @@ def report(original: dict, original_mime: bytes, sender: dict, failures: list[Fa
     subject = f"Undeliverable: {original.get('subject', '')}"
     postmaster = {"emailAddress": {"name": "Microsoft Outlook", "address": f"{POSTMASTER}@{tenant_domain}"}}
     message_id = f"<{uuid.uuid4().hex}@{REPORTING_MTA}>"
-    listed = "".join(f"<li>{f.address}: {_FOR_PEOPLE.get(f.status, 'delivery failed')} ({f.status})</li>"
+    listed = "".join(f"<li>{escape(f.address, False)}: {escape(f.for_people, False)} ({f.status})</li>"
                      for f in failures)
     html = (f"<p>Your message couldn't be delivered to these recipients:</p><ul>{listed}</ul>"
             f"<p>Diagnostic information for administrators: generating server {REPORTING_MTA}</p>")

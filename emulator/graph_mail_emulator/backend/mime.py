@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 INVALID_MIME = ("ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
 _IMPORTANCE = {"1": "high", "2": "high", "3": "normal", "4": "low", "5": "low"}
 _MEDIA_TYPE = re.compile(r"^([A-Za-z0-9!#$&^_.+-]+)/([A-Za-z0-9!#$&^_.+-]+)$")
+# Header fields build_eml writes from the message's properties: a received mail's internetMessageHeaders
+# hold them too, and one message has each at most once.
+_OWN_FIELDS = {"from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "importance", "mime-version",
+               "content-type", "content-transfer-encoding", "in-reply-to", "references"}
 
 
 def media_type(content_type: str) -> tuple[str, str]:
@@ -139,13 +143,22 @@ def build_eml(message: dict, attachments: list[dict]) -> bytes:
         mime["Message-ID"] = one_line(message["internetMessageId"])
     if message.get("importance", "normal") != "normal":
         mime["Importance"] = message["importance"]
+    if message.get("_inReplyTo"):  # a reply or forward: the mail it answers, for the receiver's threading
+        mime["In-Reply-To"] = one_line(message["_inReplyTo"][-1])
+        mime["References"] = one_line(" ".join(message["_inReplyTo"]))
     for header in message.get("internetMessageHeaders", []):
+        if header["name"].lower() in _OWN_FIELDS:
+            continue
         if FIELD_NAME.match(header["name"]):  # names are checked when stored; older state may hold others
             mime[header["name"]] = one_line(header["value"])
     body = message.get("body") or {"contentType": "text", "content": ""}
     mime.set_content(body["content"], subtype="html" if body["contentType"] == "html" else "plain")
     for att in attachments:
         maintype, subtype = media_type(att["contentType"])
+        if att.get("attachmentType") == "item":  # an attached mail travels as a message, not encoded bytes
+            mime.add_attachment(BytesParser(policy=policy.default).parsebytes(att["content"]),
+                                filename=one_line(att["name"]))
+            continue
         mime.add_attachment(att["content"], maintype=maintype, subtype=subtype, filename=one_line(att["name"]),
                             disposition="inline" if att["isInline"] else "attachment",
                             cid=f"<{one_line(att['contentId'])}>" if att.get("contentId") else None)

@@ -58,6 +58,33 @@ def browse(store, mailbox=None, folder: str | None = None, query: str = "", limi
     return page, total
 
 
+def browse_sends(store, query: str = "", limit: int = 200) -> tuple[list[list[dict]], int]:
+    """Every mailbox at once, one entry per message with its copies (the sender's Sent Items copy and each
+    recipient's Inbox copy share an internetMessageId): (the newest ``limit`` messages, each a list of its
+    copies as ``browse`` gives them, Sent Items first; how many messages match in all)."""
+    where, args = ("WHERE instr(search_text, ?) > 0", [query.casefold()]) if query else ("", [])
+    keyed = ("SELECT rowid AS rid, id, mailbox_id, folder, created, data, "  # noqa: S608 - fixed clauses
+             f"COALESCE(json_extract(data, '$.internetMessageId'), id) AS k FROM messages {where}")
+    with store.reading() as db:
+        total = db.execute(f"SELECT COUNT(DISTINCT k) FROM ({keyed})", args).fetchone()[0]  # noqa: S608
+        keys = [row[0] for row in db.execute(
+            f"SELECT k FROM ({keyed}) GROUP BY k ORDER BY MAX(created) DESC, MAX(rid) DESC LIMIT ?",  # noqa: S608
+            [*args, limit])]
+        rows = db.execute(
+            "SELECT m.k, b.address, m.folder, m.data, COALESCE(a.files, 0), COALESCE(a.inline, 0), "  # noqa: S608
+            f"COALESCE(a.bytes, 0) FROM ({keyed}) m JOIN mailboxes b ON b.id = m.mailbox_id "
+            "LEFT JOIN (SELECT message_id, SUM(1 - is_inline) AS files, SUM(is_inline) AS inline, "
+            "SUM(size) AS bytes FROM attachments GROUP BY message_id) a ON a.message_id = m.id "
+            f"WHERE m.k IN ({','.join('?' * len(keys))}) ORDER BY b.address", [*args, *keys]).fetchall()
+    copies: dict[str, list[dict]] = {key: [] for key in keys}
+    for key, address, folder_name, data, files, inline, size in rows:
+        copies[key].append({**json.loads(data), "_mailbox": address, "_folder": folder_name, "_attached": files,
+                            "_inline": inline, "_attachedBytes": size})
+    for group in copies.values():  # the sender's own copy first: it alone shows Bcc
+        group.sort(key=lambda m: (m["_folder"] != "sentitems", m["_folder"] != "outbox", m["_folder"] != "drafts"))
+    return [copies[key] for key in keys], total
+
+
 def folder_counts(store) -> dict[str, dict[str, int]]:
     """{mailbox id: {folder: messages}} for every mailbox, in one query (a merge can make thousands)."""
     counts: dict[str, dict[str, int]] = {}
@@ -104,3 +131,36 @@ def _where(store, mailbox, condition: str, value: str) -> list[dict]:
         rows = db.execute(f"SELECT data FROM messages WHERE mailbox_id = ? AND {condition} "  # noqa: S608
                           "ORDER BY created", (mailbox.id, value)).fetchall()
     return [json.loads(r[0]) for r in rows]
+
+
+def attachment_pieces(store, message_id: str, attachment_id: str, step: int = 1024 * 1024):
+    """(metadata, size, the bytes in pieces of ``step``) of one attachment, or None: read from the store a
+    piece at a time (each under its lock), so that a large one is never held whole."""
+    with store.reading() as db:
+        row = db.execute("SELECT a.id, a.name, a.content_type, a.size, a.is_inline, a.content_id, a.attachment_type, "
+                         "a.content_ref, a.content IS NOT NULL FROM attachments a WHERE a.message_id = ? AND a.id = ?",
+                         (message_id, attachment_id)).fetchone()
+    if row is None:
+        return None
+    meta = {"id": row[0], "name": row[1], "contentType": row[2], "size": row[3], "isInline": bool(row[4]),
+            "contentId": row[5], "attachmentType": row[6] or "file"}
+    content_ref, legacy = row[7], row[8]
+
+    def pieces():
+        if legacy or content_ref is None:  # a row from before the contents table holds its bytes itself
+            found = attachment_content(store, message_id, attachment_id)
+            yield found[1] if found else b""
+            return
+        for offset in range(0, meta["size"], step):
+            with store.reading() as db:  # the lock for one read, never while the piece is being sent
+                blobopen = getattr(db, "blobopen", None)
+                if blobopen is None:  # Python 3.10: SQLite's substr over the blob
+                    piece = bytes(db.execute("SELECT substr(content, ?, ?) FROM contents WHERE id = ?",
+                                             (offset + 1, step, content_ref)).fetchone()[0])
+                else:
+                    with blobopen("contents", "content", content_ref, readonly=True) as blob:
+                        blob.seek(offset)
+                        piece = blob.read(step)
+            yield piece
+
+    return meta, meta["size"], pieces()

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from graph_mail_emulator.backend.text import has_control
 from graph_mail_emulator.errors import GraphError, bad_request
 
-MAX_RECIPIENTS = 500
-
 # Writable message properties (canonical spelling); mentions exist only on beta.
 WRITABLE = [
     "subject", "body", "importance", "toRecipients", "ccRecipients", "bccRecipients", "replyTo", "from",
@@ -178,18 +176,44 @@ def message_from_json(obj, api_version: str) -> tuple[dict, list[dict]]:
         out["flag"] = flag
     if msg.get("inferenceClassification") is not None:
         out["inferenceClassification"] = enum_value(msg["inferenceClassification"], "inferenceClassificationType")
-    for name in ("isDeliveryReceiptRequested", "isReadReceiptRequested"):
+    for name in ("isDeliveryReceiptRequested", "isReadReceiptRequested", "isRead"):
         if msg.get(name) is not None:
             out[name] = boolean(msg[name], name)
-    for name in ("categories", "singleValueExtendedProperties", "multiValueExtendedProperties", "mentions"):
+    if msg.get("categories") is not None:
+        if not isinstance(msg["categories"], list) or not all(isinstance(c, str) for c in msg["categories"]):
+            raise bad_request("RequestBodyRead", "'categories' must be a collection of strings.")
+        out["categories"] = msg["categories"]
+    for name in ("singleValueExtendedProperties", "multiValueExtendedProperties"):
         if msg.get(name) is not None:
-            out[name] = msg[name]
+            out[name] = _extended_properties(msg[name], name)
+    if msg.get("mentions") is not None:
+        out["mentions"] = msg["mentions"]
     attachments = [file_attachment(a) for a in msg.get("attachments") or []]
     return out, attachments
 
 
-def check_sendable(message: dict) -> None:
-    """What Exchange checks on submission: some recipient, every address resolvable, at most 500."""
+def _extended_properties(value, name: str) -> list[dict]:
+    """A collection of {id, value} (value: a string, or strings for the multi-value kind)."""
+    multi = name.startswith("multi")
+    if not isinstance(value, list):
+        raise bad_request("RequestBodyRead", f"'{name}' must be a collection of {{id, value}} objects.")
+    out = []
+    for prop in value:
+        prop = canonical_keys(prop if isinstance(prop, dict) else {"": None}, ["id", "value"],
+                              "multiValueLegacyExtendedProperty" if multi else "singleValueLegacyExtendedProperty")
+        values = prop.get("value") if multi else [prop.get("value")]
+        if not isinstance(prop.get("id"), str) or not prop["id"].strip() or not isinstance(values, list) \
+                or not all(isinstance(v, str) for v in values):
+            raise bad_request("RequestBodyRead", f"Each of '{name}' needs an 'id' (such as 'String {{GUID}} Name x') "
+                              f"and a 'value' ({'strings' if multi else 'a string'}).")
+        out.append({"id": prop["id"], "value": prop["value"]})
+    return out
+
+
+def check_sendable(message: dict, recipient_limit: int = 0) -> None:
+    """What Graph checks on submission: some recipient, every address resolvable; and, when the tenant's
+    recipients-per-message limit is answered at once (``Limits.recipient_limit_answer="400"``), at most that many
+    (else Exchange's transport refuses it later with an NDR, ``delivery.py``)."""
     everyone = [r["emailAddress"]["address"] for name in RECIPIENT_LISTS[:3] for r in message.get(name, [])]
     if not everyone:
         raise bad_request("ErrorInvalidRecipients", "At least one recipient isn't valid., "
@@ -199,6 +223,6 @@ def check_sendable(message: dict) -> None:
             raise bad_request("ErrorInvalidRecipients",
                               f"At least one recipient isn't valid., Recipient '{address}' isn't resolved. "
                               "All recipients must be resolved before a message can be submitted.")
-    if len(everyone) > MAX_RECIPIENTS:
+    if recipient_limit and len(everyone) > recipient_limit:
         raise bad_request("ErrorTooManyRecipients",
-                          f"The message has {len(everyone)} recipients; the limit is {MAX_RECIPIENTS}.")
+                          f"The message has {len(everyone)} recipients; the limit is {recipient_limit}.")

@@ -22,18 +22,49 @@ CREATE TABLE IF NOT EXISTS submissions (mailbox_id TEXT, time REAL, property_id 
 -- Attachment bytes, once per upload however many copies delivery makes (content last, so that a zeroblob
 -- reserved for an upload is never held in memory whole).
 CREATE TABLE IF NOT EXISTS contents (id INTEGER PRIMARY KEY, content BLOB);
+-- Exchange's transport: mail accepted and waiting for its slot (the message itself is in the Outbox, or in
+-- Drafts: Limits.queue_folder), and what each mailbox sent when (the 24-hour windows count from it).
+CREATE TABLE IF NOT EXISTS queue (message_id TEXT PRIMARY KEY, mailbox_id TEXT, due REAL, save INTEGER);
+CREATE INDEX IF NOT EXISTS queue_by_due ON queue (due);
+CREATE TABLE IF NOT EXISTS departures (mailbox_id TEXT, time REAL, recipients INTEGER, external INTEGER);
+CREATE INDEX IF NOT EXISTS departures_by_mailbox ON departures (mailbox_id, time);
+CREATE INDEX IF NOT EXISTS departures_by_time ON departures (time);
 """
 # An attachment's bytes: its contents row, or (rows from before that table) its own column.
 CONTENT = "COALESCE(a.content, (SELECT c.content FROM contents c WHERE c.id = a.content_ref))"
 # Columns added after the first release; a state directory from then lacks them.
-_MIGRATIONS = {"attachments": {"sha256": "TEXT", "content_ref": "INTEGER"},
+_MIGRATIONS = {"attachments": {"sha256": "TEXT", "content_ref": "INTEGER", "attachment_type": "TEXT"},
                "messages": {"immutable_id": "TEXT", "search_text": "TEXT"}}
-# Indexes on columns a migration may have added.
+# Indexes on columns a migration may have added, and the change tracking that reads them.
 _LATE_INDEXES = """
 CREATE INDEX IF NOT EXISTS messages_by_immutable_id ON messages (immutable_id);
 CREATE INDEX IF NOT EXISTS extended_properties_by_message ON extended_properties (message_id);
 CREATE INDEX IF NOT EXISTS submissions_by_property ON submissions (property_id, value);
 CREATE INDEX IF NOT EXISTS attachments_by_content ON attachments (content_ref);
+-- Change tracking (messages/delta, changes.py): every row a message gets, changes or loses, in order, written
+-- by triggers so that no road into the messages table can forget it. kind: created, updated, removed, or
+-- expired (a marker: delta links issued before it no longer work).
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, mailbox_id TEXT, folder TEXT, message_id TEXT, immutable_id TEXT,
+    kind TEXT);
+CREATE INDEX IF NOT EXISTS changes_by_folder ON changes (mailbox_id, folder, seq);
+CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (kind, seq);
+CREATE TRIGGER IF NOT EXISTS message_created AFTER INSERT ON messages BEGIN
+    INSERT INTO changes (mailbox_id, folder, message_id, immutable_id, kind)
+    VALUES (NEW.mailbox_id, NEW.folder, NEW.id, NEW.immutable_id, 'created');
+END;
+CREATE TRIGGER IF NOT EXISTS message_removed AFTER DELETE ON messages BEGIN
+    INSERT INTO changes (mailbox_id, folder, message_id, immutable_id, kind)
+    VALUES (OLD.mailbox_id, OLD.folder, OLD.id, OLD.immutable_id, 'removed');
+END;
+CREATE TRIGGER IF NOT EXISTS message_updated AFTER UPDATE ON messages BEGIN
+    INSERT INTO changes (mailbox_id, folder, message_id, immutable_id, kind)
+    SELECT OLD.mailbox_id, OLD.folder, OLD.id, OLD.immutable_id, 'removed'
+    WHERE OLD.folder IS NOT NEW.folder OR OLD.id IS NOT NEW.id;
+    INSERT INTO changes (mailbox_id, folder, message_id, immutable_id, kind)
+    SELECT NEW.mailbox_id, NEW.folder, NEW.id, NEW.immutable_id,
+           CASE WHEN OLD.folder IS NOT NEW.folder OR OLD.id IS NOT NEW.id THEN 'created' ELSE 'updated' END;
+END;
 """
 
 

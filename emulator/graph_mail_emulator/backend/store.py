@@ -28,9 +28,9 @@ from graph_mail_emulator.private import create_private
 # that table carry their bytes along, as they always did).
 _COPY_ATTACHMENTS = """
 INSERT INTO attachments (id, message_id, position, name, content_type, size, is_inline, content_id, content, sha256,
-                         content_ref)
+                         content_ref, attachment_type)
 SELECT 'AAMkAGAtt' || lower(hex(randomblob(18))), ?, position, name, content_type, size, is_inline, content_id,
-       content, sha256, content_ref FROM attachments WHERE message_id = ?"""
+       content, sha256, content_ref, attachment_type FROM attachments WHERE message_id = ?"""
 _BLOB_STEP = 4 * 1024 * 1024
 IMMUTABLE_ID = "_immutableId"  # kept in the stored message; shown as "id" when a request prefers it
 FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "outbox", "archive", "junkemail")
@@ -191,7 +191,12 @@ class MailStore:
         if copy_attachments_of is not None:
             self._db.execute(_COPY_ATTACHMENTS, (message_id, copy_attachments_of))
         for position, att in enumerate(attachments):
-            self._insert_attachment(message_id, position, att, att["content"])
+            if "path" in att:  # a large one from a file: streamed into its blob, never read whole
+                _, content_ref = self._insert_attachment(message_id, position, att, None, att["size"], att["sha256"])
+                with open(att["path"], "rb") as file:
+                    self._write_blob(content_ref, file)
+            else:
+                self._insert_attachment(message_id, position, att, att["content"])
         self._changed()
         return message_id
 
@@ -208,9 +213,9 @@ class MailStore:
         content_ref = int(cursor.lastrowid or 0)
         self._db.execute(
             "INSERT INTO attachments (id, message_id, position, name, content_type, size, is_inline, content_id, "
-            "sha256, content_ref) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "sha256, content_ref, attachment_type) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (attachment_id, message_id, position, att["name"], att["contentType"], size, int(att["isInline"]),
-             att.get("contentId"), sha256, content_ref))
+             att.get("contentId"), sha256, content_ref, att.get("attachmentType", "file")))
         return attachment_id, content_ref
 
     def load_draft(self, mailbox: Mailbox, message_id: str) -> dict:
@@ -263,13 +268,21 @@ class MailStore:
             self.remove(message["id"])
 
     def create_draft(self, mailbox: Mailbox, folder: str, message: dict, attachments: list[dict],
-                     mime: bytes | None = None) -> str:
+                     mime: bytes | None = None, conversation_id: str | None = None,
+                     copy_attachments_of: str | None = None) -> str:
+        """A new draft; ``conversation_id``: the thread it answers (a reply or forward), else a new one;
+        ``copy_attachments_of``: a message whose attachments it carries (a forward)."""
         draft = {"importance": "normal", "isRead": True, "flag": {"flagStatus": "notFlagged"}, **message,
-                 "isDraft": True, "conversationId": new_id("AAQkAG"),
+                 "isDraft": True, "conversationId": conversation_id or new_id("AAQkAG"),
                  "internetMessageId": message.get("internetMessageId") or f"<{uuid.uuid4().hex}@{self.domain}>",
                  "sender": mailbox.as_recipient(), "from": message.get("from") or mailbox.as_recipient()}
         with self._lock:
-            return self.insert(mailbox, folder, draft, attachments, mime)
+            if copy_attachments_of is None:
+                return self.insert(mailbox, folder, draft, attachments, mime)
+            draft_id = self.insert(mailbox, folder, draft, [], mime, copy_attachments_of)
+            for position, att in enumerate(attachments, start=len(self.attachments(draft_id))):  # after the copied
+                self._insert_attachment(draft_id, position, att, att["content"])
+            return draft_id
 
     def record_submission(self, mailbox: Mailbox, message: dict) -> None:
         """Count a submission under each of the message's single-value extended properties (``submissions``)."""
@@ -310,6 +323,10 @@ class MailStore:
             message.update(changes, lastModifiedDateTime=self.clock.iso())
             self._db.execute("UPDATE messages SET data = ?, search_text = ? WHERE id = ?",
                              (json.dumps(message), search_text(message), message["id"]))
+            if "singleValueExtendedProperties" in changes:  # the index $filter reads
+                self._db.execute("DELETE FROM extended_properties WHERE message_id = ?", (message["id"],))
+                self._db.executemany("INSERT INTO extended_properties VALUES (?,?,?)",
+                                     [(message["id"], key, value) for key, value in extended_properties(message)])
             self._changed()
 
     def load(self, mailbox: Mailbox, message_id: str) -> tuple[dict, str]:
@@ -326,12 +343,12 @@ class MailStore:
         content = CONTENT if with_content else "NULL"
         with self._lock:
             rows = self._db.execute(  # the column is one of two fixed expressions; the id is bound
-                f"SELECT a.id, a.name, a.content_type, a.size, a.is_inline, a.content_id, a.sha256, {content} "  # noqa: S608
-                "FROM attachments a WHERE a.message_id = ? ORDER BY a.position", (message_id,)).fetchall()
+                f"SELECT a.id, a.name, a.content_type, a.size, a.is_inline, a.content_id, a.sha256, a.attachment_type, "  # noqa: S608
+                f"{content} FROM attachments a WHERE a.message_id = ? ORDER BY a.position", (message_id,)).fetchall()
         out = []
-        for att_id, name, content_type, size, inline, cid, sha256, data in rows:
+        for att_id, name, content_type, size, inline, cid, sha256, kind, data in rows:
             item = {"id": att_id, "name": name, "contentType": content_type, "size": size,
-                    "isInline": bool(inline), "contentId": cid, "sha256": sha256}
+                    "isInline": bool(inline), "contentId": cid, "sha256": sha256, "attachmentType": kind or "file"}
             if with_content:
                 item["content"] = bytes(data or b"")
             out.append(item)
@@ -407,7 +424,8 @@ class MailStore:
         """Every message gone, and every mailbox that is not a user's."""
         with self._lock:
             self._db.executescript("DELETE FROM messages; DELETE FROM attachments; DELETE FROM extended_properties; "
-                                   "DELETE FROM submissions; DELETE FROM contents; "
+                                   "DELETE FROM submissions; DELETE FROM contents; DELETE FROM queue; "
+                                   "DELETE FROM departures; "
                                    "DELETE FROM mailboxes WHERE is_user = 0;")
             self._changed()
 
@@ -417,7 +435,8 @@ class MailStore:
             ids = [r[0] for r in self._db.execute("SELECT id FROM messages WHERE mailbox_id = ?", (mailbox.id,))]
             for message_id in ids:
                 self.remove(message_id)
-            self._db.execute("DELETE FROM submissions WHERE mailbox_id = ?", (mailbox.id,))
+            for table in ("submissions", "queue", "departures"):
+                self._db.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mailbox.id,))  # noqa: S608
             self._db.execute("DELETE FROM mailboxes WHERE id = ? AND is_user = 0", (mailbox.id,))
             self._changed()
             return len(ids)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import secrets
 
-from graph_mail_emulator.entra.directory import FEDERATION_AUDIENCE, MAIL_ROLES, App, Directory
+from graph_mail_emulator.entra.directory import FEDERATION_AUDIENCE, MAIL_ROLES, SCOPES, App, Directory
 from graph_mail_emulator.entra.tokens import TokenIssuer
 from graph_mail_emulator.site import Site
 
-__all__ = ["FEDERATION_AUDIENCE", "GRAPH_APP_ID", "MAIL_ROLES", "MICROSOFT_GRAPH_HOSTS", "App", "Entra"]
+__all__ = ["FEDERATION_AUDIENCE", "GRAPH_APP_ID", "MAIL_ROLES", "MICROSOFT_GRAPH_HOSTS", "SCOPES", "App", "Entra"]
 
 # Microsoft Graph as Entra knows it: its application id, and its host in each national cloud. A token is
 # asked for "<resource>/.default" with any of them, and carries the resource as its audience.
@@ -44,15 +44,33 @@ class Entra:
 
     def add_app(self, client_id: str | None = None, *, secret: str | None = None,
                 secret_expires_at: float | None = None, certificate_pem: bytes | None = None,
-                roles=MAIL_ROLES, public_client: bool = False) -> App:
+                roles=MAIL_ROLES, public_client: bool = False, mailboxes=None, scope: str = "rbac") -> App:
         """An app registration with the application roles an admin consented to, and its credentials: a
-        client secret (expiring at ``secret_expires_at``, epoch seconds) and/or an uploaded certificate."""
+        client secret (expiring at ``secret_expires_at``, epoch seconds) and/or an uploaded certificate.
+        ``mailboxes`` restricts it to those mailboxes (``scope_app``)."""
         app = self.directory.add_app(client_id, roles=set(roles), public_client=public_client)
         if secret:
             app.secrets[secret] = secret_expires_at
         if certificate_pem:
             app.certificates.append(certificate_pem)
+        if mailboxes is not None:
+            self.scope_app(app, mailboxes, scope)
         return app
+
+    def scope_app(self, app: App, mailboxes, scope: str = "rbac") -> None:
+        """Restrict the app to ``mailboxes`` as Exchange Online does it. ``scope="rbac"`` (RBAC for Applications):
+        its roles become Exchange role assignments scoped to these mailboxes, which Entra's token does not show
+        (inferred: Microsoft's page does not say so, maester365/maester#920 reports it); ``"access_policy"`` (an
+        application access policy): the token keeps its roles, and they reach these mailboxes only. Another
+        mailbox answers 403 ErrorAccessDenied (Exchange's wording for each in ``faces/access.py``)."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope: {scope!r}; use one of {', '.join(SCOPES)}")
+        if isinstance(mailboxes, str):
+            mailboxes = [mailboxes]
+        app.mailboxes = frozenset(str(m).strip().lower() for m in mailboxes)
+        app.mailbox_scope = scope
+        if scope == "rbac":
+            app.rbac_roles, app.roles = set(app.roles) | app.rbac_roles, set()
 
     def issue_client_certificate(self, common_name: str, app: App | None = None) -> bytes:
         """A key and certificate from the tenant's trusted CA; with ``app``, its subject is trusted there

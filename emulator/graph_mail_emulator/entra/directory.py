@@ -11,6 +11,9 @@ from graph_mail_emulator.pki import CertificateAuthority
 
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
 MAIL_ROLES = ("Mail.Send", "Mail.ReadWrite")
+# How an app is restricted to some mailboxes: Exchange RBAC for Applications (a management scope; Microsoft's
+# current way) or an application access policy (the older way it replaces).
+SCOPES = ("rbac", "access_policy")
 
 
 @dataclass
@@ -20,6 +23,11 @@ class App:
     ``federated`` holds federated identity credentials (issuer, subject, audiences) for workload identity;
     ``trusted_subjects`` the certificate subject names trusted for subject-name/issuer (SNI) sign-in;
     ``public_client`` lets a refresh token be redeemed without a client secret.
+
+    ``mailboxes`` (addresses, lower-case) restricts the app to those mailboxes, as Exchange Online does it
+    (``SCOPES``): through an RBAC for Applications role assignment (``rbac_roles``: granted in Exchange for
+    these mailboxes only, never in the token), or through an application access policy (the token's ``roles``
+    reach these mailboxes only).
     """
 
     tenant_id: str
@@ -30,6 +38,13 @@ class App:
     federated: list[dict] = field(default_factory=list)
     trusted_subjects: set[str] = field(default_factory=set)
     public_client: bool = False
+    mailboxes: frozenset[str] | None = None
+    rbac_roles: set[str] = field(default_factory=set)
+    mailbox_scope: str = "rbac"
+
+    def reaches(self, *names: str) -> bool:
+        """Whether a mailbox (by any of its names: address, id) is in the app's scope (every one without a scope)."""
+        return self.mailboxes is None or any(name.lower() in self.mailboxes for name in names)
 
 
 @dataclass

@@ -56,17 +56,6 @@ class AttachmentResponses:
             "isInline": attachment["isInline"], "contentId": attachment.get("contentId"),
         })
 
-    def list_attachments(self, request: Request) -> Response:
-        """GET .../messages/{id}/attachments: the attachments' properties (contentBytes not included)."""
-        mailbox = self.access.mailbox(request, ("Mail.ReadWrite", "Mail.Read"))
-        message, _ = self.store.load(mailbox, request.params["id"])
-        value = [{"@odata.type": "#microsoft.graph.fileAttachment", "id": a["id"], "name": a["name"],
-                  "contentType": a["contentType"], "size": a["size"], "isInline": a["isInline"],
-                  "contentId": a.get("contentId")} for a in self.store.attachments(message["id"])]
-        version = request.params["version"]
-        context = f"{request.origin(self.site.base_url)}/{version}/$metadata#attachments"
-        return Response.json(200, {"@odata.context": context, "value": value})
-
     def create_upload_session(self, request: Request) -> Response:
         mailbox, message = self._draft(request)
         payload = request.json()

@@ -1,7 +1,8 @@
 """``$expand`` on messages, in the one form Graph documents for extended properties:
 ``singleValueExtendedProperties($filter=id eq '...')`` (and ``multiValueExtendedProperties``), several ids
 joined by ``or``. The message then carries the matching properties, after its other properties; a message
-without any of them carries none (Microsoft's "Get singleValueLegacyExtendedProperty" page).
+without any of them carries none (Microsoft's "Get singleValueLegacyExtendedProperty" page). And
+``attachments`` (``attachments($select=name,size)``): the message's attachments, as listing them shows them.
 
 Ids compare as Exchange compares them: a property tag in any spelling (``String 0x001A`` is ``String 0x1a``,
 the form Graph answers with), a named property without regard to case or spacing. Every message has a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 
 from graph_mail_emulator.errors import bad_request
+from graph_mail_emulator.faces import attachment_reads
 from graph_mail_emulator.faces.odata_filter import invalid, tokenize
 
 EXPANDABLE = {"singlevalueextendedproperties": "singleValueExtendedProperties",
@@ -42,10 +44,13 @@ def parse(text: str | None) -> Expansion:
     expansion: Expansion = {}
     for item in _split(text):
         found = _ITEM.match(item)
+        if found is not None and found.group(1).lower() == "attachments":
+            expansion["attachments"] = _attachment_names(found.group(2) or "")
+            continue
         if found is None or found.group(1).lower() not in EXPANDABLE:
-            raise bad_request("BadRequest", f"The emulator expands extended properties only "
-                              f"(singleValueExtendedProperties($filter=id eq '...')), not '{item.strip()}'; "
-                              "list attachments at /messages/{id}/attachments.")
+            raise bad_request("BadRequest", f"The emulator expands extended properties "
+                              f"(singleValueExtendedProperties($filter=id eq '...')) and attachments, not "
+                              f"'{item.strip()}'.")
         collection = EXPANDABLE[found.group(1).lower()]
         options = _FILTER.match(found.group(2) or "")
         if options is None:
@@ -53,6 +58,19 @@ def parse(text: str | None) -> Expansion:
                               f"wanted: {collection}($filter=id eq 'String 0x001A').")
         expansion.setdefault(collection, []).extend(_ids(options.group(1)))
     return expansion
+
+
+def _attachment_names(options: str) -> list[str]:
+    """``$select=name,size`` inside ``attachments(...)`` -> ["name", "size"]; nothing -> every property."""
+    if not options.strip():
+        return []
+    found = re.match(r"^\s*\$select\s*=(.*)$", options, re.IGNORECASE | re.DOTALL)
+    if found is None or not found.group(1).strip():
+        raise bad_request("BadRequest", f"Expand attachments with nothing or with $select, such as "
+                          f"attachments($select=name,size), not attachments({options}).")
+    names = [name.strip() for name in found.group(1).split(",")]
+    attachment_reads.selected(",".join(names))  # an unknown name refused now
+    return names
 
 
 def _split(text: str) -> list[str]:
@@ -97,6 +115,9 @@ def expanded(message: dict, expansion: Expansion) -> dict:
     """The expanded collections of ``message``: each with the properties asked for that it has."""
     out = {}
     for collection, wanted in expansion.items():
+        if collection == "attachments":  # rendered by the face that holds the store
+            out["attachments"] = message.get("_attachments", [])
+            continue
         stored = [p for p in message.get(collection) or [] if isinstance(p, dict) and "id" in p]
         if collection == "singleValueExtendedProperties":
             stored.append({"id": MESSAGE_CLASS[0], "value": MESSAGE_CLASS[1]})  # shadowed by a stored class

@@ -42,6 +42,7 @@ class Inspection:
     # -- reads (also the Python API) -----------------------------------------------------------------
 
     def full_message(self, message_id: str, with_content: bool = False) -> dict | None:
+        self.backend.delivery.drain()
         found = self.store.find_message(message_id)
         if found is None:
             return None
@@ -56,6 +57,7 @@ class Inspection:
                 "attachments": [attachment_json(a, with_content) for a in attachments]}
 
     def messages(self, address: str, folder: str = "inbox", with_content: bool = True) -> list[dict]:
+        self.backend.delivery.drain()
         mailbox = self.store.find_mailbox(address)
         if mailbox is None:
             return []
@@ -85,12 +87,32 @@ class Inspection:
 
     def folder_counts(self) -> dict[str, dict[str, int]]:
         """{mailbox id: {folder: messages}} for every mailbox."""
+        self.backend.delivery.drain()
         return folder_counts(self.store)
 
     def deliveries(self, property_id: str) -> dict[str, int]:
         """Submissions (sendMail, or a draft sent) per value of a single-value extended property, such as
         an idempotency key: a value counted twice is a duplicate mail."""
         return self.store.submissions(property_id)
+
+    def budget(self, address: str) -> dict:
+        """A mailbox's sending budget as Exchange's transport sees it now: recipients it sent in the last 24
+        hours (``recipientsUsed`` of ``recipientLimit``, ``windowFreesAt``), what waits in its Outbox
+        (``queued``, ``queuedRecipients``, ``nextLeavesAt``, ``lastLeavesAt``), and the tenant's external
+        recipients (``externalUsed`` of ``externalLimit``, TERRL)."""
+        self.backend.delivery.drain()
+        return self.backend.delivery.budget(self._mailbox(address))
+
+    def outbox(self, address: str) -> list[dict]:
+        """The mail waiting in a mailbox's Outbox, in the order it leaves: {id, subject, leavesAt, recipients}."""
+        self.backend.delivery.drain()
+        return self.backend.delivery.queued(self._mailbox(address))
+
+    def _mailbox(self, address: str):
+        mailbox = self.store.find_mailbox(address)
+        if mailbox is None:
+            raise GraphError(404, "ErrorItemNotFound", "No such mailbox.")
+        return mailbox
 
     @property
     def side_effect_requests(self) -> list[dict]:
@@ -125,6 +147,24 @@ class Inspection:
             raise GraphError(404, "ErrorItemNotFound", "No such message.")
         return Response(200, eml, {"Content-Type": "message/rfc822",
                                    "Content-Disposition": f'attachment; filename="{request.params["id"]}.eml"'})
+
+    def inspect_budget(self, request: Request) -> Response:
+        return Response.json(200, {**self.budget(request.params["mailbox"]),
+                                   "outbox": self.outbox(request.params["mailbox"])})
+
+    def inspect_clock(self, request: Request) -> Response:
+        clock = self.backend.clock
+        return Response.json(200, {"now": clock.iso(), "offsetSeconds": clock.offset})
+
+    def move_clock(self, request: Request) -> Response:
+        """``{"advance": seconds}``: the backend's clock moves forward; what became due has happened."""
+        body = request.json()
+        seconds = body.get("advance") if isinstance(body, dict) else None
+        try:
+            self.backend.clock.advance(seconds)  # type: ignore[arg-type]  # advance() checks what came
+        except ValueError as err:
+            raise bad_request("BadRequest", f'Give {{"advance": seconds}}: {err}') from None
+        return self.inspect_clock(request)
 
     def inspect_deliveries(self, request: Request) -> Response:
         if not request.query.get("property"):

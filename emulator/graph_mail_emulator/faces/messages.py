@@ -6,13 +6,24 @@ from graph_mail_emulator.backend import MailBackend
 from graph_mail_emulator.backend import mime as mime_io
 from graph_mail_emulator.backend.limits import MAX_REQUEST_BYTES, message_size
 from graph_mail_emulator.backend.rules import boolean, canonical_keys, message_from_json
-from graph_mail_emulator.backend.store import FOLDER_NAMES, FOLDERS, IMMUTABLE_ID, Mailbox
+from graph_mail_emulator.backend.store import FOLDER_NAMES, FOLDERS, IMMUTABLE_ID, Mailbox, property_key
 from graph_mail_emulator.backend.text import preview
 from graph_mail_emulator.errors import GraphError, bad_request
 from graph_mail_emulator.faces import expand, listing, resource
 from graph_mail_emulator.faces.access import Access
+from graph_mail_emulator.faces.attachment_reads import expanded_attachments
 from graph_mail_emulator.http.wire import Request, Response
 from graph_mail_emulator.site import Site
+
+# Updatable only while the message is a draft (Microsoft's "Update message" page); the rest also on mail
+# that was sent or received (isRead, categories, flag, extended properties...).
+_DRAFT_ONLY = {"subject", "body", "internetmessageid", "replyto"}
+
+
+def merged_properties(stored: list[dict], given: list[dict]) -> list[dict]:
+    """Extended properties after a PATCH: the given ones by id (any case or spacing), then the rest kept."""
+    keys = {property_key(p["id"]) for p in given}
+    return [*given, *(p for p in stored if isinstance(p, dict) and property_key(p.get("id", "")) not in keys)]
 
 
 class MessageResponses:
@@ -79,12 +90,17 @@ class MessageResponses:
         it in Outlook would); a sent message keeps them."""
         mailbox = self.access.mailbox(request, "Mail.ReadWrite")
         message, _ = self.store.load(mailbox, request.params["id"])
-        changes, attachments = message_from_json(request.json(), request.params["version"])
+        payload = request.json()
+        changes, attachments = message_from_json(payload, request.params["version"])
         if attachments:
             raise bad_request("ErrorInvalidParameter", "Attachments are added through the attachments collection.")
-        if not message.get("isDraft") and changes:
+        given = {key.lower() for key in payload}  # message_from_json made sure it is an object
+        if not message.get("isDraft") and given & _DRAFT_ONLY:
             raise bad_request("ErrorInvalidPropertyUpdateSentMessage", "Update operation is not allowed on a sent "
-                              "message for these properties.")
+                              f"message for these properties: {', '.join(sorted(given & _DRAFT_ONLY))}.")
+        for name in ("singleValueExtendedProperties", "multiValueExtendedProperties"):
+            if name in changes:  # each given id created or updated; the message's others kept
+                changes[name] = merged_properties(message.get(name) or [], changes[name])
         self.store.update(mailbox, message["id"], changes)
         return Response.json(200, self._render(request, mailbox, message["id"]))
 
@@ -172,6 +188,8 @@ class MessageResponses:
         return full
 
     def _shown(self, request: Request, full: dict, names: tuple[str, ...], expansion: expand.Expansion) -> dict:
+        if "attachments" in expansion:
+            full = {**full, "_attachments": expanded_attachments(self.store, full, expansion["attachments"])}
         shown_id = full[IMMUTABLE_ID] if request.immutable_ids and IMMUTABLE_ID in full else full["id"]
         return {**resource.project(full, names, shown_id), **expand.expanded(full, expansion)}
 

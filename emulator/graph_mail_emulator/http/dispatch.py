@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Response]
 # The error code Graph gives with each status a scripted fault answers.
-FAULT_CODES = {400: "BadRequest", 404: "ErrorItemNotFound", 429: "TooManyRequests", 500: "InternalServerError",
-               502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+FAULT_CODES = {400: "BadRequest", 404: "ErrorItemNotFound", 412: "ErrorIrresolvableConflict", 429: "TooManyRequests",
+               500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
 def handler_table(*faces) -> dict[str, Handler]:
@@ -128,6 +128,7 @@ class Dispatcher:
                                  {"Allow": ", ".join(allowed)})
             raise GraphError(400, "BadRequest", f"Resource not found for the segment '{request.path}'.")
         name, params = found
+        self.backend.delivery.drain()  # mail whose slot has come has left before anyone looks
         request.params = {k: unquote(v) if v is not None else None for k, v in params.items()}
         if request.params.get("version") and request.params.get("id") is not None \
                 and not well_formed_id(request.params["id"]):

@@ -7,10 +7,11 @@ import logging
 import re
 import ssl
 import threading
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from graph_mail_emulator.backend.limits import MAX_REQUEST_BYTES
+from graph_mail_emulator.backend.limits import INBOUND_REQUEST_BYTES, MAX_REQUEST_BYTES
 from graph_mail_emulator.errors import GraphError
 from graph_mail_emulator.http.dispatch import Dispatcher
 from graph_mail_emulator.http.faults import DropConnection
@@ -74,13 +75,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        streamed = response.stream is not None and response.status < 300
+        self.send_header("Content-Length", str(response.stream_length if streamed else len(response.body)))
         self.end_headers()
-        if response.body:
+        if streamed:  # piece by piece: a 100 MB attachment is never held whole
+            for piece in response.stream:  # type: ignore[union-attr]
+                self.wfile.write(piece)
+        elif response.body:
             self.wfile.write(response.body)
 
     def _read_body(self) -> tuple[bytes, bool]:
-        """The request body, or (b"", True) past the 4 MB limit (read to its end, so the connection stays
+        """The request body, or (b"", True) past the limit (4 MB; read to its end, so the connection stays
         usable for the 413 answer)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked()
@@ -88,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not _DIGITS.match(given):
             raise _BadFraming(f"The Content-Length header '{given[:40]}' is not a number of bytes.")
         length = int(given)
-        if length <= MAX_REQUEST_BYTES:
+        if length <= self._limit:
             return (self.rfile.read(length) if length else b""), False
         remaining = length
         while remaining > 0:
@@ -116,15 +121,57 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _BadFraming("The request body ended inside a chunk.")
                 chunk_size -= len(data)
                 size += len(data)
-                if size <= MAX_REQUEST_BYTES:
+                if size <= self._limit:
                     parts.append(data)
             self.rfile.readline(65537)  # the CRLF after the chunk
-        return (b"", True) if size > MAX_REQUEST_BYTES else (b"".join(parts), False)
+        return (b"", True) if size > self._limit else (b"".join(parts), False)
+
+    @property
+    def _limit(self) -> int:
+        """Graph's 4 MB; mail from outside, given to the inspection API, may be as large as a message can be."""
+        return INBOUND_REQUEST_BYTES if self.path.startswith("/_emulator/inbound") else MAX_REQUEST_BYTES
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
+    def date_time_string(self, timestamp=None) -> str:
+        """The Date header from the backend's clock (a client reads the server's time from it: a moved clock
+        moves what the client plans against)."""
+        return formatdate(self.dispatcher.backend.clock.time() if timestamp is None else timestamp, usegmt=True)
+
     def log_message(self, format, *args):
         log.debug("%s - %s", self.address_string(), _QUERY_SECRET.sub(r"\1=***", format % args))
+
+
+# Connections the kernel may queue before the accept loop takes them (listen's backlog; Linux caps it at
+# net.core.somaxconn): a whole test suite or a triggerer full of gates connects at once.
+LISTEN_BACKLOG = 4096
+# A client that connects and never completes its TLS handshake holds one thread this long, no more.
+HANDSHAKE_TIMEOUT = 30.0
+
+
+class _TlsServer(ThreadingHTTPServer):
+    """A threading server whose accept loop only accepts: each connection's TLS handshake runs in that
+    connection's own thread, so one slow or silent client never holds up the others' connects."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+    def __init__(self, address, handler, context: ssl.SSLContext):
+        self.context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request, client_address) -> None:
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as err:  # a port scan, a plain-HTTP client, a client that gave up
+            log.debug("TLS handshake with %s failed: %s", client_address[0], err)
+            return
+        tls.settimeout(None)
+        try:
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
+        finally:
+            self.shutdown_request(tls)
 
 
 class HttpsServer:
@@ -134,14 +181,12 @@ class HttpsServer:
         self.site = site
         self.dispatcher = dispatcher
         self.cert_path, self.key_path = cert_path, key_path
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _TlsServer | None = None
 
     def start(self) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert_path, self.key_path)
-        server = ThreadingHTTPServer((self.site.host, self.site.port), _Handler)
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server = _TlsServer((self.site.host, self.site.port), _Handler, context)
         server.dispatcher = self.dispatcher  # type: ignore[attr-defined]
         self._server = server
         self.site.port = server.server_address[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -111,6 +112,9 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict = field(default_factory=dict)
+    # A large body (an attachment's $value) written piece by piece instead of ``body``: its pieces and length.
+    stream: Iterable[bytes] | None = None
+    stream_length: int = 0
 
     @classmethod
     def json(cls, status: int, obj, headers: dict | None = None) -> Response:
