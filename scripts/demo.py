@@ -4,6 +4,7 @@ where to see it in a browser. `make demo-serve` (--serve) then keeps the emulato
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import tempfile
@@ -64,8 +65,9 @@ def run_demo(emulator: GraphEmulator, state: Path) -> int:
         print("Preparing a temporary Airflow home ...", flush=True)
         migrate(home)
         env = airflow_env(home, emulator.connection(), REPORT_OUTPUT_DIR=str(Path(tmp) / "reports"))
-        print("Running: airflow dags test report_distribution", flush=True)
-        result = dags_test("report_distribution", env)
+        today = dt.date.today().isoformat()  # the report is dated the day the demo runs
+        print(f"Running: airflow dags test report_distribution {today}", flush=True)
+        result = dags_test("report_distribution", env, logical_date=today)
         if result.returncode != 0:
             print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
             print(f"airflow dags test failed (exit {result.returncode})")

@@ -20,6 +20,11 @@ def subjects(page: str) -> list[str]:
     return [html.unescape(s) for s in re.findall(r'<td class="subject"><a href="[^"]+">([^<]*)</a>', page)]
 
 
+def copies(page: str) -> list[str]:
+    """The labels of the copies listed inside the rows of the "All mailboxes" list."""
+    return [html.unescape(s) for s in re.findall(r'<li><a class="[^"]*" href="[^"]+" title="[^"]+">([^<]*)</a>', page)]
+
+
 @pytest.fixture
 def viewer(http, graph_emulator):
     """viewer(path, **params) -> the page's text (asserting 200)."""
@@ -35,10 +40,13 @@ def test_search_by_subject_recipient_and_idempotency_key(graph, viewer):
     send(graph, "Invoices for März", [person("zoe@example.com", "Zoë Quinn")], "a", **keyed("billing/run-7/0"))
     send(graph, "Team lunch", "bob@example.com", "b", ccRecipients=[person("carol@example.com")],
          **keyed("social/run-2/0"))
-    assert subjects(viewer(q="MÄRZ")) == ["Invoices for März"] * 2  # Zoë's Inbox and Sent Items
-    assert subjects(viewer(q="zoë")) == ["Invoices for März"] * 2  # a display name, any case
-    assert subjects(viewer(q="carol@example")) == ["Team lunch"] * 3  # a Cc recipient: bob, carol, Sent Items
-    assert subjects(viewer(q="billing/run-7")) == ["Invoices for März"] * 2  # the idempotency key
+    found = viewer(q="MÄRZ")
+    assert subjects(found) == ["Invoices for März"]  # one row: Zoë's Inbox and Sent Items copies inside
+    assert copies(found) == ["airflow@contoso.com · Sent Items", "zoe@example.com"]
+    assert subjects(viewer(q="zoë")) == ["Invoices for März"]  # a display name, any case
+    lunch = viewer(q="carol@example")  # a Cc recipient: bob, carol, Sent Items
+    assert subjects(lunch) == ["Team lunch"] and len(copies(lunch)) == 3
+    assert subjects(viewer(q="billing/run-7")) == ["Invoices for März"]  # the idempotency key
     assert subjects(viewer(q="billing", mailbox="zoe@example.com")) == ["Invoices for März"]
     nothing = viewer(q="no such thing")
     assert subjects(nothing) == [] and "Nothing matches" in nothing
@@ -52,8 +60,8 @@ def test_list_columns_and_limits(graph, viewer, monkeypatch):
         file("a.csv", b"x" * 2048, "text/csv"), file("logo.png", b"\x89PNG" + b"0" * 60, "image/png", cid="logo")])
     page = viewer(mailbox="ann@example.com", folder="inbox")
     row = re.search(r'<tr class="unread" data-message-id="[^"]+">(.*?)</tr>', page, re.S).group(1)
-    assert re.search(r'<td class="from">airflow &lt;airflow@contoso.com&gt;</td>', row)
-    assert '<td class="to">ann@example.com</td>' in row
+    assert '<div class="from">airflow &lt;airflow@contoso.com&gt;</div>' in row
+    assert '<div class="to">ann@example.com</div>' in row
     assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ">', row)
     assert '<td class="num size">2.1 KB</td>' in row  # 10 + 20 + 2,048 + 64 bytes
     assert re.search(r'<td class="num attachments">1 <span class="muted">\+ 1 inline</span></td>', row)
@@ -246,3 +254,32 @@ def test_the_http_layer_never_writes_a_line_break_into_a_header(graph_emulator, 
     status, headers = _raw_answer(graph_emulator, "/_viewer/version", {"client-request-id": "abc\r\n X-Injected: 1"})
     echoed = dict(headers)["client-request-id"]
     assert status == 200 and "\r" not in echoed and "\n" not in echoed and echoed == "abc X-Injected: 1"
+
+
+def test_the_form_that_sends_a_mail_from_outside(http, graph_emulator):
+    graph_emulator.backend.store.add_user("reports-in@contoso.com")
+    url = f"{graph_emulator.base_url}/_viewer/mailboxes/reports-in@contoso.com/receive"
+    fields = {"from": "Vendor <vendor@northwind.example>", "subject": "Nightly <export>", "body": "<b>hi</b>",
+              "bodyType": "html", "authentication": "none", "folder": "junkemail"}
+    answer = http.post(url, data=fields, files=[("attachment", ("a.csv", b"1,2\n", "text/csv")),
+                                                ("attachment", ("b.txt", b"x", "text/plain"))], allow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    (arrived,) = graph_emulator.inspect.messages("reports-in@contoso.com", "junkemail")
+    assert answer.headers["Location"] == f"/_viewer/messages/{arrived['id']}"
+    assert arrived["subject"] == "Nightly <export>"
+    assert arrived["body"] == {"contentType": "html", "content": "<b>hi</b>"}
+    assert graph_emulator.inspect.attachment_bytes(arrived["id"]) == {"a.csv": b"1,2\n", "b.txt": b"x"}
+    assert "compauth=fail reason=001" in arrived["internetMessageHeaders"][0]["value"]
+    plain = http.post(url, data={"from": "vendor@northwind.example", "subject": "urlencoded"}, allow_redirects=False)
+    assert plain.status_code == 303
+    refused = http.post(url, data={"from": "not an address"})
+    assert refused.status_code == 400 and "The mail was not delivered" in refused.text
+    assert "not an address" in refused.text
+    cross_site = http.post(url, data=fields, headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert cross_site.status_code == 403
+    outside = http.post(f"{graph_emulator.base_url}/_viewer/mailboxes/ann@example.com/receive", data=fields)
+    assert outside.status_code == 404  # only the tenant's own mailboxes receive mail from outside
+    assert len(graph_emulator.inspect.messages("reports-in@contoso.com", "inbox")) == 1
+    page = http.get(f"{graph_emulator.base_url}/", params={"mailbox": "reports-in@contoso.com"}).text
+    assert 'action="/_viewer/mailboxes/reports-in@contoso.com/receive"' in page
+    assert "/receive" not in http.get(f"{graph_emulator.base_url}/").text  # no form on "All mailboxes"

@@ -31,8 +31,9 @@ def png(width: int, height: int) -> bytes:
 
 
 def open_message(page, subject: str, mailbox: str):
-    row = page.locator("tr", has_text=mailbox).filter(has_text=subject)
-    row.locator("td.subject a").click()
+    """Open the copy of a message in ``mailbox`` ("ann@example.com · Inbox") from the "All mailboxes" list."""
+    row = page.locator("table.messages tbody tr").filter(has=page.locator("td.subject > a", has_text=subject))
+    row.locator(f'.copies a[title="{mailbox}"]').click()
     frame = page.wait_for_selector("#body-frame").content_frame()  # attached now, perhaps not yet navigated
     frame.wait_for_url(re.compile(r"/body$"))
     frame.wait_for_load_state("load")
@@ -51,11 +52,13 @@ def test_report_mail_renders_with_its_chart_and_csv(graph, graph_emulator, page)
 
     page.goto(graph_emulator.base_url + "/")
     rows = page.locator("table.messages tbody tr")
-    assert rows.count() == 4  # three recipients' inboxes and the sender's Sent Items
-    ann = page.locator("tr", has_text="ann@example.com · Inbox")
-    assert ann.locator("td.subject").inner_text().startswith("Daily sales report for 2026-11-20")
-    assert ann.locator("td.attachments").inner_text() == "1 + 1 inline"
-    assert "bob@example.com" in ann.locator("td.to").inner_text()
+    assert rows.count() == 1  # one send, one row: its four copies inside it
+    row = rows.first
+    assert row.locator("td.subject > a").inner_text() == "Daily sales report for 2026-11-20"
+    assert row.locator(".copies a").all_inner_texts() == [
+        "airflow@contoso.com · Sent Items", "ann@example.com", "bob@example.com", "sales-leads@example.com"]
+    assert row.locator("td.attachments").inner_text() == "1 + 1 inline"
+    assert "bob@example.com" in row.locator(".to").inner_text()
 
     frame = open_message(page, "Daily sales report", "ann@example.com · Inbox")
     cells = frame.locator("table tr").all_inner_texts()
@@ -149,7 +152,7 @@ def test_search_and_clear_from_the_page(graph_emulator, graph, page):
     page.goto(graph_emulator.base_url + "/")
     page.get_by_role("searchbox").fill("march")
     page.get_by_role("button", name="Search").click()
-    assert page.locator("td.subject").all_inner_texts() == ["Invoices for March", "Invoices for March"]
+    assert page.locator("td.subject > a").all_inner_texts() == ["Invoices for March"]  # its two copies in one row
 
     page.locator("#sidebar a", has_text="bob@example.com").click()
     page.get_by_role("button", name="Clear mailbox").click()
@@ -157,3 +160,66 @@ def test_search_and_clear_from_the_page(graph_emulator, graph, page):
     assert graph_emulator.inspect.messages("bob@example.com") == []
     assert len(graph_emulator.inspect.messages("ann@example.com")) == 1
     assert "bob@example.com" not in page.locator("#sidebar").inner_text()
+
+
+def demo_mail(graph, graph_emulator) -> None:
+    """What `make demo` leaves: three daily reports to two people and a team (Cc), and a vendor's mail."""
+    graph_emulator.backend.store.add_user("finance@contoso.com", "Finance team")
+    for day in ("2026-11-18", "2026-11-19", "2026-11-20"):
+        send(graph, f"Daily sales report for {day}", [person("finance@contoso.com", "Finance team"),
+                                                      person("ann@example.com", "Ann Analyst")],
+             f"<p>Sales for {day}</p>{REPORT_TABLE}", "html", importance="high",
+             ccRecipients=[person("regional-sales-leads-europe@example.org", "Regional sales leads, Europe")],
+             attachments=[file(f"sales_{day}.csv", CSV, "text/csv")])
+    graph_emulator.inbound.receive(to="finance@contoso.com", sender="Northwind Traders <exports@northwind.example>",
+                                   subject="Nightly export of every order, return and credit note since Monday",
+                                   attachments=[("orders.csv", CSV)])
+
+
+@pytest.mark.parametrize("width, height, name", [(1280, 900, "desktop"), (390, 844, "phone")])
+def test_the_list_and_a_message_are_readable_at_desktop_and_phone_width(graph, graph_emulator, chromium, width,
+                                                                         height, name):
+    demo_mail(graph, graph_emulator)
+    context = chromium.new_context(ignore_https_errors=True, viewport={"width": width, "height": height})
+    page = context.new_page()
+    try:
+        page.goto(graph_emulator.base_url + "/")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"viewer-list-{name}.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing scrolls sideways
+        rows = page.locator("table.messages tbody tr")
+        assert rows.count() == 4  # one row per message, whatever its copies
+        report = rows.filter(has=page.locator("td.subject > a", has_text="2026-11-20"))
+        assert report.locator(".copies a").count() == 4
+        line = float(page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight)"))
+        for subject in page.locator("td.subject > a").all():
+            lines = subject.bounding_box()["height"] / line
+            assert lines <= (2.2 if width >= 1280 else 3.2), (subject.inner_text(), lines)
+        assert page.locator("td.subject > a", has_text="Daily sales report for 2026-11-20").bounding_box()[
+            "height"] < 1.5 * line  # a report's subject on one line
+        open_message(page, "Daily sales report for 2026-11-20", "ann@example.com · Inbox")
+        page.screenshot(path=str(ARTIFACTS / f"viewer-message-{name}.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert page.locator("h1.subject").bounding_box()["width"] <= width
+    finally:
+        context.close()
+
+
+def test_a_mail_from_outside_through_the_viewers_form(graph_emulator, page, tmp_path):
+    graph_emulator.backend.store.add_user("reports-in@contoso.com")
+    export = tmp_path / "export.csv"
+    export.write_bytes(CSV)
+    page.goto(graph_emulator.base_url + "/?mailbox=reports-in@contoso.com")
+    page.get_by_text("Send a mail to reports-in@contoso.com from outside").click()
+    page.get_by_label("From", exact=True).fill("Northwind <exports@northwind.example>")
+    page.get_by_label("Subject", exact=True).fill("Nightly export")
+    page.get_by_label("Sender authentication").select_option("fail")
+    page.get_by_label("Attachments").set_input_files(str(export))
+    page.get_by_role("button", name="Deliver to reports-in@contoso.com").click()
+    page.wait_for_url(re.compile(r"/_viewer/messages/"))
+    assert page.locator("h1.subject").inner_text() == "Nightly export"
+    assert "export.csv" in page.locator("ul.attachments").inner_text()
+    (arrived,) = graph_emulator.inspect.messages("reports-in@contoso.com")
+    assert arrived["from"]["emailAddress"] == {"name": "Northwind", "address": "exports@northwind.example"}
+    assert "compauth=fail" in arrived["internetMessageHeaders"][0]["value"]
+    assert graph_emulator.inspect.attachment_bytes(arrived["id"]) == {"export.csv": CSV}

@@ -14,11 +14,13 @@ from urllib.parse import quote, urlencode
 import jinja2
 
 from graph_mail_emulator.backend import MailBackend
+from graph_mail_emulator.backend.inbound import InboundError
 from graph_mail_emulator.backend.limits import message_size
 from graph_mail_emulator.backend.mime import media_type
 from graph_mail_emulator.backend.queries import (
     attachment_content,
     browse,
+    browse_sends,
     folder_counts,
     report_messages,
     reported_messages,
@@ -26,6 +28,7 @@ from graph_mail_emulator.backend.queries import (
 from graph_mail_emulator.backend.store import FOLDER_NAMES, FOLDERS, IMMUTABLE_ID, Mailbox
 from graph_mail_emulator.errors import GraphError
 from graph_mail_emulator.faces.viewer.body import framed_document, remote_references, text_body
+from graph_mail_emulator.faces.viewer.form import read_form
 from graph_mail_emulator.http.wire import Request, Response
 
 HERE = Path(__file__).parent
@@ -142,17 +145,27 @@ class Viewer:
             except GraphError:
                 notice, folder = f"There is no folder {folder!r}: showing every folder of {mailbox.address}.", None
         folder = folder if mailbox is not None else None
-        rows, total = browse(self.store, mailbox, folder, query, PAGE_LIMIT)
+        if mailbox is None:  # every mailbox: one row per message, its copies inside
+            groups, total = browse_sends(self.store, query, PAGE_LIMIT)
+            rows = [self._row(group[0], group) for group in groups]
+        else:
+            found, total = browse(self.store, mailbox, folder, query, PAGE_LIMIT)
+            rows = [self._row(m) for m in found]
         selected = {"mailbox": mailbox.address if mailbox else None, "folder": folder}
         heading = "All mailboxes" if mailbox is None else mailbox.address
         if folder:
             heading += " · " + FOLDER_NAMES[folder]
+        budget = self.backend.delivery.budget(mailbox) if mailbox is not None and mailbox.is_user else None
         return self._page("index.html", selected=selected, q=query, heading=heading, notice=notice, total=total,
-                          rows=[self._row(m, show_mailbox=mailbox is None) for m in rows],
+                          budget=budget,
+                          rows=rows, copies=sum(len(r["copies"]) for r in rows),
                           all_mailboxes=mailbox is None, version=self.store.version,
+                          compose_url=f"/_viewer/mailboxes/{quote(mailbox.address, safe='@')}/receive"
+                          if mailbox is not None and mailbox.is_user else "",
                           clear_url=f"/_viewer/mailboxes/{quote(mailbox.address, safe='@')}/clear" if mailbox else "")
 
-    def _row(self, message: dict, show_mailbox: bool) -> dict:
+    def _row(self, message: dict, copies: list[dict] | None = None) -> dict:
+        """A list row: the message (the sender's copy when there is one), and where each copy of it is."""
         recipients = [address_label(r) for field in ("toRecipients", "ccRecipients", "bccRecipients")
                       for r in message.get(field) or []]
         return {"id": message["id"], "url": f"/_viewer/messages/{quote(message['id'], safe='')}",
@@ -160,9 +173,14 @@ class Viewer:
                 "to": ", ".join(recipients), "subject": message.get("subject") or "",
                 "size": message_size(message, message["_attachedBytes"] or 0), "attached": message["_attached"] or 0,
                 "inline": message["_inline"] or 0, "draft": bool(message.get("isDraft")),
-                "unread": message.get("isRead") is False, "importance": message.get("importance", "normal"),
+                "unread": any(m.get("isRead") is False for m in copies or [message]),
+                "importance": message.get("importance", "normal"),
                 "flagged": (message.get("flag") or {}).get("flagStatus") == "flagged",
-                "where": f"{message['_mailbox']} · {FOLDER_NAMES[message['_folder']]}" if show_mailbox else ""}
+                "copies": [{"label": m["_mailbox"] if m["_folder"] == "inbox" else
+                            f"{m['_mailbox']} · {FOLDER_NAMES.get(m['_folder'], m['_folder'])}",
+                            "where": f"{m['_mailbox']} · {FOLDER_NAMES.get(m['_folder'], m['_folder'])}",
+                            "url": f"/_viewer/messages/{quote(m['id'], safe='')}", "unread": m.get("isRead") is False}
+                           for m in copies or []]}
 
     def viewer_message(self, request: Request) -> Response:
         """One message: envelope, attachments, and tabs for the HTML, the text, the headers and the source."""
@@ -301,6 +319,25 @@ class Viewer:
         mailbox, draft, _ = found
         moved = self.store.move(mailbox, draft["id"], "deleteditems")
         return Response(303, b"", {"Location": f"/_viewer/messages/{quote(moved, safe='')}"})
+
+    def viewer_receive(self, request: Request) -> Response:
+        """The "send a mail to this mailbox" form: a mail from outside, as ``emulator.inbound.receive`` makes
+        it; then its page. Only from the viewer's own page (the emulator refuses cross-site changes)."""
+        mailbox = self.store.find_mailbox(request.params["mailbox"])
+        if mailbox is None or not mailbox.is_user:
+            return self._missing("mailbox")
+        form = read_form(request)
+        try:
+            arrived = self.backend.inbound.receive(
+                to=mailbox.address, sender=form.fields.get("from", ""), subject=form.fields.get("subject", ""),
+                body=form.fields.get("body", ""), body_type=form.fields.get("bodyType", "text"),
+                authentication=form.fields.get("authentication", "pass"), folder=form.fields.get("folder", "inbox"),
+                attachments=[{"name": name, "content": content, "contentType": kind}
+                             for name, kind, content in form.files])
+        except InboundError as err:
+            return self._page("refused.html", 400, reason=str(err),
+                              back_url="/?" + urlencode({"mailbox": mailbox.address}))
+        return Response(303, b"", {"Location": f"/_viewer/messages/{quote(arrived[0]['id'], safe='')}"})
 
     def viewer_clear(self, request: Request) -> Response:
         """Empty one mailbox (every folder), or all of them; only from the viewer's own pages (the emulator

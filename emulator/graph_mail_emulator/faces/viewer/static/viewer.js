@@ -7,7 +7,8 @@
       var when = new Date(node.getAttribute("datetime"));
       if (!isNaN(when)) {
         node.title = node.textContent;
-        node.textContent = when.toLocaleString();
+        node.textContent = node.closest(".messages")  // short in the list, to the second on a message
+          ? when.toLocaleString([], { dateStyle: "short", timeStyle: "short" }) : when.toLocaleString();
       }
     });
   }
@@ -57,7 +58,10 @@
           var fresh = new DOMParser().parseFromString(html, "text/html");
           ["sidebar", "list"].forEach(function (id) {
             var old = document.getElementById(id), replacement = fresh.getElementById(id);
-            if (old && replacement) old.replaceWith(replacement);
+            if (!old || !replacement) return;
+            var kept = old.querySelector("[data-keep]"), slot = replacement.querySelector("[data-keep]");
+            if (kept && slot) slot.replaceWith(kept);  // a form being filled in survives the refresh
+            old.replaceWith(replacement);
           });
           version = fresh.body.dataset.version;
           document.body.dataset.version = version;
