@@ -13,10 +13,12 @@ from airflow_graph_mail.outcomes import Outcome, Status
 from airflow_graph_mail.redact import redact_url_secrets
 
 __all__ = ["AccessDeniedError", "AttachmentReadError", "BatchFailedError", "GraphAuthError", "GraphConfigError",
-           "GraphConnectionError", "GraphMailError", "GraphRequestError", "InvalidAuthenticationTokenError",
+           "GraphConnectionError", "GraphMailError", "GraphRequestError", "InboundLimitError",
+           "InvalidAuthenticationTokenError",
            "InvalidMimeError", "InvalidRecipientsError", "ItemNotFoundError", "MailboxNotEnabledError",
            "MailboxNotFoundError", "MalformedIdError", "MessageSizeError", "MessageTooLargeError",
-           "MessageValidationError", "OutcomeUnknownError", "RenderTimeoutError", "ServiceUnavailableError",
+           "MessageValidationError", "NoLookupError", "OutcomeUnknownError", "RenderTimeoutError",
+           "SendingLimitError", "ServiceUnavailableError",
            "ThrottledError", "UnexpectedAnswerError", "UnreadableReportError", "UploadFailedError"]
 
 
@@ -112,12 +114,15 @@ class GraphRequestError(GraphMailError):
     hint = ""
     retry_after: float | None = None  # seconds Graph asked to wait (429, 5xx), read into a sane range
 
-    def __init__(self, status: int, code: str, message: str, request_id: str = "", client_request_id: str = ""):
+    def __init__(self, status: int, code: str, message: str, request_id: str = "", client_request_id: str = "",
+                 hint: str | None = None):
         self.status = status
         self.code = code
         self.message = message
         self.request_id = request_id
         self.client_request_id = client_request_id
+        if hint is not None:  # this answer's own advice (a mailbox named), instead of the class's
+            self.hint = hint
         text = f"Graph answered {status} {code}: {message}"
         if self.hint:
             text += f" -- {self.hint}"
@@ -189,6 +194,33 @@ class ServiceUnavailableError(GraphRequestError):
 
 class AttachmentReadError(GraphMailError):
     """An attachment's source changed or vanished while it was being sent (a file rewritten meanwhile)."""
+
+
+class InboundLimitError(GraphMailError):
+    """A received mail goes beyond a limit the task set (attachments too many or too large, a destination file
+    already there): mail comes from strangers, so nothing is taken past the limits. Permanent: the same mail
+    meets the same limit on every try."""
+
+    permanent = True
+
+
+class NoLookupError(GraphMailError):
+    """A retry (or an unclear answer) needs to look in the mailbox for what an earlier attempt sent, and the app
+    may not read it (Mail.Send only): exactly once is not possible, so nothing is sent. The message names the
+    missing permission and the connection's two other choices (``delivery_guarantee``)."""
+
+    permanent = True
+
+
+class SendingLimitError(GraphMailError):
+    """A batch does not fit the mailbox's sending limits (Exchange Online's recipients per 24 hours); nothing was
+    sent. ``plan`` holds the numbers (``graph.planning.Plan``)."""
+
+    permanent = True
+
+    def __init__(self, text: str, plan=None):
+        self.plan = plan
+        super().__init__(text)
 
 
 class UnexpectedAnswerError(GraphMailError):

@@ -12,19 +12,23 @@ from typing import NamedTuple
 
 
 class Extra(NamedTuple):
-    """One extra field of the connection form: masked when ``secret``."""
+    """One extra field of the connection form: masked when ``secret``; shown under its ``section`` (Airflow 3's
+    form groups fields by it); a choice field's ``unset`` labels its empty choice (the form would say "null")."""
 
     label: str
     description: str
     enum: list[str] | None = None
     default: str | None = None
     secret: bool = False
+    section: str = "Sign-in"
+    unset: str = ""
 
 
 def _field(extra: Extra) -> dict:
-    schema: dict = {"type": ["string", "null"]}
+    schema: dict = {"type": ["string", "null"], "section": extra.section}
     if extra.enum:
         schema["enum"] = [*extra.enum, None]
+        schema["values_display"] = {"null": extra.unset or "(not set)"}
     if extra.default is not None:
         schema["default"] = extra.default
     if extra.secret:
@@ -59,53 +63,80 @@ PLACEHOLDERS = {
     "max_message_size_mb": "35",
     "retry_max_wait": "300",
     "retry_backoff": "1",
+    "delivery_guarantee": "exactly_once",
+    "recipient_limit": "500",
+    "daily_recipient_limit": "10000",
+    "message_rate_limit": "30",
 }
-# Names with "token", "private_key", "passphrase" are masked by Airflow in logs and the UI too.
+SIGN_IN, CERTIFICATE, WORKLOAD, REFRESH = "Sign-in", "Certificate", "Workload identity", "Refresh token (one user)"
+SENDING, LIMITS, NETWORK = "Sending", "The mailbox's sending limits", "Cloud and network"
+# Names with "token", "private_key", "passphrase" are masked by Airflow in logs and the UI too. In the order the
+# form shows them: each credential's fields together, then sending, the mailbox's limits, cloud and network.
 EXTRAS = {
     "credential": Extra("Credential", "How to sign in: secret, certificate, workload_identity, managed_identity or "
                    "refresh_token. Empty: the one credential field that is set.",
-                   ["secret", "certificate", "workload_identity", "managed_identity", "refresh_token"]),
+                   ["secret", "certificate", "workload_identity", "managed_identity", "refresh_token"],
+                   unset="(the one credential field that is set)"),
     "tenant_id": Extra("Tenant ID", "Directory (tenant) id or domain of the app registration."),
-    "sender": Extra("Sender mailbox", "Default mailbox to send from (user principal name or id); 'me' with a "
-               "refresh token."),
-    "cloud": Extra("Cloud", "National cloud: picks the Graph host, the sign-in authority and the scope.",
-              ["global", "usgov", "usgov-dod", "china"], "global"),
-    "graph_url": Extra("Graph URL", "Overrides the cloud's Graph host (e.g. the local emulator)."),
-    "authority_url": Extra("Authority URL", "Overrides the cloud's Entra sign-in host."),
-    "api_version": Extra("API version", "Graph API version: v1.0, or beta for preview features.", ["v1.0", "beta"],
-                         "v1.0"),
-    "scopes": Extra("Scopes", "Overrides the scopes asked for (comma-separated); default: the Graph host's "
-               ".default, or Mail.Send and Mail.ReadWrite with a refresh token."),
-    "ca_bundle": Extra("CA bundle", "PEM file of CAs to trust instead of the system's."),
-    "tls_verify": Extra("Verify TLS", "Leave empty: certificates are always verified. false turns checks off "
-                   "(unsafe; logged as a warning on every use).", ["true", "false"]),
-    "allowed_recipient_domains": Extra("Allowed recipient domains", "Off when empty. Comma-separated domains; a "
-                                  "mail to any other address fails before sending. *.contoso.com allows "
-                                  "subdomains."),
-    "proxies": Extra("Proxies", "JSON map of scheme to proxy URL, for Graph and sign-in."),
-    "certificate_path": Extra("Certificate file", "PEM with the private key and certificate, instead of a secret."),
-    "certificate_private_key": Extra("Certificate (inline PEM)", "The same PEM pasted inline; masked.", None, None,
-                                True),
-    "certificate_passphrase": Extra("Certificate passphrase", "Passphrase of an encrypted private key; masked.", None,
-                               None, True),
+    "certificate_path": Extra("Certificate file", "PEM with the private key and certificate, instead of a secret.",
+                              section=CERTIFICATE),
+    "certificate_private_key": Extra("Certificate (inline PEM)", "The same PEM pasted inline; masked.", secret=True,
+                                     section=CERTIFICATE),
+    "certificate_passphrase": Extra("Certificate passphrase", "Passphrase of an encrypted private key; masked.",
+                                    secret=True, section=CERTIFICATE),
     "certificate_thumbprint": Extra("Certificate thumbprint", "SHA-1 thumbprint as Entra shows it; checked against "
-                               "the certificate, computed when empty."),
+                               "the certificate, computed when empty.", section=CERTIFICATE),
     "certificate_send_x5c": Extra("Send certificate chain (x5c)", "true for subject-name/issuer sign-in, where the "
-                             "certificate is trusted by name instead of uploaded.", ["true", "false"], "false"),
+                             "certificate is trusted by name instead of uploaded.", ["true", "false"], "false",
+                                  section=CERTIFICATE, unset="false (the certificate is uploaded to the app)"),
     "federated_token_file": Extra("Federated token file", "Workload identity: file with the token from your "
                              "Kubernetes or CI identity provider, read at every sign-in. Default: "
-                             "AZURE_FEDERATED_TOKEN_FILE."),
-    "refresh_token": Extra("Refresh token", "Delegated access as one user (/me); masked, never logged.", None, None,
-                      True),
+                             "AZURE_FEDERATED_TOKEN_FILE.", section=WORKLOAD),
+    "refresh_token": Extra("Refresh token", "Delegated access as one user (/me); masked, never logged.", secret=True,
+                           section=REFRESH),
     "token_cache_path": Extra("Token cache file", "Where rotated refresh tokens are kept between runs (owner-only "
-                         "file). Empty: kept in memory only."),
-    "timeout": Extra("Timeout (s)", "Seconds to wait for each Graph request."),
+                         "file). Empty: kept in memory only.", section=REFRESH),
+    "sender": Extra("Sender mailbox", "Default mailbox to send from (user principal name or id); 'me' with a "
+               "refresh token.", section=SENDING),
+    "allowed_recipient_domains": Extra("Allowed recipient domains", "Off when empty. Comma-separated domains; a "
+                                  "mail to any other address fails before sending. *.contoso.com allows "
+                                  "subdomains.", section=SENDING),
     "max_message_size_mb": Extra("Message size limit (MB)", "Your tenant's message size limit, checked before "
-                            "sending: 35 by default, up to 150."),
+                            "sending: 35 by default, up to 150.", default="35", section=SENDING),
+    "delivery_guarantee": Extra("Delivery on retry", "What a retry does when the app cannot read the mailbox to see "
+                                "what an earlier try sent (Mail.Send alone): exactly_once fails naming the missing "
+                                "permission; at_least_once sends again (a mail may arrive twice); at_most_once does "
+                                "not (a mail may be lost).", ["exactly_once", "at_least_once", "at_most_once"],
+                                "exactly_once", section=SENDING, unset="exactly_once (the default)"),
     "retry_max_wait": Extra("Retry wait limit (s)", "Total seconds one send may spend waiting to retry (throttling, "
-                       "5xx, network errors): 300 by default."),
+                       "5xx, network errors): 300 by default.", default="300", section=SENDING),
     "retry_backoff": Extra("First retry backoff (s)", "Doubled at each retry, with jitter; Retry-After from Graph "
-                      "wins. 1 by default."),
+                      "wins. 1 by default.", default="1", section=SENDING),
+    "recipient_limit": Extra("Recipients per message", "The mailbox's limit of recipients per message (to, cc and "
+                             "bcc), checked before sending: Exchange Online's 500 by default; an admin can set 1 to "
+                             "1000.", default="500", section=LIMITS),
+    "daily_recipient_limit": Extra("Recipients per 24 hours", "What the mailbox may send to in a 24-hour sliding "
+                                   "window: Exchange Online's 10,000 (it cannot be raised); less where an outbound "
+                                   "spam policy says so. Mail merges plan against it.", default="10000",
+                                   section=LIMITS),
+    "message_rate_limit": Extra("Messages per minute", "How fast mail leaves the mailbox's Outbox: Exchange Online's "
+                                "30 (it cannot be raised). Delivery times are estimated from it.", default="30",
+                                section=LIMITS),
+    "cloud": Extra("Cloud", "National cloud: picks the Graph host, the sign-in authority and the scope.",
+              ["global", "usgov", "usgov-dod", "china"], "global", section=NETWORK, unset="global (the default)"),
+    "graph_url": Extra("Graph URL", "Overrides the cloud's Graph host (e.g. the local emulator).", section=NETWORK),
+    "authority_url": Extra("Authority URL", "Overrides the cloud's Entra sign-in host.", section=NETWORK),
+    "api_version": Extra("API version", "Graph API version: v1.0, or beta for preview features.", ["v1.0", "beta"],
+                         "v1.0", section=NETWORK, unset="v1.0 (the default)"),
+    "scopes": Extra("Scopes", "Overrides the scopes asked for (comma-separated); default: the Graph host's "
+               ".default, or Mail.Send and Mail.ReadWrite with a refresh token.", section=NETWORK),
+    "ca_bundle": Extra("CA bundle", "PEM file of CAs to trust instead of the system's.", section=NETWORK),
+    "tls_verify": Extra("Verify TLS", "Certificates are always verified unless this is false (unsafe; logged as a "
+                   "warning on every use).", ["true", "false"], "true", section=NETWORK,
+                        unset="true (certificates verified)"),
+    "proxies": Extra("Proxies", "JSON map of scheme to proxy URL, for Graph and sign-in.", section=NETWORK),
+    "timeout": Extra("Timeout (s)", "Seconds to wait for each Graph request: 60 by default.", default="60",
+                     section=NETWORK),
 }
 
 
@@ -136,14 +167,20 @@ def form_widgets() -> dict:
     return widgets
 
 
+# The documentation, as pyproject.toml's [project.urls] Documentation names it: newer Airflow versions read that
+# from the package's metadata (Project-URL) in place of this, older ones show this.
+DOCUMENTATION_URL = "https://github.com/airflow-graph-mail/airflow-graph-mail/blob/main/docs/index.md"
+
+
 def get_provider_info():
     from airflow_graph_mail import __version__
 
     return {
         "package-name": "airflow-graph-mail",
         "name": "Microsoft Graph Mail",
-        "description": "Send Outlook mail through Microsoft Graph: sendMail (JSON and MIME), drafts, send draft, "
-                       "attachments up to 150 MB.",
+        "description": "Send and receive Outlook mail through Microsoft Graph: send, drafts, mail merge within "
+                       "Exchange's sending limits, bounces, review, inbound mail; attachments up to 150 MB.",
+        "documentation-url": DOCUMENTATION_URL,
         "versions": [__version__],
         "integrations": [
             {
@@ -157,19 +194,22 @@ def get_provider_info():
                 "integration-name": "Microsoft Graph Mail",
                 "python-modules": ["airflow_graph_mail.operators.graph_mail",
                                    "airflow_graph_mail.operators.mail_merge",
-                                   "airflow_graph_mail.operators.bounce_report"],
+                                   "airflow_graph_mail.operators.bounce_report",
+                                   "airflow_graph_mail.operators.inbound",
+                                   "airflow_graph_mail.operators.mail_runs"],
             }
         ],
         "sensors": [
             {
                 "integration-name": "Microsoft Graph Mail",
-                "python-modules": ["airflow_graph_mail.sensors.graph_mail"],
+                "python-modules": ["airflow_graph_mail.sensors.graph_mail", "airflow_graph_mail.sensors.inbound"],
             }
         ],
         "triggers": [
             {
                 "integration-name": "Microsoft Graph Mail",
-                "python-modules": ["airflow_graph_mail.triggers.graph_mail"],
+                "python-modules": ["airflow_graph_mail.triggers.graph_mail", "airflow_graph_mail.triggers.inbound",
+                                   "airflow_graph_mail.triggers.mailbox"],
             }
         ],
         "hooks": [

@@ -32,6 +32,8 @@ from airflow_graph_mail import (
     MailboxNotEnabledError,
     MessageSizeError,
     MessageValidationError,
+    NoLookupError,
+    SendingLimitError,
 )
 from airflow_graph_mail.mail.message import Message
 from airflow_graph_mail.mail.recipients import Recipient
@@ -181,6 +183,30 @@ def without_mail_send(ctx):
     ctx.send(login=app.client_id, password="read-only")
 
 
+def mail_send_only_retry(ctx):
+    """An app granted Mail.Send alone, on a retry (the default delivery_guarantee: exactly once)."""
+    app = ctx.emulator.entra.add_app(secret="send-only-secret", roles=["Mail.Send"])
+    ctx.hook(login=app.client_id, password="send-only-secret").send_mail(Message(to="ann@example.com"),
+                                                                         idempotency_key="k", check_first=True)
+
+
+def outside_the_scope(ctx):
+    """An app restricted (Exchange RBAC for Applications) to another mailbox than the connection's sender."""
+    app = ctx.emulator.entra.add_app(secret="scoped-secret", mailboxes=["reports@contoso.com"])
+    ctx.hook(login=app.client_id, password="scoped-secret").send_mail(Message(to="ann@example.com"))
+
+
+def outside_the_policy(ctx):
+    app = ctx.emulator.entra.add_app(secret="policy-secret", mailboxes=["reports@contoso.com"], scope="access_policy")
+    ctx.hook(login=app.client_id, password="policy-secret").send_mail(Message(to="ann@example.com"))
+
+
+def over_the_window(ctx):
+    """21 messages of 500 recipients: 500 more than Exchange Online lets one mailbox send in 24 hours."""
+    ctx.hook().send_many([Message(to="ann@example.com", bcc=[f"b{i}@example.com" for i in range(499)])
+                          for _ in range(21)])
+
+
 def onprem_mailbox(ctx):
     ctx.emulator.backend.store.add_user("onprem@contoso.com", rest_enabled=False)
     ctx.hook().send_mail(Message(to="ann@example.com"), sender="onprem@contoso.com")
@@ -243,9 +269,23 @@ ROWS = [
      "is not a valid e-mail address"),
     ("no recipients", send(to=None, subject="x"), MessageValidationError, "to",
      "no recipients: give at least one address in to, cc or bcc"),
-    ("over 500 recipients", message(to=[f"u{i}@example.com" for i in range(300)],
-                                    cc=[f"c{i}@example.com" for i in range(201)]), MessageValidationError,
-     "to/cc/bcc", "501 recipients; Graph accepts at most 500 per message: split the list"),
+    ("over 500 recipients", send(to=[f"u{i}@example.com" for i in range(300)],
+                                 cc=[f"c{i}@example.com" for i in range(201)]), MessageValidationError,
+     "to/cc/bcc", "501 recipients; the mailbox accepts at most 500 per message (the connection's recipient_limit; "
+     "Exchange Online's default is 500, an admin can set 1 to 1000): split the list"),
+    ("over 1000 recipients, whatever the mailbox", message(to=[f"u{i}@example.com" for i in range(600)],
+                                                           bcc=[f"b{i}@example.com" for i in range(401)]),
+     MessageValidationError, "to/cc/bcc", "1001 recipients; Exchange Online accepts at most 1000 per message"),
+    ("over a recipient_limit an admin lowered", lambda ctx: ctx.hook(extra={"recipient_limit": 2}).send_mail(
+        Message(to=["a@example.com", "b@example.com"], bcc="c@example.com")), MessageValidationError, "to/cc/bcc",
+     "3 recipients; the mailbox accepts at most 2 per message (the connection's recipient_limit"),
+    ("Graph dict over the recipient_limit", lambda ctx: ctx.hook(extra={"recipient_limit": 1}).send_mail(
+        {"toRecipients": [{"emailAddress": {"address": "a@example.com"}}, {"emailAddress": {
+            "address": "b@example.com"}}]}), MessageValidationError, "to/cc/bcc",
+     "2 recipients; the mailbox accepts at most 1 per message"),
+    ("MIME over the recipient_limit", lambda ctx: ctx.hook(extra={"recipient_limit": 1}).send_mime(
+        b"To: a@example.com, b@example.com\r\nSubject: x\r\n\r\nx\r\n"), MessageValidationError, "to/cc/bcc",
+     "2 recipients; the mailbox accepts at most 1 per message"),
     # -- recipients: lists, Recipient objects, Graph-shaped dicts ------------------------------------------
     ("empty address in a list", message(to=["ann@example.com", ""]), MessageValidationError, "to[1]",
      "empty address: remove the entry or fill it in"),
@@ -429,6 +469,18 @@ ROWS = [
      "expected int, got '4'"),
     ("mail merge concurrency too high", operator(rows=[], concurrency=8), GraphConfigError, "concurrency",
      "Graph allows 1 to 4 concurrent requests per mailbox"),
+    ("mail merge over_limit unknown", operator(rows=[], over_limit="wait"), GraphConfigError, "over_limit",
+     "over_limit: 'wait'; use 'fail' (rows over the mailbox's 24-hour window fail the task before anything is "
+     "sent) or 'defer'"),
+    ("mail merge poke_interval of zero", operator(rows=[], poke_interval=0), GraphConfigError, "poke_interval",
+     "poke_interval: 0; give the seconds between looks at the mailbox while a deferred merge waits (1 or more)"),
+    ("mail merge poke_interval as text", operator(rows=[], poke_interval="60"), GraphConfigError, "poke_interval",
+     "expected int or float, got '60'"),
+    ("send_many over_limit unknown", lambda ctx: ctx.hook().send_many([Message(to="ann@example.com")],
+                                                                      over_limit="later"), GraphConfigError,
+     "over_limit", "over_limit: 'later'; use 'fail'"),
+    ("a batch over the mailbox's 24-hour window", over_the_window, SendingLimitError, None,
+     "the batch does not fit the mailbox's sending limits: 21 message(s) to 10,500 recipient(s)"),
     # -- drafts ---------------------------------------------------------------------------------------
     ("empty draft id", lambda ctx: ctx.hook().send_draft(" "), GraphConfigError, "message_id",
      "empty draft id; pass the id returned when the draft was created"),
@@ -463,6 +515,32 @@ ROWS = [
      "extra 'ca_bundle' is int; give text"),
     ("message size limit not a number", extra(max_message_size_mb="lots"), GraphConfigError, "max_message_size_mb",
      "'max_message_size_mb' is 'lots'; give a number of MB from 1 to 150"),
+    ("recipient limit over 1000", extra(recipient_limit=1001), GraphConfigError, "recipient_limit",
+     "extra 'recipient_limit' is 1001; give a whole number from 1 to 1,000: the mailbox's recipients per message"),
+    ("recipient limit of zero", extra(recipient_limit=0), GraphConfigError, "recipient_limit",
+     "extra 'recipient_limit' is 0; give a whole number from 1 to 1,000"),
+    ("recipient limit with a fraction", extra(recipient_limit="499.5"), GraphConfigError, "recipient_limit",
+     "extra 'recipient_limit' is '499.5'; give a whole number"),
+    ("daily recipient limit above Exchange's", extra(daily_recipient_limit=20000), GraphConfigError,
+     "daily_recipient_limit", "give a whole number from 1 to 10,000: the mailbox's recipients per 24 hours "
+     "(Exchange Online's limit is 10,000 and cannot be raised"),
+    ("message rate above Exchange's", extra(message_rate_limit=60), GraphConfigError, "message_rate_limit",
+     "extra 'message_rate_limit' is 60; give a whole number from 1 to 30"),
+    ("message rate as a flag", extra(message_rate_limit=True), GraphConfigError, "message_rate_limit",
+     "extra 'message_rate_limit' is True; give a whole number from 1 to 30"),
+    ("unknown delivery guarantee", extra(delivery_guarantee="twice"), GraphConfigError, "delivery_guarantee",
+     "extra 'delivery_guarantee' is 'twice'; use exactly_once (the default"),
+    ("delivery guarantee that is not text", extra(delivery_guarantee=1), GraphConfigError, "delivery_guarantee",
+     "extra 'delivery_guarantee' is int; give text"),
+    ("a retry with Mail.Send only", mail_send_only_retry, NoLookupError, None,
+     "this retry must look for what an earlier attempt sent, and Graph refused to let the app read the mailbox "
+     "(403 ErrorAccessDenied"),
+    ("sending from a mailbox outside the app's scope", outside_the_scope, AccessDeniedError, None,
+     "If it has them, it is restricted to other mailboxes than airflow@contoso.com (Exchange RBAC for "
+     "Applications' management scope"),
+    ("sending from a mailbox outside an access policy", outside_the_policy, AccessDeniedError, None,
+     "Access to OData is disabled. -- an application access policy keeps this app from mailbox "
+     "airflow@contoso.com"),
     ("timeout of infinity", extra(timeout="inf"), GraphConfigError, "timeout",
      "extra 'timeout' is 'inf'; give a number of seconds (more than 0)"),
     ("timeout of zero", extra(timeout=0), GraphConfigError, "timeout",
@@ -510,7 +588,9 @@ HINTS = {
 
 
 GRAPH_JUDGED = {"draft id that does not exist": 404, "draft id that Graph cannot parse": 400,
-                "mailbox not enabled for REST": 404, "token without Mail.Send": 403}
+                "mailbox not enabled for REST": 404, "token without Mail.Send": 403,
+                "sending from a mailbox outside the app's scope": 403,
+                "sending from a mailbox outside an access policy": 403}
 
 
 # Rows that leave one message behind on purpose: the draft a person edited.

@@ -88,7 +88,8 @@ def test_a_read_with_no_answer_is_a_connection_error(connect, graph_emulator):
 def test_a_batch_row_whose_answer_was_lost_is_unknown_and_looked_up_on_retry(connect, graph_emulator):
     hook = connect(extra=FAST)
     graph_emulator.faults.add("send_mail", "accept_504", skip=1)  # the second message went, unheard
-    graph_emulator.faults.add("list_messages", "drop", times=99)
+    # the plan's three reads (Outbox, Drafts, Sent Items) are answered; every lookup after the lost answer is not
+    graph_emulator.faults.add("list_messages", "drop", skip=3, times=99)
     messages = [Message(to=f"u{i}@example.com") for i in range(3)]
     keys = [f"batch/{i}" for i in range(3)]
     outcomes = hook.send_many(messages, keys=keys, concurrency=1)
@@ -98,6 +99,17 @@ def test_a_batch_row_whose_answer_was_lost_is_unknown_and_looked_up_on_retry(con
     again = hook.send_many(messages, keys=keys, check_first=True)
     assert [o["status"] for o in again] == ["already_sent"] * 3
     assert graph_emulator.inspect.deliveries(PROPERTY_ID) == dict.fromkeys(keys, 1)  # delivered once, never twice
+
+
+def test_a_plan_that_cannot_read_the_mailbox_sends_nothing_and_may_be_retried(connect, graph_emulator):
+    """The plan reads the mailbox before the first send: a read lost on the way fails the batch with nothing sent,
+    as a transient error (the task's retries apply), never as a batch planned against nothing."""
+    hook = connect(extra=FAST)
+    graph_emulator.faults.add("list_messages", "drop", times=99)
+    with pytest.raises(GraphConnectionError) as raised:
+        hook.send_many([Message(to="ann@example.com")], keys=["planned/0"])
+    assert not raised.value.permanent
+    assert graph_emulator.backend.delivery.sends == 0
 
 
 def test_a_permanent_error_fails_the_task_without_its_retries(connect, graph_emulator):

@@ -127,10 +127,14 @@ def test_test_connection_has_no_side_effect(hook, graph_emulator):
     ok, text = hook.test_connection()
     client_id = hook.client.transport.credential.client_id
     assert ok and text == (f"Signed in with client secret, client id {client_id}; application "
-                           "permissions granted: Mail.ReadWrite, Mail.Send. Sending, drafts and large attachments "
-                           "will work.")
+                           "permissions granted: Mail.ReadWrite, Mail.Send. Sending, drafts, large attachments "
+                           "and received mail will work. Reading airflow@contoso.com's Sent Items works: a retry "
+                           "looks there before sending again (exactly once), and a mail merge plans against the "
+                           "mailbox's limits (500 recipients per message, 10,000 per 24 hours, 30 messages a "
+                           "minute).")
     assert graph_emulator.inspect.side_effect_requests == []
-    assert all("/users/" not in r["path"] for r in graph_emulator.inspect.request_log)
+    mailbox = [r["path"] for r in graph_emulator.inspect.request_log if "/users/" in r["path"]]
+    assert mailbox == ["/v1.0/users/airflow@contoso.com/mailFolders/sentitems/messages"]  # one read, no change
 
 
 def test_test_connection_reports_failure(connect):

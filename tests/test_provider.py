@@ -120,6 +120,20 @@ def test_the_connection_form_shows_every_field():
     assert form["placeholders"]["login"] == PLACEHOLDERS["login"]
 
 
+def test_the_metadata_points_at_the_docs_source_changelog_and_issues():
+    """Both distributions' [project.urls] name the four places (the wheel's Project-URLs); the provider's
+    documentation-url is the same Documentation URL, which Airflow shows in its providers list."""
+    import re
+
+    root = Path(__file__).parent.parent
+    for pyproject in (root / "pyproject.toml", root / "emulator" / "pyproject.toml"):
+        section = pyproject.read_text().split("\n[project.urls]\n", 1)[1].split("\n[", 1)[0]
+        urls = dict(re.findall(r'^(\w+) = "(https://[^"]+)"$', section, re.MULTILINE))
+        assert set(urls) == {"Documentation", "Source", "Changelog", "Issues"}, pyproject
+        if pyproject.parent == root:
+            assert get_provider_info()["documentation-url"] == urls["Documentation"]
+
+
 def test_the_version_is_written_once():
     """pyproject.toml holds it; the package and the provider metadata read it from what pip installed."""
     import re

@@ -15,6 +15,7 @@ from functools import cached_property
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from airflow_graph_mail.errors import (
+    AccessDeniedError,
     GraphConfigError,
     GraphMailError,
     GraphRequestError,
@@ -23,12 +24,14 @@ from airflow_graph_mail.errors import (
     MalformedIdError,
     MessageSizeError,
     MessageValidationError,
+    NoLookupError,
     UnexpectedAnswerError,
 )
 from airflow_graph_mail.graph.body import StreamingJson, attachment_document, message_document
 from airflow_graph_mail.graph.call import Call
 from airflow_graph_mail.graph.config import DEFAULT_MAX_MESSAGE_BYTES, ClientConfig
 from airflow_graph_mail.graph.credentials import build_credential, session_for
+from airflow_graph_mail.graph.limits import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, MailboxLimits
 from airflow_graph_mail.graph.retry import RetryPolicy
 from airflow_graph_mail.graph.submit import submit_once
 from airflow_graph_mail.graph.transport import GraphTransport, fits_one_request
@@ -38,7 +41,7 @@ from airflow_graph_mail.mail.attachments import MB
 from airflow_graph_mail.mail.graph_shape import graph_document
 from airflow_graph_mail.mail.idempotency import PROCESS_REF_SECRET, key_filter, ref_for, tag
 from airflow_graph_mail.mail.message import Message
-from airflow_graph_mail.mail.recipients import RECIPIENT_FIELDS, Recipient, check_sender
+from airflow_graph_mail.mail.recipients import RECIPIENT_FIELDS, Recipient, check_sender, recipient_limit_problem
 from airflow_graph_mail.mail.routing import graph_recipients, mime_bytes, mime_recipients, reply_recipients
 from airflow_graph_mail.outcomes import Outcome, Status
 
@@ -100,11 +103,12 @@ class Prepared:
         return [(names[name], r.address) for name in RECIPIENT_FIELDS for r in getattr(self, name)]
 
     def outcome(self, position: int, key: str | None, status: Status, error: str = "", permanent: bool = False,
-                ref: str = "") -> Outcome:
+                ref: str = "", accepted_at: str = "", leaves_at: str = "") -> Outcome:
         """This message's outcome: its to, cc and bcc as sent (a bounce report believes a report only about
         these) and the bounce ref it carries."""
         return Outcome(position, key, [r.address for r in self.to], self.subject, status, error, permanent,
-                       cc=[r.address for r in self.cc], bcc=[r.address for r in self.bcc], ref=ref)
+                       cc=[r.address for r in self.cc], bcc=[r.address for r in self.bcc], ref=ref,
+                       accepted_at=accepted_at, leaves_at=leaves_at)
 
     def describe(self) -> str:
         return f"{self.subject!r} to {self.recipient_count} recipient(s)"
@@ -119,9 +123,14 @@ class GraphMailClient:
 
     def __init__(self, transport: GraphTransport, *, default_sender: str | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, allowed_recipients: AllowedDomains | None = None,
-                 ref_secret: RefSecret = None):
-        """``max_message_bytes`` as ``graph.config`` checked it (the tenant's limit, 1 to 150 MB)."""
+                 ref_secret: RefSecret = None, limits: MailboxLimits | None = None,
+                 delivery_guarantee: str = EXACTLY_ONCE):
+        """``max_message_bytes`` as ``graph.config`` checked it (the tenant's limit, 1 to 150 MB); ``limits`` the
+        mailbox's sending limits; ``delivery_guarantee`` what a retry does when it may not look in the mailbox
+        (``graph.limits``)."""
         self.transport = transport
+        self.limits = limits or MailboxLimits()
+        self.delivery_guarantee = delivery_guarantee
         self._ref_secret_source = ref_secret
         self.default_sender = check_sender("sender", default_sender) if default_sender is not None else None
         self.allowed_recipients = allowed_recipients
@@ -136,7 +145,8 @@ class GraphMailClient:
                                    retry=RetryPolicy(max_wait=config.retry_max_wait, backoff=config.retry_backoff))
         return cls(transport, default_sender=config.sender, max_message_bytes=config.max_message_bytes,
                    ref_secret=ref_secret or config.ref_secret,
-                   allowed_recipients=config.allowed_recipients)
+                   allowed_recipients=config.allowed_recipients, limits=config.limits,
+                   delivery_guarantee=config.delivery_guarantee)
 
     def ref_for(self, key: str | None) -> str:
         """The bounce ref a mail sent with this idempotency key carries ("" without a key)."""
@@ -176,8 +186,16 @@ class GraphMailClient:
         else:
             raise MessageValidationError("message", f"expected a Message or a Graph message dict, not "
                                          f"{type(message).__name__}")
+        self.check_recipient_limit(prepared.recipient_count)
         self._check_allowed(prepared.addresses())
         return prepared
+
+    def check_recipient_limit(self, count: int) -> None:
+        """The mailbox's recipients per message (Exchange Online: 500, an admin's 1 to 1000): more would be
+        accepted, then bounce with 5.5.3 to every recipient."""
+        if count > self.limits.recipients_per_message:
+            raise MessageValidationError("to/cc/bcc", recipient_limit_problem(count,
+                                                                             self.limits.recipients_per_message))
 
     def _check_allowed(self, addresses: Iterable[tuple[str, str]]) -> None:
         """With an allow-list on the connection, every address must be in an allowed domain."""
@@ -201,6 +219,7 @@ class GraphMailClient:
         routed = mime_recipients(data)
         if require_recipients and not routed:
             raise MessageValidationError("mime", "no recipients: the MIME has no To, Cc or Bcc header")
+        self.check_recipient_limit(len(routed))
         if self.allowed_recipients is not None:
             self._check_allowed((header, r.address) for header, r in [*routed, *reply_recipients(data)])
         return data
@@ -209,30 +228,35 @@ class GraphMailClient:
 
     def send_mail(self, message: Message | dict | Prepared, *, sender: str | None = None,
                   save_to_sent_items: bool = True, idempotency_key: str | None = None,
-                  check_first: bool = False) -> Status:
+                  check_first: bool = False, looked_up: bool = False) -> Status:
         """Send once: one sendMail when the request fits in 4 MB, else draft + attachments + send.
 
         With an ``idempotency_key`` the message is tagged, and after an unclear answer the client looks
         for it (Sent Items, or the draft by its immutable id) and sends again only if it is not there.
-        ``check_first`` looks before the first attempt too (an Airflow retry).
+        ``check_first`` looks before the first attempt too (an Airflow retry); ``looked_up``: the caller looked
+        already (``was_sent``) and did not find it, so only a draft a crashed attempt left is replaced.
         """
         call = self.call(sender)
         prepared = self.prepare(message)
         key = idempotency_key
         document = tag(dict(prepared.document), key, self._ref_secret) if key else prepared.document
-        if key and check_first:
+        if key and check_first and not looked_up:
             if not save_to_sent_items:
                 log.warning("Cannot check whether %r was sent before: save_to_sent_items=False leaves no copy "
                             "to find", key)
-            elif self._was_sent(call, key):
-                log.info("Message %r was sent by an earlier attempt; not sending it again", key)
-                return Status.ALREADY_SENT
+            else:
+                found = self._sent_before(call, key, retry=True)
+                if found:
+                    log.info("Message %r was sent by an earlier attempt; not sending it again", key)
+                    return Status.ALREADY_SENT
+                if found is None and self.delivery_guarantee == AT_MOST_ONCE:
+                    return Status.NOT_RESENT
         payload: dict = {"message": document}
         if not save_to_sent_items:
             payload["saveToSentItems"] = False
         body = StreamingJson(payload, prepared.streams)
         if prepared.message is None or fits_one_request(body):
-            lookup = (lambda: self._was_sent(call, key)) if key and save_to_sent_items else None
+            lookup = (lambda: self._sent_before(call, key, retry=False)) if key and save_to_sent_items else None
             submit_once(call, lambda: self.transport.request(call, "POST", call.user_path + "/sendMail", data=body,
                                                              expect=(202, 204)),
                         lookup, what=f"message {key!r}", no_lookup_hint=_NOT_AGAIN)
@@ -414,8 +438,30 @@ class GraphMailClient:
         return self.transport.request(call, "GET", f"{call.messages_path(folder)}?{query}").json().get("value", [])
 
     def _was_sent(self, call: Call, key: str) -> bool:
-        """Exchange files a submitted mail in the Outbox, then in Sent Items."""
-        return any(self.find_by_key(key, call=call, folder=folder) for folder in ("sentitems", "outbox"))
+        """A submitted mail waits for its slot (in the Outbox as Outlook on the web shows it, or in Drafts as
+        Graph's account of sendMail says, no longer a draft), then is in Sent Items."""
+        return bool(self.find_by_key(key, call=call, folder="sentitems")
+                    or self.find_by_key(key, call=call, folder="outbox")
+                    or any(m.get("isDraft") is False for m in self.find_by_key(key, call=call, folder="drafts")))
+
+    def was_sent(self, key: str, *, sender: str | None = None) -> bool | None:
+        """Whether a mail with this idempotency key went out (or waits to); None when the app may not look and
+        the connection's ``delivery_guarantee`` says to go on without knowing."""
+        return self._sent_before(self.call(sender), key, retry=True)
+
+    def _sent_before(self, call: Call, key: str, *, retry: bool) -> bool | None:
+        """``_was_sent``, or, when Graph refuses the read (Mail.Send only): None where the connection accepts
+        at least once (send again) or, on a retry, at most once (do not); else NoLookupError naming the fix."""
+        try:
+            return self._was_sent(call, key)
+        except AccessDeniedError as err:
+            guarantee = self.delivery_guarantee
+            if guarantee == AT_LEAST_ONCE or (guarantee == AT_MOST_ONCE and retry):
+                log.warning("Cannot look for %r in %s (%s %s); delivery_guarantee=%s: %s", key, call.mailbox,
+                            err.status, err.code, guarantee, "sending it again, so it may arrive twice"
+                            if guarantee == AT_LEAST_ONCE else "not sending it again, so it may be lost")
+                return None
+            raise NoLookupError(no_lookup_text(call.mailbox, key, err, retry)) from err
 
     def _is_draft(self, call: Call, message_id: str) -> bool | None:
         """Whether the message is still a draft; None when it is gone."""
@@ -440,15 +486,19 @@ class GraphMailClient:
     # -- reading a mailbox -------------------------------------------------------------------------------
 
     def list_messages(self, *, sender: str | None = None, folder: str | None = None, filter: str | None = None,
-                      select: Sequence[str] = (), order_by: str | None = None, page_size: int = 50) -> Iterator[dict]:
+                      select: Sequence[str] = (), order_by: str | None = None, page_size: int = 50,
+                      expand: str | None = None) -> Iterator[dict]:
         """Every message matching ``filter`` (OData, as Graph takes it), page after page (``@odata.nextLink``);
-        each page is one GET under the same retry and throttling rules as every other request."""
+        each page is one GET under the same retry and throttling rules as every other request. ``expand``:
+        Graph's ``$expand`` (an extended property by id)."""
         call = self.call(sender)
         params = {"$top": str(page_size)}
         if filter:
             params["$filter"] = filter
         if select:
             params["$select"] = ",".join(select)
+        if expand:
+            params["$expand"] = expand
         if order_by:
             params["$orderby"] = order_by
         path: str | None = f"{call.messages_path(folder)}?{urlencode(params, quote_via=quote)}"
@@ -481,3 +531,14 @@ class GraphMailClient:
             raise UnexpectedAnswerError(f"Graph answered the folder {folder!r} without its id")
         return found["id"]
 
+
+def no_lookup_text(mailbox: str, key: str, err: GraphRequestError, retry: bool) -> str:
+    """Why exactly once failed for want of a read permission, and the three ways on."""
+    why = ("this retry must look for what an earlier attempt sent" if retry else
+           "the answer to the send was lost, and the client must look whether it went")
+    return (f"message {key!r} from {mailbox}: {why}, and Graph refused to let the app read the mailbox ({err.status} "
+            f"{err.code}: the app has Mail.Send but no read permission there). Exactly once across retries needs "
+            "one: grant Mail.ReadWrite (or Mail.Read) as an application permission with admin consent (Exchange "
+            "RBAC for Applications can scope it to this mailbox), or choose in the connection's extra "
+            "delivery_guarantee: at_least_once (a retry sends again: a mail may arrive twice) or at_most_once (a "
+            "retry does not: a mail may be lost). " + ("Nothing was sent" if retry else "It is not sent again"))

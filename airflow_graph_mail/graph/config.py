@@ -18,6 +18,15 @@ from urllib.parse import urlsplit
 
 from airflow_graph_mail.errors import GraphConfigError, MessageValidationError
 from airflow_graph_mail.graph.clouds import cloud_for_graph_url, get_cloud
+from airflow_graph_mail.graph.limits import (
+    DELIVERY_GUARANTEES,
+    EXACTLY_ONCE,
+    MESSAGES_PER_MINUTE,
+    MOST_RECIPIENTS_PER_MESSAGE,
+    RECIPIENTS_PER_DAY,
+    RECIPIENTS_PER_MESSAGE,
+    MailboxLimits,
+)
 from airflow_graph_mail.graph.retry import DEFAULT_BACKOFF, DEFAULT_MAX_WAIT
 from airflow_graph_mail.mail.allow_list import AllowedDomains
 from airflow_graph_mail.mail.attachments import MB
@@ -42,7 +51,7 @@ API_VERSIONS = ("v1.0", "beta")
 _TEXT_EXTRAS = ("tenant_id", "sender", "cloud", "graph_url", "authority_url", "api_version", "ca_bundle",
                 "credential", "certificate_path", "certificate_private_key", "certificate_passphrase",
                 "certificate_thumbprint", "federated_token_file", "refresh_token", "token_cache_path", "client_id",
-                "ref_secret")
+                "ref_secret", "delivery_guarantee")
 # Exchange Online's default message size limit; an admin can raise it to 150 MB.
 DEFAULT_MAX_MESSAGE_BYTES = 35 * MB
 MAX_MESSAGE_BYTES = 150 * MB
@@ -104,6 +113,8 @@ class ClientConfig:
     allowed_recipients: AllowedDomains | None
     credential: CredentialConfig = field(repr=False)
     ref_secret: str | None = field(default=None, repr=False)  # keys bounce refs; else the deployment's
+    limits: MailboxLimits = field(default_factory=MailboxLimits)
+    delivery_guarantee: str = EXACTLY_ONCE
 
 
 def read_config(fields: ConnectionFields) -> ClientConfig:
@@ -141,7 +152,40 @@ def read_config(fields: ConnectionFields) -> ClientConfig:
         verify=_verify(where, extra), proxies=_proxies(where, extra.get("proxies")),
         allowed_recipients=_allowed_domains(where, extra.get("allowed_recipient_domains")),
         credential=_credential_config(where, kind, fields, extra, authority_url, _scopes(extra, graph_url, kind)),
-        ref_secret=_ref_secret(where, extra.get("ref_secret")))
+        ref_secret=_ref_secret(where, extra.get("ref_secret")), limits=_limits(where, extra),
+        delivery_guarantee=_delivery_guarantee(where, extra.get("delivery_guarantee")))
+
+
+# The mailbox's limits a connection may state: (extra, least, most, default, what it is and where it comes from).
+_LIMITS = (
+    ("recipient_limit", 1, MOST_RECIPIENTS_PER_MESSAGE, RECIPIENTS_PER_MESSAGE,
+     "recipients per message (Exchange Online's default is 500; an admin can set 1 to 1000)"),
+    ("daily_recipient_limit", 1, RECIPIENTS_PER_DAY, RECIPIENTS_PER_DAY,
+     "recipients per 24 hours (Exchange Online's limit is 10,000 and cannot be raised; give less where an "
+     "outbound spam policy sets less)"),
+    ("message_rate_limit", 1, MESSAGES_PER_MINUTE, MESSAGES_PER_MINUTE,
+     "messages per minute (Exchange Online's limit is 30 and cannot be raised)"),
+)
+
+
+def _limits(where: str, extra: dict) -> MailboxLimits:
+    values = []
+    for name, least, most, default, what in _LIMITS:
+        value = number(extra.get(name), default)
+        if not (least <= value <= most and value == int(value)):
+            raise GraphConfigError(f"{where}: extra {name!r} is {extra.get(name)!r}; give a whole number from {least} "
+                                   f"to {most:,}: the mailbox's {what}")
+        values.append(int(value))
+    return MailboxLimits(*values)
+
+
+def _delivery_guarantee(where: str, value) -> str:
+    chosen = str(value or EXACTLY_ONCE).strip().lower().replace("-", "_")
+    if chosen not in DELIVERY_GUARANTEES:
+        raise GraphConfigError(f"{where}: extra 'delivery_guarantee' is {value!r}; use exactly_once (the default: a "
+                               "retry looks in the mailbox first, which needs a read permission), at_least_once (a "
+                               "retry that cannot look sends again) or at_most_once (it does not)")
+    return chosen
 
 
 def _ref_secret(where: str, value) -> str | None:
@@ -211,7 +255,9 @@ def flag(value) -> bool:
 def _from_msgraph(fields: ConnectionFields, extra: dict) -> dict:
     """The microsoft-azure provider's msgraph connection, restated in our extras' names."""
     ours = {k: v for k, v in extra.items() if k in ("sender", "timeout", "max_message_size_mb", "retry_max_wait",
-                                                    "retry_backoff", "cloud", "credential", "ref_secret")}
+                                                    "retry_backoff", "cloud", "credential", "ref_secret",
+                                                    "recipient_limit", "daily_recipient_limit", "message_rate_limit",
+                                                    "delivery_guarantee")}
     ours["tenant_id"] = extra.get("tenant_id") or extra.get("tenantId")
     ours["api_version"] = extra.get("api_version")
     base_url = str(extra.get("base_url") or "").strip().rstrip("/")

@@ -39,8 +39,25 @@ _BY_STATUS = {401: InvalidAuthenticationTokenError, 403: AccessDeniedError, 404:
               413: MessageTooLargeError, 429: ThrottledError}
 
 
-def error_from_response(response) -> GraphRequestError:
-    """A requests.Response with an error status -> the matching exception (branching on code, not text)."""
+# Exchange's answer for a mailbox outside an application access policy (Microsoft documents this wording).
+POLICY_DENIED = "Access to OData is disabled."
+
+
+def access_hint(mailbox: str, message: str) -> str:
+    """What a 403 on one mailbox most likely means, naming it."""
+    if message.strip().rstrip(".").lower() == POLICY_DENIED.rstrip(".").lower():
+        return (f"an application access policy keeps this app from mailbox {mailbox}: an Exchange admin adds the "
+                "mailbox to the policy's group (Test-ApplicationAccessPolicy shows the result; changes take up to an "
+                "hour), or send from a mailbox inside it")
+    return (f"{AccessDeniedError.hint}. If it has them, it is restricted to other mailboxes than {mailbox} (Exchange "
+            "RBAC for Applications' management scope, or an application access policy): add the mailbox to the "
+            "scope (Test-ServicePrincipalAuthorization shows it; changes take 30 minutes to 2 hours), or send from "
+            "a mailbox inside it")
+
+
+def error_from_response(response, mailbox: str = "") -> GraphRequestError:
+    """A requests.Response with an error status -> the matching exception (branching on code, not text); a 403
+    names ``mailbox`` (the one the call acted on) and the likely cause."""
     try:
         error = response.json().get("error") or {}
     except (ValueError, AttributeError):
@@ -61,6 +78,8 @@ def error_from_response(response) -> GraphRequestError:
     if cls is None and response.status_code >= 500:
         cls = ServiceUnavailableError
     cls = cls or GraphRequestError
+    if cls is AccessDeniedError and mailbox and mailbox.lower() != "me":
+        kwargs["hint"] = access_hint(mailbox, kwargs["message"])
     if cls is not ThrottledError and response.status_code < 500:
         return cls(**kwargs)
     retry_after = retry_after_seconds(response.headers.get("Retry-After"))

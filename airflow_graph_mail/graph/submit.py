@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from airflow_graph_mail.errors import (
     GraphConnectionError,
+    NoLookupError,
     OutcomeUnknownError,
     ServiceUnavailableError,
     ThrottledError,
@@ -55,3 +56,5 @@ def _looked_up(lookup: Callable[[], T | None], unclear: OutcomeUnknownError) -> 
     except (GraphConnectionError, ServiceUnavailableError, ThrottledError) as err:
         raise OutcomeUnknownError(unclear.method, unclear.path, unclear.cause, hint=(
             f"looking it up failed too ({err}); a retried task looks it up again before sending")) from err
+    except NoLookupError as err:  # the app may not read the mailbox: not sent again, and said why
+        raise OutcomeUnknownError(unclear.method, unclear.path, unclear.cause, hint=str(err)) from err

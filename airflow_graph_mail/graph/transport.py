@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
+from email.utils import parsedate_to_datetime
 
 import requests
 
@@ -61,6 +63,22 @@ class GraphTransport:
         self.concurrency = concurrency
         self._pacers: dict[str, MailboxPacer] = {}
         self._pacers_lock = threading.Lock()
+        self._server_time: tuple[float, float] | None = None  # (the server's Date, our monotonic clock then)
+
+    def server_time(self) -> float | None:
+        """The server's clock now (epoch seconds), from the Date header of its latest answer (any answer, an
+        error too); None before the first. Sending windows are Exchange's, so they are planned on its clock."""
+        if self._server_time is None:
+            return None
+        stamp, seen = self._server_time
+        return stamp + (time.monotonic() - seen)
+
+    def _note_server_time(self, response: requests.Response) -> None:
+        try:
+            stamp = parsedate_to_datetime(response.headers.get("Date", "")).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return
+        self._server_time = (stamp, time.monotonic())
 
     def call(self, mailbox: str) -> Call:
         """A new operation on ``mailbox``, with a fresh retry budget."""
@@ -72,13 +90,14 @@ class GraphTransport:
 
     def request(self, call: Call, method: str, path: str, *, json_body=None,
                 data: bytes | StreamingJson | None = None, content_type: str | None = None, expect=(200,),
-                idempotent: bool | None = None, what: str = "message") -> requests.Response:
+                idempotent: bool | None = None, what: str = "message", stream: bool = False) -> requests.Response:
         """One authenticated call, retried within the call's budget when that is safe.
 
         A 401 renews the token once. 429 waits for Retry-After. 5xx and network errors are retried for
         idempotent calls (GET, DELETE by default); for others they raise OutcomeUnknownError, unless the
         connection was never made. Other errors become typed exceptions. ``what`` names the field a
-        request body too large for Graph comes from.
+        request body too large for Graph comes from. ``stream``: the body is read by the caller, piece by
+        piece (an attachment's bytes), never held whole.
         """
         data, content_type = self._body(json_body, data, content_type, what)
         headers = self._headers(data, content_type)
@@ -88,7 +107,8 @@ class GraphTransport:
         renewed = False
         while True:
             try:
-                response = self._send(pacer, method, url, data, headers)
+                response = self._send(pacer, method, url, data, headers, stream)
+                self._note_server_time(response)
             except requests.RequestException as err:
                 failure: GraphMailError = self._no_answer(method, path, url, err, idempotent)
             else:
@@ -99,7 +119,7 @@ class GraphTransport:
                     self._renew(method, path, response)
                     renewed = True
                     continue
-                failure = self._refusal(method, path, response, idempotent)
+                failure = self._refusal(method, path, response, idempotent, call.mailbox)
             self._wait_or_raise(call, pacer, method, path, failure)
 
     # -- the steps of one request ----------------------------------------------------------------------
@@ -126,11 +146,12 @@ class GraphTransport:
             headers["Content-Type"] = content_type
         return headers
 
-    def _send(self, pacer: MailboxPacer, method: str, url: str, data, headers: dict) -> requests.Response:
+    def _send(self, pacer: MailboxPacer, method: str, url: str, data, headers: dict,
+              stream: bool = False) -> requests.Response:
         """One try, with the current token, in one of the mailbox's slots."""
         headers["Authorization"] = "Bearer " + self.credential.get_token()
         with pacer.slot():
-            return self.session.request(method, url, data=data, headers=headers, timeout=self.timeout)
+            return self.session.request(method, url, data=data, headers=headers, timeout=self.timeout, stream=stream)
 
     def _renew(self, method: str, path: str, response: requests.Response) -> None:
         log.info("Graph answered 401 to %s %s; renewing the token once (request-id %s)",
@@ -146,9 +167,10 @@ class GraphTransport:
         return GraphConnectionError(method, url, err)
 
     @staticmethod
-    def _refusal(method: str, path: str, response: requests.Response, idempotent: bool) -> GraphRequestError:
+    def _refusal(method: str, path: str, response: requests.Response, idempotent: bool,
+                 mailbox: str = "") -> GraphRequestError:
         """Graph's error answer, typed: returned when another try may pass (429, 5xx), raised otherwise."""
-        error = error_from_response(response)
+        error = error_from_response(response, mailbox)
         if isinstance(error, ThrottledError) or response.status_code == 429:
             if error.retry_after is None:
                 error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))

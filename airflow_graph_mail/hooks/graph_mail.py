@@ -119,28 +119,36 @@ class GraphMailHook(BaseHook):
 
     def send_many(self, messages: Sequence[Message | dict], *, keys: Sequence[str | None] | None = None,
                   sender: str | None = None, save_to_sent_items: bool = True, check_first: bool = False,
-                  concurrency: int | None = None, label: str = "message {position}: {field}") -> list[dict]:
+                  concurrency: int | None = None, label: str = "message {position}: {field}",
+                  over_limit: str = "fail") -> list[dict]:
         """Send many messages concurrently within the mailbox's limits (4 requests at once by default).
 
         Each message is sent at most once per key; a failure does not stop the others. Every message is
         checked first; ``label`` names a bad one's field in the error (e.g. "rows[{position}].{field}").
-        ``messages`` may be any sequence, including one that builds each message when it is indexed.
+        ``messages`` may be any sequence, including one that builds each message when it is indexed. The batch
+        is planned against the mailbox's 24-hour window first: over it, ``over_limit="fail"`` raises
+        SendingLimitError before any send, ``"defer"`` sends what fits and returns the rest as "deferred".
+
         :return: one outcome per message, in order, as plain dicts (what XCom stores): position, key, to,
-            cc, bcc, subject, ref, status ("sent", "already_sent", "failed" or "unknown": the answer was lost,
-            a retry with check_first looks it up), error, and permanent (a retry cannot fix the failure).
+            cc, bcc, subject, ref, status ("sent", "already_sent", "failed", "unknown": the answer was lost,
+            a retry with check_first looks it up, "deferred", or "not_resent"), error, permanent (a retry cannot
+            fix the failure), accepted_at and leaves_at (when it leaves the Outbox, or is planned to).
         """
         return [outcome.as_dict() for outcome in self.send_outcomes(
             messages, keys=keys, sender=sender, save_to_sent_items=save_to_sent_items, check_first=check_first,
-            concurrency=concurrency, label=label)]
+            concurrency=concurrency, label=label, over_limit=over_limit)]
 
     def send_outcomes(self, messages: Sequence[Message | dict], *, keys: Sequence[str | None] | None = None,
                       sender: str | None = None, save_to_sent_items: bool = True, check_first: bool = False,
-                      concurrency: int | None = None, label: str = "message {position}: {field}") -> list[Outcome]:
-        """``send_many``, its outcomes typed (``outcomes.Outcome``)."""
+                      concurrency: int | None = None, label: str = "message {position}: {field}",
+                      over_limit: str = "fail", first_position: int = 0) -> list[Outcome]:
+        """``send_many``, its outcomes typed (``outcomes.Outcome``); ``first_position`` numbers the messages of a
+        batch resumed part way (``graph.bulk.send_many``)."""
         from airflow_graph_mail.graph.bulk import send_many
 
         outcomes = send_many(self.client, messages, keys=keys, sender=sender, save_to_sent_items=save_to_sent_items,
-                             check_first=check_first, concurrency=concurrency, label=label)
+                             check_first=check_first, concurrency=concurrency, label=label, over_limit=over_limit,
+                             first_position=first_position)
         counts = Counter(outcome.status for outcome in outcomes)
         report = log.error if counts[Status.FAILED] or counts[Status.UNKNOWN] else log.info
         report("%d message(s) from %s: %s", len(outcomes), sender or self.client.default_sender,
@@ -190,14 +198,20 @@ class GraphMailHook(BaseHook):
         return self.client.get_mime(message_id, sender=sender)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Sign in, then say from the token's claims what this connection can and cannot do.
+        """Sign in, then say from the token's claims what this connection can and cannot do, and from one read
+        of the sender's Sent Items whether a retry can look for what an earlier try sent (exactly once needs a
+        read permission) and whether a scope leaves the mailbox out.
 
-        Touches no mailbox. Succeeds when a token is obtained and lists what is missing: Exchange RBAC for
+        Changes nothing. Succeeds when a token is obtained and lists what is missing: Exchange RBAC for
         Applications grants Mail.Send without putting it in the token, so a missing claim is reported,
         not judged. The report is also logged, since `airflow connections test` prints only
         "Connection success!" for a success.
         """
         status, report = self._permissions_report()
+        if status:
+            from airflow_graph_mail.graph.mailbox_access import report_access  # with the client, loaded by now
+
+            report = f"{report} {report_access(self.client)}"
         # A module logger, not the hook's: outside a task Airflow routes "airflow.task.*" nowhere visible.
         log.info("Connection test of %s: %s", self.graph_mail_conn_id, report)
         return status, report
@@ -221,21 +235,28 @@ class GraphMailHook(BaseHook):
         consent = ("ask the user to consent to it" if delegated else
                    "add it under API permissions > Microsoft Graph > Application permissions and grant admin "
                    "consent")
-        lacking = [(name, effect) for name, effect in _PERMISSION_EFFECTS if name not in granted]
+        lacking = [(name, effect) for name, effect in _PERMISSION_EFFECTS
+                   if name not in granted and not any(wider in granted for wider in _IMPLIED_BY.get(name, ()))]
         if not lacking:
-            return True, who + " Sending, drafts and large attachments will work."
+            return True, who + " Sending, drafts, large attachments and received mail will work."
         notes = " ".join(f"Missing {name}: {effect}; {consent}." for name, effect in lacking)
         rbac = ("" if delegated else " (A permission granted through Exchange RBAC for Applications does not "
                 "show in the token; with one, sending works as its scope allows.)")
         return True, f"{who} {notes}{rbac}"
 
 
-# What each permission is needed for, as test_connection reports it when missing.
+# What each permission is needed for, as test_connection reports it when missing (least privilege: an app
+# that only reads received mail needs Mail.Read alone).
 _PERMISSION_EFFECTS = (
-    ("Mail.Send", "no mail can be sent (sendMail and send draft are refused with 403)"),
+    ("Mail.Send", "no mail can be sent (sendMail and send draft are refused with 403), nor received mail answered"),
     ("Mail.ReadWrite", "drafts, attachments over 3 MB and the check against duplicate mail on retry will fail "
-                       "(small single-request sends still work)"),
+                       "(small single-request sends still work), and received mail cannot be marked, moved, "
+                       "claimed or answered (the asset watcher, GraphMailSensor's claim mode, "
+                       "GraphMarkMailOperator, GraphReplyOperator)"),
+    ("Mail.Read", "received mail cannot be read (GraphMailSensor, the asset watcher, "
+                  "GraphSaveAttachmentsOperator)"),
 )
+_IMPLIED_BY = {"Mail.Read": ("Mail.ReadWrite",)}  # Mail.ReadWrite reads too
 
 
 

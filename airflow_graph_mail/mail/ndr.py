@@ -61,7 +61,10 @@ MEANINGS = {
     "5.1.1": "recipient not found",
     "5.1.10": "recipient not found",
     "5.1.8": "sender blocked from sending (access denied, bad outbound sender)",
-    "5.1.90": "sender reached its daily recipient limit",
+    "5.1.90": "sender reached its daily recipient limit (rate limited: resend later)",
+    "5.5.3": "too many recipients in one message (rate limited: resend in smaller messages)",
+    "5.7.232": "trial tenant reached its daily limit of external recipients (rate limited: resend later)",
+    "5.7.233": "tenant reached its daily limit of external recipients (rate limited: resend later)",
     "5.2.1": "recipient's mailbox is disabled",
     "5.2.2": "recipient's mailbox is full",
     "5.2.3": "message too large for the recipient",
@@ -80,6 +83,36 @@ MEANINGS = {
 }
 _SUBJECTS = {"1": "addressing", "2": "recipient's mailbox", "3": "recipient's mail system", "4": "network or routing",
              "5": "mail protocol", "6": "message content", "7": "security or policy"}
+
+
+# Sender-side limits (Exchange Online's sending limits): the mail was refused for how much the mailbox or the
+# tenant sent, not for the address. Resending later (or in smaller messages) delivers it. 5.2.2 is the
+# recipient's mailbox being full, except in the wording of the sender's submission quota (the recipient rate
+# limit's other NDR).
+RATE_LIMITED = {"5.1.90": "resend after the mailbox's 24-hour window frees (10,000 recipients per 24 hours)",
+                "5.7.233": "resend after the tenant's 24-hour window of external recipients frees (TERRL)",
+                "5.7.232": "resend after the trial tenant's 24-hour window of external recipients frees (TERRL)",
+                "5.5.3": "resend in messages with fewer recipients (the mailbox's recipients per message)"}
+SUBMISSION_QUOTA = "resend after the mailbox's 24-hour window frees (the sender's submission quota was exceeded)"
+_QUOTA = re.compile(r"submission ?quota|SubmissionQuotaExceeded", re.IGNORECASE)
+# Statuses that say the address itself is wrong (unknown, disabled, or mail to it not deliverable as written).
+ADDRESS = ("5.1.", "5.2.1")
+
+
+def resend_advice(status: str, diagnostic: str = "") -> str:
+    """How to get a rate-limited mail through, or "" when the bounce is not about the sender's limits."""
+    if status in RATE_LIMITED:
+        return RATE_LIMITED[status]
+    if status == "5.2.2" and _QUOTA.search(diagnostic or ""):
+        return SUBMISSION_QUOTA
+    return ""
+
+
+def kind(status: str, diagnostic: str = "") -> str:
+    """"rate_limited" (the sender's limits: resend later), "address" (the address is wrong), or "other"."""
+    if resend_advice(status, diagnostic):
+        return "rate_limited"
+    return "address" if status.startswith(ADDRESS) else "other"
 
 
 def meaning(status: str) -> str:
@@ -114,7 +147,17 @@ class Bounce:
 
     @property
     def meaning(self) -> str:
+        if self.status == "5.2.2" and resend_advice(self.status, self.diagnostic):
+            return "sender's submission quota exceeded (rate limited: resend later)"
         return meaning(self.status)
+
+    @property
+    def kind(self) -> str:
+        return kind(self.status, self.diagnostic)
+
+    @property
+    def advice(self) -> str:
+        return resend_advice(self.status, self.diagnostic)
 
     @property
     def addresses(self) -> tuple[str, ...]:

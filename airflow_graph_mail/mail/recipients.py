@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from airflow_graph_mail.errors import MessageValidationError
 from airflow_graph_mail.mail.headers import CONTROL
 
-# Graph limits a message to 500 recipients over to, cc and bcc together.
+# Exchange Online limits a message to 500 recipients over to, cc and bcc together by default; an admin can set
+# 1 to 1000. A message is built against the most any mailbox takes; the client checks its mailbox's own limit
+# (the connection's ``recipient_limit``) before sending.
 MAX_RECIPIENTS = 500
+MOST_RECIPIENTS = 1000
 # A message's recipient fields as this provider names them -> as Graph's JSON does.
 RECIPIENT_FIELDS = {"to": "toRecipients", "cc": "ccRecipients", "bcc": "bccRecipients", "reply_to": "replyTo"}
 
@@ -206,9 +209,16 @@ def check_duplicates(fields: dict[str, list[Recipient]]) -> None:
             where[key] = name
 
 
-def check_recipient_count(*fields: list[Recipient]) -> None:
+def check_recipient_count(*fields: list[Recipient], limit: int = MOST_RECIPIENTS) -> None:
     total = sum(len(f) for f in fields)
-    if total > MAX_RECIPIENTS:
-        raise MessageValidationError(
-            "to/cc/bcc", f"{total} recipients; Graph accepts at most {MAX_RECIPIENTS} per message: split the list"
-        )
+    if total > limit:
+        raise MessageValidationError("to/cc/bcc", recipient_limit_problem(total, limit))
+
+
+def recipient_limit_problem(total: int, limit: int) -> str:
+    """What is wrong with ``total`` recipients for a mailbox that takes ``limit`` per message, and the fix."""
+    if limit >= MOST_RECIPIENTS:
+        return f"{total} recipients; Exchange Online accepts at most {MOST_RECIPIENTS} per message: split the list"
+    return (f"{total} recipients; the mailbox accepts at most {limit} per message (the connection's "
+            f"recipient_limit; Exchange Online's default is {MAX_RECIPIENTS}, an admin can set 1 to "
+            f"{MOST_RECIPIENTS}): split the list, or raise both the mailbox's limit and recipient_limit")

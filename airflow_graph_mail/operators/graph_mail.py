@@ -156,7 +156,7 @@ class GraphSendMailOperator(_GraphMessageOperator):
     :param bcc: blind-copy recipients. (templated)
     :param reply_to: addresses replies go to. (templated)
     :param attachments: what to attach, any size up to 150 MB each: local paths or glob patterns
-        ("/reports/*.pdf"), fsspec URIs or ObjectStoragePath ("s3://bucket/report.xlsx"),
+        (``"/reports/*.pdf"``), fsspec URIs or ObjectStoragePath ("s3://bucket/report.xlsx"),
         ``(name, bytes | text)`` pairs, or dicts ``{"path" | "uri" | "content" | "content_base64": ...,
         "name": ..., "content_type": ...}`` (e.g. from XCom). (templated)
     :param inline_images: images shown in the HTML body, ``{content_id: source}`` or a list of sources

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Template
 
-from airflow_graph_mail.airflow_face import check_options, fail_without_retries, push_outcomes
+from airflow_graph_mail.airflow_face import OUTCOMES_KEY, check_options, fail_now, fail_without_retries, push_outcomes
 from airflow_graph_mail.errors import BatchFailedError, GraphConfigError, MessageValidationError, RenderTimeoutError
 from airflow_graph_mail.mail.rows import load_rows
 from airflow_graph_mail.operators.graph_mail import _GraphMessageOperator
-from airflow_graph_mail.outcomes import Status
+from airflow_graph_mail.outcomes import Outcome, Status
 from airflow_graph_mail.rendering import render_seconds, rendering
 
 if TYPE_CHECKING:
@@ -51,8 +52,16 @@ class GraphMailMergeOperator(_GraphMessageOperator):
     ``"a@x.com, b@x.com"`` in one value is one (invalid) address.
 
     Messages go out concurrently, at most ``concurrency`` requests at a time (Graph allows 4 per mailbox),
-    slowing down when Graph throttles. Each row's outcome is pushed to XCom (key ``outcomes``). If any
-    row fails, the task fails naming them; its retry sends only the rows that did not go out.
+    slowing down when Graph throttles. Each row's outcome is pushed to XCom (key ``outcomes``), with when it
+    was accepted and when it leaves the Outbox (Exchange lets 30 a minute go). If any row fails, the task fails
+    naming them; its retry sends only the rows that did not go out.
+
+    Before the first send the merge is planned against the mailbox's sending limits (Exchange Online: 10,000
+    recipients per 24 hours, To, Cc and Bcc each counting): the recipients of every row, those the mailbox sent
+    in the last 24 hours (read from Sent Items by the server's clock) and those still waiting in its Outbox.
+    When the rows do not fit, the task fails before sending anything, naming the numbers (``over_limit="fail"``);
+    with ``over_limit="defer"`` it sends the rows that fit, waits in the triggerer (no worker slot held) until
+    the window has room, and goes on where it stopped, as many windows as it takes, each row sent once.
 
     :param rows: the rows: a list of dicts (or an upstream task's output, e.g. ``load.output``), or a
         .csv, .json or .jsonl file path or fsspec URI. Keep them in the same order across retries, or set
@@ -65,10 +74,14 @@ class GraphMailMergeOperator(_GraphMessageOperator):
     :param save_to_sent_items: keep copies in Sent Items (needed to recognise rows already sent).
     :param idempotency_key: a base for every row's key (e.g. "statements-{{ ds }}") to send once across
         runs; by default the task instance; False turns keys off. (templated)
-    :param check_only: render and check every row, send nothing (a dry run of a large merge).
+    :param check_only: render and check every row, and plan them against the mailbox; send nothing (a dry
+        run of a large merge).
+    :param over_limit: when the rows do not fit the mailbox's 24-hour window: "fail" (before sending anything)
+        or "defer" (send what fits, wait for the window, go on).
+    :param poke_interval: seconds between looks at the mailbox while a deferred merge waits.
     :param render_timeout: seconds one row may take to render, all its fields together.
     :return: counts per status, e.g. ``{"sent": 98, "already_sent": 2}``; with ``check_only``,
-        ``{"checked": 100000}``.
+        ``{"checked": 100000, "plan": {...}}`` (the plan's numbers and its ``text``).
     """
 
     template_fields: Sequence[str] = ("rows", "sender", "idempotency_key")
@@ -76,24 +89,50 @@ class GraphMailMergeOperator(_GraphMessageOperator):
     data_fields = ("rows",)  # row values are data: never rendered as templates
 
     def __init__(self, *, rows: Any, key_field: str | None = None, concurrency: int = 4,
-                 save_to_sent_items: bool = True, check_only: bool = False, **kwargs) -> None:
+                 save_to_sent_items: bool = True, check_only: bool = False, over_limit: str = "fail",
+                 poke_interval: float = 300.0, **kwargs) -> None:
         super().__init__(**kwargs)
         check_options(key_field=(key_field, (str,)), concurrency=(concurrency, (int,)),
-                      save_to_sent_items=(save_to_sent_items, (bool,)), check_only=(check_only, (bool,)))
+                      save_to_sent_items=(save_to_sent_items, (bool,)), check_only=(check_only, (bool,)),
+                      over_limit=(over_limit, (str,)), poke_interval=(poke_interval, (int, float)))
         if not 1 <= concurrency <= 4:
             raise GraphConfigError(f"concurrency: {concurrency!r}; Graph allows 1 to 4 concurrent requests per "
                                    "mailbox")
+        if over_limit not in ("fail", "defer"):
+            raise GraphConfigError(f"over_limit: {over_limit!r}; use 'fail' (rows over the mailbox's 24-hour window "
+                                   "fail the task before anything is sent) or 'defer' (send what fits, wait in the "
+                                   "triggerer until the window has room, go on)")
+        if not (math.isfinite(poke_interval) and poke_interval >= 1):
+            raise GraphConfigError(f"poke_interval: {poke_interval!r}; give the seconds between looks at the mailbox "
+                                   "while a deferred merge waits (1 or more)")
+        self.over_limit = over_limit
+        self.poke_interval = float(poke_interval)
         self.rows = rows
         self.key_field = key_field
         self.concurrency = concurrency
         self.save_to_sent_items = save_to_sent_items
         self.check_only = check_only
 
-    def execute(self, context: Context) -> dict[str, int]:
+    def execute(self, context: Context) -> dict[str, Any]:
         with fail_without_retries():
-            return self._merge(context)
+            return self._merge(context, start=0)
 
-    def _merge(self, context: Context) -> dict[str, int]:
+    def resume(self, context: Context, event: dict | None = None, start: int | None = None) -> dict[str, Any]:
+        """Back from the triggerer: the window has room; go on from row ``start`` (the event carries it too)."""
+        event = event or {}
+        start = start if start is not None else int(event.get("position", 0))
+        if event.get("status") != "room":
+            text = f"waiting for room in the mailbox's 24-hour window ended with {event.get('status')!r}: " \
+                   f"{event.get('error', '')}"
+            if event.get("permanent"):
+                raise fail_now(text)
+            raise GraphConfigError(text) if event.get("status") == "timeout" else RuntimeError(text)
+        self.log.info("The mailbox's window has room again (server time %s); going on from row %d",
+                      event.get("server_time"), start)
+        with fail_without_retries():
+            return self._merge(context, start=start)
+
+    def _merge(self, context: Context, start: int) -> dict[str, Any]:
         rows = load_rows(self.rows)
         env = self.get_template_env()
         messages = RowMessages(self, rows, self._compile(env), context,
@@ -115,19 +154,25 @@ class GraphMailMergeOperator(_GraphMessageOperator):
             keys.append(key)
         hook = self.get_hook()
         if self.check_only:
-            from airflow_graph_mail.graph.bulk import check_all  # the client's stack, loaded by the hook already
+            from airflow_graph_mail.graph.bulk import check_all, plan_batch  # the client's stack, loaded already
 
-            check_all(hook.client, messages, label=_ROW_LABEL)
-            self.log.info("check_only: %d row(s) checked, nothing sent", len(rows))
-            return {"checked": len(rows)}
+            plan = plan_batch(hook.client, check_all(hook.client, messages, label=_ROW_LABEL), self.sender)
+            self.log.info("check_only: %d row(s) checked, nothing sent. %s", len(rows), plan.describe())
+            return {"checked": len(rows), "plan": plan.as_dict()}
         if not rows:
             self.log.info("No rows: nothing to send")
             return {}
+        earlier = [Outcome.from_dict(o) for o in (context["ti"].xcom_pull(task_ids=self.task_id, key=OUTCOMES_KEY)
+                                                  or [])[:start]] if start else []
         # send_many renders and checks every row before sending any, then renders each again as it sends it
-        outcomes = hook.send_outcomes(messages, keys=keys, sender=self.sender, check_first=check_first,
-                                      save_to_sent_items=self.save_to_sent_items, concurrency=self.concurrency,
-                                      label=_ROW_LABEL)
+        outcomes = earlier + hook.send_outcomes(
+            _From(messages, start), keys=keys[start:], sender=self.sender, check_first=check_first,
+            save_to_sent_items=self.save_to_sent_items, concurrency=self.concurrency, label=_ROW_LABEL,
+            over_limit=self.over_limit, first_position=start)
         push_outcomes(context, outcomes)
+        waiting = [o for o in outcomes if o.status is Status.DEFERRED]
+        if waiting:
+            self._wait_for_room(waiting[0], len(waiting))
         counts: dict[str, int] = {}
         for outcome in outcomes:
             counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
@@ -135,6 +180,20 @@ class GraphMailMergeOperator(_GraphMessageOperator):
         if failed:
             raise BatchFailedError(failed, len(outcomes))
         return counts
+
+    def _wait_for_room(self, first: Outcome, waiting: int) -> None:
+        """Defer until the mailbox's window has room for the first row that waits, then ``resume`` there."""
+        from airflow_graph_mail.graph.planning import epoch
+        from airflow_graph_mail.triggers.mailbox import GraphSendingRoomTrigger
+
+        self.log.info("%d row(s) wait for the mailbox's 24-hour window to free, from row %d (planned to leave about "
+                      "%s); waiting in the triggerer", waiting, first.position, first.leaves_at)
+        recipients = len({a.lower() for a in (*first.to, *first.cc, *first.bcc)})
+        trigger = GraphSendingRoomTrigger(graph_mail_conn_id=self.graph_mail_conn_id, sender=self.sender,
+                                          recipients=recipients, poke_interval=self.poke_interval,
+                                          not_before=epoch(first.leaves_at) if first.leaves_at else None,
+                                          position=first.position)
+        self.defer(trigger=trigger, method_name="resume", kwargs={"start": first.position})
 
     def _compile(self, env) -> dict[str, Any]:
         """Each row field's templates, compiled once for all rows (the body's file read once)."""
@@ -151,6 +210,19 @@ class GraphMailMergeOperator(_GraphMessageOperator):
                 else:
                     templates[name] = _compiled(value, renderer.env_for(name))
         return templates
+
+
+class _From(Sequence):
+    """The messages from position ``start`` on (a merge resumed after waiting for the window)."""
+
+    def __init__(self, messages: Sequence, start: int):
+        self.messages, self.start = messages, start
+
+    def __len__(self) -> int:
+        return len(self.messages) - self.start
+
+    def __getitem__(self, position):  # a Sequence's index (slices are not asked for)
+        return self.messages[self.start + position]
 
 
 class RowMessages(Sequence):

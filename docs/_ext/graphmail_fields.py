@@ -22,7 +22,9 @@ STANDARD = ("login", "password")
 GROUPS = {
     "where": ("credential", "tenant_id", "cloud", "graph_url", "authority_url", "api_version", "scopes"),
     "network": ("ca_bundle", "tls_verify", "proxies", "timeout"),
-    "sending": ("sender", "allowed_recipient_domains", "max_message_size_mb", "retry_max_wait", "retry_backoff"),
+    "sending": ("sender", "allowed_recipient_domains", "max_message_size_mb", "retry_max_wait", "retry_backoff",
+                "delivery_guarantee"),
+    "limits": ("recipient_limit", "daily_recipient_limit", "message_rate_limit"),
     "secret": ("login", "password"),
     "certificate": ("login", "certificate_path", "certificate_private_key", "certificate_passphrase",
                     "certificate_thumbprint", "certificate_send_x5c"),

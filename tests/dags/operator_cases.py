@@ -100,7 +100,8 @@ def graph_mail_features():
 
     @task
     def check_rehearsal(result: dict) -> None:
-        assert result == {"checked": 3}, result
+        assert result["checked"] == 3, result  # and the plan against the mailbox's 24-hour window
+        assert (result["plan"]["recipients"], result["plan"]["fits"]) == (3, True), result
 
     check_rehearsal(rehearsal.output)
 
