@@ -1,7 +1,9 @@
 """The documentation site shows no code of its own: every block on a docs/ page is a file included whole or in
-part, and this module runs those files: the connection examples sign in to the emulator, the tenant scripts
-run (openssl for real, az as a stand-in that checks each call), and the migration's before/after DAGs and
-[email] settings deliver the same mail through SMTP and through Graph."""
+part, and this module runs those files (or names the test that does): the connection examples sign in to the
+emulator, the tenant scripts run (openssl for real, az as a stand-in that checks each call), the migration's
+before/after DAGs and [email] settings deliver the same mail through SMTP and through Graph, the install
+script meets a stand-in pip, the getting-started scripts deliver a mail, and the emulator's README, which its
+pages include, has each of its commands and snippets run."""
 
 from __future__ import annotations
 
@@ -10,11 +12,18 @@ import email
 import json
 import os
 import re
+import shlex
+import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import sys
+import threading
+import urllib.request
 from email import policy
+from importlib import import_module
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -37,42 +46,116 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 BLOCK = re.compile(r"^(```+|:::+)[ \t]*(\{(?P<directive>[\w-]+)\})?(?P<rest>[^\n]*)$", re.MULTILINE)
 INCLUDED = re.compile(r"^```\{literalinclude\}\s+(?P<path>\S+)", re.MULTILINE)
 ALLOWED_DIRECTIVES = {"literalinclude", "graphmail-fields", "graphmail-clouds", "toctree", "include", "note",
-                      "warning", "tip", "important", "seealso"}
+                      "warning", "tip", "important", "seealso", "eval-rst"}
+# A Markdown file a page includes (part of, between two of its headings), and an eval-rst block (autodoc only).
+INCLUDE = re.compile(r"^```\{include\}\s+(?P<path>\S+)\n(?P<options>(?::[\w-]+:[^\n]*\n)*)```", re.MULTILINE)
+EVAL_RST = re.compile(r"^```\{eval-rst\}\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
+FENCED = re.compile(r"^```(?P<language>[\w+-]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
 # Included, but run by nothing here: there is no Exchange Online to run it against. Its cmdlets and parameters
 # are Microsoft's own (the page cites them); keep it to those.
 NOT_RUN = {"example_dags/docs/tenant/rbac.ps1"}
+# The example DAGs a page includes that another module runs (every other file is run here).
+RUNNERS = {
+    "example_dags/failure_alerts.py": "tests/test_alerts.py",
+    "example_dags/report_distribution.py": "tests/test_dags.py",
+    "example_dags/draft_review_send.py": "tests/test_dags.py",
+    "example_dags/reviewed_report.py": "tests/test_review_gate.py",
+    "example_dags/statements_bounce_report.py": "tests/test_bounce_report.py",
+    "example_dags/hitl_approval.py": "tests/test_hitl.py",
+    "example_dags/inbound_vendor_files.py": "tests/test_inbound_airflow.py",
+    "example_dags/docs/merge_at_scale.py": "tests/test_sending_limits.py",
+    **{f"example_dags/readme/{dag.name}": "tests/test_readme.py"
+       for dag in (ROOT / "example_dags" / "readme").glob("*.py")},
+}
 
 
 def pages() -> list[Path]:
-    """The pages this module answers for (architecture and benchmarks are the lead's, with their own rules)."""
-    return [DOCS / f"{name}.md" for name in ("connection", "tenant", "failure-alerts", "migrating", "security")]
+    """Every page of the site (architecture and benchmarks are the lead's, with their own rules)."""
+    return sorted(page for page in DOCS.rglob("*.md")
+                  if "_build" not in page.parts and page.name not in ("architecture.md", "benchmarks.md"))
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
+@pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(DOCS).as_posix())
 def test_a_page_shows_no_code_of_its_own(page):
-    """Every fenced block is a directive: a file included, a generated table, a note; never pasted code."""
+    """Every fenced block is a directive: a file included, a generated table, a note, the API reference
+    generated from docstrings; never pasted code."""
     text = page.read_text()
     for match in BLOCK.finditer(text):
         if match["directive"] is None and not match["rest"].strip():
             continue  # a closing fence
         assert match["directive"] in ALLOWED_DIRECTIVES, f"{page.name}: a block of pasted code: {match.group(0)!r}"
+    for block in EVAL_RST.finditer(text):  # autodoc directives and their options only
+        for line in block["body"].splitlines():
+            assert (not line.strip() or re.match(r"\.\. auto\w+:: \S+$", line)
+                    or (line[0].isspace() and "::" not in line and ">>>" not in line)), \
+                f"{page.name}: an eval-rst block holds more than autodoc: {line!r}"
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
+def runner_of(path: str) -> tuple[Path, str] | None:
+    """(the test module that runs an included file, what it names it by), or None when nothing runs it. A DAG
+    file is named by its DAG id (its stem, quoted), a template by the DAG that renders it, any other file by
+    its name."""
+    if Path(path).parent.name == "templates":  # rendered by the DAG beside its templates/ folder that names it
+        dags = [dag for dag in (ROOT / path).parent.parent.glob("*.py") if Path(path).name in dag.read_text()]
+        runs = [runner_of(dag.relative_to(ROOT).as_posix()) for dag in dags]
+        return next((run for run in runs if run is not None), None)
+    runner = ROOT / RUNNERS.get(path, "tests/test_docs_examples.py")
+    name = f'"{Path(path).stem}"' if path.endswith(".py") else Path(path).name
+    return (runner, name) if name in runner.read_text() else None
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(DOCS).as_posix())
 def test_every_included_file_is_run_by_a_test(page):
     """Each file a page includes is named in a test that runs it (this module, or the one that runs it)."""
-    runners = {"example_dags/failure_alerts.py": ROOT / "tests" / "test_alerts.py"}
     for match in INCLUDED.finditer(page.read_text()):
         path = (page.parent / match["path"]).resolve().relative_to(ROOT).as_posix()
         assert (ROOT / path).is_file(), f"{page.name} includes {path}, which does not exist"
         if path in NOT_RUN:
             continue
-        runner = runners.get(path, Path(__file__))
-        # A DAG file is run by its DAG id (its stem, quoted); any other file by its name.
-        name = f'"{Path(path).stem}"' if path.endswith(".py") else Path(path).name
-        assert name in runner.read_text(), f"{page.name} includes {path}, which no test runs"
+        assert runner_of(path) is not None, f"{page.name} includes {path}, which no test runs"
+
+
+def included_markdown(page: Path) -> list[tuple[Path, str]]:
+    """(file, the part of it the page shows) for each Markdown file the page includes."""
+    parts = []
+    for match in INCLUDE.finditer(page.read_text()):
+        path = (page.parent / match["path"]).resolve()
+        options = dict(re.findall(r'^:([\w-]+):\s*"?(.*?)"?\s*$', match["options"], re.MULTILINE))
+        text = path.read_text()
+        if "start-after" in options:
+            assert options["start-after"] in text, f"{page.name}: {path.name} has no {options['start-after']!r}"
+            text = text.split(options["start-after"], 1)[1]
+        if "end-before" in options:
+            assert options["end-before"] in text, f"{page.name}: {path.name} has no {options['end-before']!r}"
+            text = text.split(options["end-before"], 1)[0]
+        parts.append((path, text))
+    return parts
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_included_markdown_shows_only_code_that_runs(page):
+    """A Markdown file included into a page (the emulator's README, CHANGELOG, SECURITY) shows its code blocks
+    on the site: each must be one the emulator tests below run, or one NOT_RUN_BLOCKS explains."""
+    for path, text in included_markdown(page):
+        for block in FENCED.finditer(text):
+            where = f"{page.name} shows a block of {path.relative_to(ROOT)}"
+            assert path == EMULATOR_README, f"{where}, which no test runs:\n{block['code']}"
+            assert claimed(block["language"], block["code"]), f"{where} that no test runs:\n{block['code']}"
+
+
+def test_the_api_reference_documents_every_public_name():
+    """Every name of the package root (the public API) is on the API page, generated from its docstring."""
+    import airflow_graph_mail
+
+    text = (DOCS / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. auto(?:class|function|exception):: airflow_graph_mail\.(\w+)$", text,
+                                re.MULTILINE))
+    for module in re.findall(r"^\.\. automodule:: (\S+)$", text, re.MULTILINE):
+        documented |= set(import_module(module).__all__)
+    missing = set(airflow_graph_mail.__all__) - {"__version__"} - documented
+    assert not missing, f"docs/api.md does not document {sorted(missing)}"
 
 
 def test_the_field_tables_cover_the_connection_form():
@@ -404,3 +487,202 @@ def test_airflow_send_email_the_same_both_ways(graph_emulator, smtp_server, tmp_
         assert result.returncode == 0, result.stderr[-3000:]
     assert by_smtp(mails, "Loader finished") == by_graph(graph_emulator, "alerts@contoso.com", "Loader finished")
     assert mails[0][1]["from"] == "alerts@contoso.com"  # [smtp] smtp_mail_from; Graph: [email] from_email
+
+
+# -- installation ------------------------------------------------------------------------------------------
+
+# Stand-ins for pip and uv: every call is recorded; uv "builds" the wheel the script names (make test-package
+# builds the real one), pip checks that the wheel it is given exists.
+FAKE_TOOL = r'''#!{python}
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["TOOL_LOG"], "a") as log:
+    log.write(json.dumps([os.path.basename(sys.argv[0]), *args]) + "\n")
+if os.path.basename(sys.argv[0]) == "uv":
+    os.makedirs("dist", exist_ok=True)
+    open(os.path.join("dist", os.environ["WHEEL"]), "wb").close()
+else:
+    missing = [a for a in args if a.endswith(".whl") and not os.path.exists(a)]
+    if missing:
+        sys.exit("pip: no such wheel: " + " ".join(missing))
+'''
+
+
+def test_the_install_script(tmp_path):
+    """install.sh builds the wheel and installs it with Airflow's constraints: the wheel named as this
+    release's, the constraints URL in Airflow's pattern for the Airflow and the Python given, and, on the
+    newest Airflow the suite runs on (make test), that Airflow's version."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "tools.log"
+    bin_dir.mkdir()
+    for tool in ("pip", "uv"):
+        (bin_dir / tool).write_text(FAKE_TOOL.replace("{python}", sys.executable))
+        (bin_dir / tool).chmod(0o755)
+    wheel = f"airflow_graph_mail-{version('airflow-graph-mail')}-py3-none-any.whl"
+    env = {**os.environ, "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]),
+           "TOOL_LOG": str(log), "WHEEL": wheel}
+    result = subprocess.run(["bash", str(EXAMPLES / "install.sh")], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls[:2] == [["pip", "install", "uv"], ["uv", "build", "--wheel"]]
+    (pip, command, airflow, built, option, constraints), = calls[2:]
+    assert (pip, command, built, option) == ("pip", "install", f"dist/{wheel}", "--constraint")
+    airflow_version = airflow.removeprefix("apache-airflow==")
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert constraints == (f"https://raw.githubusercontent.com/apache/airflow/constraints-{airflow_version}/"
+                           f"constraints-{python}.txt")
+    if not version("apache-airflow").startswith("2."):  # make test's Airflow: the newest the suite runs on
+        assert airflow_version == version("apache-airflow"), "install.sh names another Airflow than the newest"
+
+
+# -- getting started, and the emulator's own pages ---------------------------------------------------------
+
+GETTING_STARTED = EXAMPLES / "getting_started"
+EMULATOR_README = ROOT / "emulator" / "README.md"
+VENV_BIN = str(Path(sys.executable).parent)  # graph-mail-emulator and airflow, as a user's PATH has them
+# Blocks of the emulator's README that its pages show and no test runs, and why.
+NOT_RUN_BLOCKS = {
+    "/etc/hosts": "needs root and rewrites the machine's host names; the graph_microsoft_hosts fixture does the "
+                  "same inside one process, and emulator/tests/test_other_clients.py runs each client through it",
+}
+# Commands of the emulator's README that another test runs, and which.
+RUN_ELSEWHERE = {"pip install ./emulator": "scripts/check_package.py"}  # builds emulator/, installs the wheel
+
+
+def commands(code: str) -> list[str]:
+    """A shell block's commands, comments dropped."""
+    lines = code.replace("\\\n", " ").splitlines()  # continued lines as one
+    return [" ".join(shlex.split(line, comments=True)) for line in lines if shlex.split(line, comments=True)]
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """(language, code) of every fenced block of the emulator's README."""
+    return [(m["language"], m["code"]) for m in FENCED.finditer(EMULATOR_README.read_text())]
+
+
+def is_python_api(language: str, code: str) -> bool:
+    return language == "python"
+
+
+def is_session(language: str, code: str) -> bool:
+    return "curl" in code and "/_emulator/reset" in code
+
+
+def is_command_line(language: str, code: str) -> bool:
+    return language == "bash" and all(c.startswith("graph-mail-emulator ") or c in RUN_ELSEWHERE
+                                      for c in commands(code))
+
+
+def claimed(language: str, code: str) -> bool:
+    """A block of the emulator's README is run by one of the tests below, or NOT_RUN_BLOCKS says why not."""
+    return (any(test(language, code) for test in (is_python_api, is_session, is_command_line))
+            or any(marker in code for marker in NOT_RUN_BLOCKS))
+
+
+def test_what_the_readme_leaves_to_others_is_run_there():
+    for command, runner in RUN_ELSEWHERE.items():
+        assert "emulator" in (ROOT / runner).read_text(), f"{runner} no longer runs {command!r}"
+
+
+class Emulator:
+    """graph-mail-emulator started as a user starts it, in ``cwd``; ``--port 0`` added unless the command has a
+    port (8443, its default, may be taken on this machine)."""
+
+    def __init__(self, command: str, cwd: Path):
+        argv = shlex.split(command, comments=True)
+        argv += [] if "--port" in argv else ["--port", "0"]
+        self.process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
+        self.output = []
+        for line in self.process.stdout:  # it prints its address once it listens, the viewer's last
+            self.output.append(line)
+            if line.startswith("Graph mail emulator on "):
+                self.base_url = line.split(" on ", 1)[1].strip()
+            if line.startswith("Mailbox viewer: "):
+                break
+        assert hasattr(self, "base_url"), "".join(self.output)
+        threading.Thread(target=self.output.extend, args=(self.process.stdout,), daemon=True).start()  # drain
+        self.state = cwd / argv[argv.index("--state-dir") + 1]
+
+    def get(self, path: str):
+        context = ssl.create_default_context(cafile=str(self.state / "tls" / "ca.pem"))
+        with urllib.request.urlopen(self.base_url + path, context=context, timeout=30) as answer:
+            return json.load(answer)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.mark.integration  # starts the emulator's command and runs Airflow's
+def test_getting_started_delivers_the_first_mail(tmp_path, airflow_template_home):
+    """The page's two terminals: start_emulator.sh's command, then first_mail.sh in a fresh Airflow home whose
+    DAGs folder holds the page's DAG; the connection added from the emulator's file, the mail in Bob's Inbox."""
+    from airflow_env import airflow_env, migrate
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (command,) = commands((GETTING_STARTED / "start_emulator.sh").read_text())
+    emulator = Emulator(command, work)
+    try:
+        home = tmp_path / "airflow"
+        migrate(home, template=airflow_template_home)
+        env = airflow_env(home, None, ROOT / "example_dags" / "readme",
+                          PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", TMPDIR=str(tmp_path))
+        result = subprocess.run(["bash", str(GETTING_STARTED / "first_mail.sh")], cwd=work, env=env,
+                                capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        assert "Sent 'Daily sales report for " in result.stdout + result.stderr
+        inbox = emulator.get("/_emulator/mailboxes/bob@example.com/inbox")["value"]
+        assert [m["subject"][: len("Daily sales report for ")] for m in inbox] == ["Daily sales report for "]
+    finally:
+        emulator.stop()
+
+
+@pytest.mark.integration  # starts the emulator's command
+def test_the_emulator_readme_commands_start_it(tmp_path):
+    """Each graph-mail-emulator command the README shows starts it and writes the connection and CA."""
+    shown = {c for language, code in readme_blocks() if is_command_line(language, code)
+             for c in commands(code) if c not in RUN_ELSEWHERE}
+    assert shown
+    for number, command in enumerate(sorted(shown)):
+        work = tmp_path / str(number)
+        work.mkdir()
+        emulator = Emulator(command, work)
+        try:
+            connection = json.loads((emulator.state / "airflow-connection.json").read_text())
+            assert connection["conn_type"] == "graphmail" and connection["extra"]["graph_url"] == emulator.base_url
+            assert emulator.get("/_emulator/mailboxes")["value"] is not None
+        finally:
+            emulator.stop()
+
+
+@pytest.mark.integration  # the block starts an emulator in-process, in a child Python
+def test_the_emulator_readme_python_api(tmp_path):
+    """The README's Python block runs as written, on a free port in place of 8443."""
+    (code,) = [code for language, code in readme_blocks() if is_python_api(language, code)]
+    assert "port=8443" in code
+    result = subprocess.run([sys.executable, "-c", code.replace("port=8443", "port=0")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / ".emulator" / "tls" / "ca.pem").is_file()
+
+
+@pytest.mark.integration  # starts the emulator's command
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="the README's session needs curl and jq")
+def test_the_emulator_readme_session_from_another_language(tmp_path):
+    """The README's curl session against the emulator its command line starts: sign in, send, read the
+    Inbox through the inspection API, reset."""
+    (code,) = [code for language, code in readme_blocks() if is_session(language, code)]
+    emulator = Emulator("graph-mail-emulator --state-dir .emulator", tmp_path)
+    try:
+        assert "BASE=https://127.0.0.1:8443;" in code
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c",
+                                 code.replace("BASE=https://127.0.0.1:8443;", f"BASE={emulator.base_url};")],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ['"Hi"']
+        mailboxes = emulator.get("/_emulator/mailboxes")["value"]  # reset: nothing in any Inbox
+        assert not [m for m in mailboxes if m["folders"].get("inbox")]
+    finally:
+        emulator.stop()

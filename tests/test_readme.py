@@ -1,5 +1,8 @@
-"""Every Python snippet in README.md is a file of example_dags/readme/, shown whole, and runs as a DAG with
-`airflow dags test` against the emulator (on each Airflow version the suite runs on)."""
+"""README.md is the front page. Every code block in it is a file shown whole that a test runs (or `make`
+commands the Makefile defines); its links lead to files of the repository; its numbers against the peers are
+quoted from docs/benchmarks.md. The DAGs of example_dags/readme/ (the README's one, and those the
+documentation site includes) run with `airflow dags test` against the emulator, on each Airflow version the
+suite runs on."""
 
 from __future__ import annotations
 
@@ -10,42 +13,77 @@ from airflow_env import AIRFLOW, airflow_env, migrate
 from helpers import ROOT
 
 README = ROOT / "README.md"
-SNIPPET = re.compile(r"<!-- snippet: (?P<path>\S+) -->\n```python\n(?P<code>.*?)```\n", re.DOTALL)
+README_DAGS = ROOT / "example_dags" / "readme"
+MARKER = re.compile(r"<!-- snippet: (?P<path>\S+) -->\n$")
+FENCE = re.compile(r"^```(?P<language>\w*)\n(?P<code>.*?)^```\n", re.MULTILINE | re.DOTALL)
+LINK = re.compile(r"\]\((?P<target>[^)#\s]+)(?:#[^)\s]*)?\)")
+# Snippets that are not DAGs of example_dags/readme/, and the test that runs each.
+RUN_ELSEWHERE = {"example_dags/docs/install.sh": "tests/test_docs_examples.py"}
 
 
-# Example DAGs the README shows whole that need a person or a wait; their own tests run them.
-RUN_ELSEWHERE = {"example_dags/reviewed_report.py": "tests/test_review_gate.py",
-                 "example_dags/statements_bounce_report.py": "tests/test_bounce_report.py"}
-
-
-def snippets() -> dict[str, str]:
-    return {m["path"]: m["code"] for m in SNIPPET.finditer(README.read_text())}
+def blocks() -> list[tuple[str | None, str, str]]:
+    """(the file a block shows, or None; its language; its code) for each fenced block of README.md."""
+    text = README.read_text()
+    found = []
+    for block in FENCE.finditer(text):
+        marker = MARKER.search(text, 0, block.start())
+        found.append((marker["path"] if marker else None, block["language"], block["code"]))
+    return found
 
 
 def readme_dags() -> list[str]:
-    return [path for path in snippets() if path.startswith("example_dags/readme/")]
+    return sorted(path.name for path in README_DAGS.glob("*.py"))
 
 
-def test_every_python_snippet_is_a_file_shown_whole():
-    text = README.read_text()
-    assert text.count("```python") == len(snippets()) == 6  # no Python block without its file
-    for path, code in snippets().items():
+def test_every_code_block_is_a_file_shown_whole():
+    """One DAG, the install script, and the two commands; no code that no test runs."""
+    shown = blocks()
+    assert [path for path, language, _ in shown if language == "python"] == ["example_dags/readme/sales_report.py"]
+    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+    for path, _, code in shown:
+        if path is None:  # the two commands: targets of the Makefile, which CI runs
+            commands = [line.split("#")[0].split() for line in code.splitlines() if line.strip()]
+            assert commands and all(c[0] == "make" and c[1] in targets for c in commands), code
+            continue
         assert (ROOT / path).read_text() == code, f"README's copy of {path} differs from the file"
-    for path in set(snippets()) - set(readme_dags()):
-        dag_id = (ROOT / path).stem
-        assert f'"{dag_id}"' in (ROOT / RUN_ELSEWHERE[path]).read_text(), f"{path} is run by no test"
+        if path.startswith("example_dags/readme/"):
+            assert path.endswith(".py")  # run below
+        else:
+            assert (ROOT / path).name in (ROOT / RUN_ELSEWHERE[path]).read_text(), f"{path} is run by no test"
 
 
-def test_the_snippets_run_as_dags(airflow_template_home, graph_emulator, tmp_path):
-    """All four at once, each in its own Airflow home (they run in parallel to keep the suite quick)."""
+def test_the_links_lead_to_files_of_the_repository():
+    """The README links the site's Markdown sources, so that each link works on the forge too."""
+    links = [m["target"] for m in LINK.finditer(README.read_text()) if "://" not in m["target"]]
+    assert "docs/index.md" in links
+    missing = [target for target in links if not (ROOT / target).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
+
+
+def test_the_numbers_against_the_peers_are_quoted_from_the_benchmarks():
+    """Each number in "Against the peers" is one docs/benchmarks.md gives (written by make bench-peers)."""
+    section = README.read_text().split("## Against the peers", 1)[1].split("\n## ", 1)[0]
+    benchmarks = (ROOT / "docs" / "benchmarks.md").read_text()
+    quoted = re.findall(r"\d+(?:\.\d+)? (?:ms|s|MB)\b|\d+ / \d+ / \d+", section)
+    quoted += [f"{modules}, {ms} ms" for modules, ms in re.findall(r"(\d+) modules, (\d+) ms", section)]
+    assert len(quoted) > 20
+    assert [q for q in quoted if q not in benchmarks] == []
+    numbers = set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", section))
+    assert [n for n in sorted(numbers) if not re.search(rf"(?<![\w.]){re.escape(n)}(?![\w.]\d)", benchmarks)] == []
+
+
+def test_the_readme_dags_run(airflow_template_home, graph_emulator, tmp_path):
+    """All of example_dags/readme/ at once, each in its own Airflow home (they run in parallel to keep the suite
+    quick): the README's DAG, and those the documentation site includes."""
+    assert readme_dags() == ["customer_statements.py", "oncall_alerts.py", "revenue_chart.py", "sales_report.py"]
     for colleague in ("oncall@contoso.com", "owners@contoso.com"):  # users of the tenant, or they would bounce
         graph_emulator.backend.store.add_user(colleague)
     runs = {}
-    for path in readme_dags():
-        dag_id = (ROOT / path).stem
+    for name in readme_dags():
+        dag_id = name.removesuffix(".py")
         home = tmp_path / dag_id
         migrate(home, template=airflow_template_home)
-        env = airflow_env(home, graph_emulator.connection(), ROOT / "example_dags" / "readme", TMPDIR=str(tmp_path))
+        env = airflow_env(home, graph_emulator.connection(), README_DAGS, TMPDIR=str(tmp_path))
         runs[dag_id] = subprocess.Popen([AIRFLOW, "dags", "test", dag_id, "2026-11-20"], env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     results = {dag_id: (run.communicate(timeout=300)[0], run.returncode) for dag_id, run in runs.items()}
