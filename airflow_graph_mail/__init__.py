@@ -1,4 +1,4 @@
-"""Send Outlook mail from Apache Airflow through Microsoft Graph.
+"""Send and receive Outlook mail from Apache Airflow through Microsoft Graph.
 
 The public API, one import path for each name (every error included)::
 
@@ -32,6 +32,12 @@ _LAZY = {
     "GraphBounceReportOperator": "airflow_graph_mail.operators.bounce_report",
     "GraphDraftSentSensor": "airflow_graph_mail.sensors.graph_mail",
     "GraphMailNotifier": "airflow_graph_mail.notifications.graph_mail",
+    "GraphMailSensor": "airflow_graph_mail.sensors.inbound",
+    "GraphMailEventTrigger": "airflow_graph_mail.triggers.inbound",
+    "GraphSaveAttachmentsOperator": "airflow_graph_mail.operators.inbound",
+    "GraphMarkMailOperator": "airflow_graph_mail.operators.inbound",
+    "GraphReplyOperator": "airflow_graph_mail.operators.inbound",
+    "run_once_per_mail": "airflow_graph_mail.operators.mail_runs",
 }
 __all__ = ["__version__", *sorted([*errors.__all__, *_LAZY])]  # noqa: PLE0604, F405 - lazy names: __getattr__
 
@@ -69,6 +75,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
         GraphSendDraftOperator,
         GraphSendMailOperator,
     )
+    from airflow_graph_mail.operators.inbound import (  # noqa: F401
+        GraphMarkMailOperator,
+        GraphReplyOperator,
+        GraphSaveAttachmentsOperator,
+    )
     from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator  # noqa: F401
+    from airflow_graph_mail.operators.mail_runs import run_once_per_mail  # noqa: F401
     from airflow_graph_mail.outcomes import Outcome, Status  # noqa: F401
     from airflow_graph_mail.sensors.graph_mail import GraphDraftSentSensor  # noqa: F401
+    from airflow_graph_mail.sensors.inbound import GraphMailSensor  # noqa: F401
+    from airflow_graph_mail.triggers.inbound import GraphMailEventTrigger  # noqa: F401

@@ -25,6 +25,10 @@ DRAFT_ID_KEY = "draft_id"  # GraphDraftOperator: the draft's immutable id
 WEB_LINK_KEY = "web_link"  # GraphDraftOperator: the draft in Outlook on the web
 SENT_KEY = "sent"  # GraphDraftSentSensor: what the reviewer finally sent
 BOUNCES_KEY = "bounces"  # GraphBounceReportOperator: one entry per bounced recipient
+# Inbound mail. GraphMailSensor returns the summaries of the mail it took (``mail.inbound.summarize``) and
+# pushes their ids; GraphSaveAttachmentsOperator returns the paths it wrote and pushes what each file is.
+MESSAGE_IDS_KEY = "message_ids"
+SAVED_KEY = "saved"
 
 _NOT_RETRIED = " (not retried: a retry cannot fix this)"
 
