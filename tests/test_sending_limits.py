@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import threading
 import time
 from types import SimpleNamespace
@@ -105,7 +106,9 @@ def test_25000_recipients_go_over_three_windows_each_row_once_through_airflow(ru
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     assert len(moves) == 2  # three windows
-    assert output.count("row(s) wait for the mailbox's 24-hour window to free") == 2
+    # two deferrals (Airflow 2's `dags test` prints a task's log line twice: compare what they say, not how often)
+    assert set(re.findall(r"(\d+) row\(s\) wait for the mailbox's 24-hour window to free, from row (\d+)",
+                          output)) == {("30", "20"), ("10", "40")}
     assert "running trigger in line" in output  # deferred: no worker slot held while waiting
     assert "50 message(s) to 25,000 recipient(s)" in output and "20 message(s) fit now" in output
     keys = graph_emulator.inspect.deliveries(PROPERTY_ID)
