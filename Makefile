@@ -101,8 +101,9 @@ docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 	@echo "docs: $(CURDIR)/docs/_build/html/index.html"
 
+# `make bench ONLY="delivered inbound"` runs those scenarios and replaces their rows, keeping the others'.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY))
 
 bench-peers: $(STAMP) $(STAMPP)
 	$(BIN)/python bench/peers/run.py

@@ -25,3 +25,24 @@ def test_bench_keeps_the_peers_section(tmp_path):
     fresh = tmp_path / "none.md"
     run.write_report(["| row | 1 | 2 | 0.5x |"], fresh)
     assert fresh.read_text().startswith("# Benchmarks") and "peers:start" not in fresh.read_text()
+
+
+def test_bench_only_replaces_the_rows_of_the_scenarios_it_ran(tmp_path):
+    """`make bench ARGS="--only delivered"`: that scenario's rows take the place of its earlier ones, the other
+    scenarios' rows stay as the last full run left them, and a scenario new to the page is added at the end."""
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    page = run.PEERS_START.join(["# Benchmarks\n\n| scenario | ours | baseline | ratio |\n|---|---|---|---|\n"
+                                 "| small sendMail, 800 per variant per round, 9 rounds: wall | 2.50 ms | 2 | 1x |\n"
+                                 "| the same mails delivered: first to last leaving the Outbox | 30.0 min | 33 | 1x |\n"
+                                 "| the emulator's CPU per sendMail with 10,000 mails sent | 1.6 ms | 1.5 | 1x |\n\n",
+                                 "\n| peer | x |\n"])
+    fresh = {"delivered": ["| 1,000 mails from one mailbox at Exchange Online's limits | 53 s | 50 | 1.07x |",
+                           "| the same mails delivered: first to last leaving the Outbox | 33.0 min | 33 | 1.00x |"],
+             "newcomer": ["| a scenario not on the page yet, measured now for the first time | 1 | 1 | 1x |"]}
+    rows = run.merged_rows(fresh, page)
+    assert rows == ["| small sendMail, 800 per variant per round, 9 rounds: wall | 2.50 ms | 2 | 1x |",
+                    *fresh["delivered"],
+                    "| the emulator's CPU per sendMail with 10,000 mails sent | 1.6 ms | 1.5 | 1x |",
+                    *fresh["newcomer"]]

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from functools import cached_property
+from functools import cached_property, lru_cache
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from airflow_graph_mail.errors import (
@@ -480,7 +480,7 @@ class GraphMailClient:
     def get_message(self, message_id: str, *, sender: str | None = None, call: Call | None = None,
                     select: Sequence[str] = ()) -> dict:
         call = call or self.call(sender)
-        query = "?" + urlencode({"$select": ",".join(select)}, quote_via=quote) if select else ""
+        query = _select_query(tuple(select)) if select else ""
         return self.transport.request(call, "GET", call.message_path(message_id) + query).json()
 
     # -- reading a mailbox -------------------------------------------------------------------------------
@@ -530,6 +530,13 @@ class GraphMailClient:
         if not isinstance(found, dict) or not isinstance(found.get("id"), str) or not found["id"]:
             raise UnexpectedAnswerError(f"Graph answered the folder {folder!r} without its id")
         return found["id"]
+
+
+@lru_cache(maxsize=32)
+def _select_query(select: tuple[str, ...]) -> str:
+    """``?$select=a,b`` as Graph's documentation writes it, '$' and ',' unescaped: built once, and a shorter URL
+    for requests and urllib3 to check at every request (a trigger's poll asks for the same fields each time)."""
+    return "?" + urlencode({"$select": ",".join(select)}, quote_via=quote, safe="$,")
 
 
 def no_lookup_text(mailbox: str, key: str, err: GraphRequestError, retry: bool) -> str:
