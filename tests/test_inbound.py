@@ -354,8 +354,6 @@ def test_the_event_trigger_serialises_json_only_and_survives_graph_failures(hook
     assert ("delta_messages", 429) in fired and ("update_message", 503) in fired
 
 
-@pytest.mark.xfail(strict=True, reason="known defect since triggers share one pool (triggers/pool.py): in this "
-                   "test process the watcher's warning for a missing connection is not seen within 2.5 s; open")
 def test_a_watcher_without_its_connection_waits_instead_of_returning(graph_emulator, caplog, monkeypatch):
     """run() must never return or raise: the triggerer would restart it at once, for ever."""
     import logging
