@@ -131,7 +131,7 @@ def test_a_first_look_imports_and_builds_nothing_on_the_event_loop(hook, graph_e
     assert found["on_loop"] == [], found["on_loop"]
     assert found["ran_on_loop"] == [], found["ran_on_loop"]
     # the work did happen, in the pool: its imports are there, and one client served the four triggers
-    assert {"asgiref.sync", "requests", "airflow_graph_mail.graph.client"} <= set(found["elsewhere"])
+    assert {"asgiref.sync", "airflow_graph_mail.graph.client"} <= set(found["elsewhere"])  # 2.11 loads requests first
     assert found["clients"] == 1
 
 
