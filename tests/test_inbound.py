@@ -354,12 +354,15 @@ def test_the_event_trigger_serialises_json_only_and_survives_graph_failures(hook
     assert ("delta_messages", 429) in fired and ("update_message", 503) in fired
 
 
-def test_a_watcher_without_its_connection_waits_instead_of_returning(graph_emulator, caplog, monkeypatch):
+def test_a_watcher_without_its_connection_waits_instead_of_returning(hook, caplog, monkeypatch):
     """run() must never return or raise: the triggerer would restart it at once, for ever."""
     import logging
 
     from airflow_graph_mail.triggers.inbound import GraphMailEventTrigger
 
+    # A process's first connection lookup sets up Airflow's logging, which drops the handler caplog added to
+    # the root logger: done here first, alone, the test sees the trigger's log whatever ran before it.
+    hook.get_connection(hook.graph_mail_conn_id)
     monkeypatch.delenv("AIRFLOW_CONN_GRAPH_MAIL_NOWHERE", raising=False)
     trigger = GraphMailEventTrigger(watch_name="vendor", mailbox=INBOX, graph_mail_conn_id="graph_mail_nowhere",
                                     poll_interval=1)
