@@ -22,11 +22,9 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_graph_mail.errors import GraphConfigError, GraphMailError
-from airflow_graph_mail.triggers.pool import pooled, sleep
+from airflow_graph_mail.triggers.pool import backoff, pooled, sleep
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF = 300.0  # seconds between looks while Graph keeps failing without a Retry-After
 
 
 def _open(conn_id: str, message_id, sender: str | None):
@@ -113,7 +111,7 @@ class GraphDraftSentTrigger(BaseTrigger):
                 if err.permanent:
                     return {"status": "error", "error": review.failure(err), "permanent": True}
                 failures += 1
-                delay = self._backoff(err, failures)
+                delay = backoff(err, failures, self.poke_interval)
                 log.warning("Looking at draft %s: %s; looking again in %.1fs", self.message_id, err, delay)
             else:
                 failures = 0
@@ -127,14 +125,6 @@ class GraphDraftSentTrigger(BaseTrigger):
                 # generation, and enough of those (hundreds of gates' answers) set off a full collection.
                 del look
             await sleep(delay)
-
-    def _backoff(self, err: GraphMailError, failures: int) -> float:
-        """Graph's Retry-After (read into 0-600 s), at least a second; without one, the poke interval doubled
-        after each failure in a row."""
-        retry_after = getattr(err, "retry_after", None)
-        if retry_after is not None:
-            return max(retry_after, 1.0)
-        return min(max(self.poke_interval, 1.0) * 2 ** min(failures - 1, 10), max(MAX_BACKOFF, self.poke_interval))
 
 
 def _retrieved(work: asyncio.Future) -> None:

@@ -24,11 +24,10 @@ from airflow_graph_mail.airflow_face import DEFAULT_CONN_ID
 from airflow_graph_mail.errors import GraphConfigError, GraphMailError
 from airflow_graph_mail.mail.inbound import MailFilter, check_scope
 from airflow_graph_mail.triggers.graph_mail import _seconds
-from airflow_graph_mail.triggers.pool import pooled, sleep
+from airflow_graph_mail.triggers.pool import backoff, pooled, sleep
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = 300.0  # seconds between polls while Graph keeps failing without a Retry-After
 MIN_POLL = 1.0  # seconds; 30 to 60 suit most (Graph allows 10,000 requests per 10 minutes per app and mailbox)
 _FILTER_KEYS = ("sender", "subject", "received_after", "has_attachments", "attachment_name", "raw_filter",
                 "require_authenticated")
@@ -36,14 +35,6 @@ _FILTER_KEYS = ("sender", "subject", "received_after", "has_attachments", "attac
 
 def _classpath(trigger) -> str:
     return f"{type(trigger).__module__}.{type(trigger).__qualname__}"
-
-
-def _backoff(err: BaseException, failures: int, interval: float) -> float:
-    """Graph's Retry-After (at least a second); without one, the interval doubled per failure in a row."""
-    retry_after = getattr(err, "retry_after", None)
-    if retry_after is not None:
-        return max(float(retry_after), 1.0)
-    return min(max(interval, 1.0) * 2 ** min(failures - 1, 10), max(MAX_BACKOFF, interval))
 
 
 def _open_watch(conn_id: str, kwargs: dict):
@@ -133,7 +124,7 @@ class GraphMailEventTrigger(BaseEventTrigger):
                 failures = 0
             except Exception as err:  # never raise: the triggerer would restart the watch at once, for ever
                 failures += 1
-                delay = _backoff(err, failures, interval)
+                delay = backoff(err, failures, interval)
                 if isinstance(err, GraphMailError):
                     log.warning("Watch %s: %s; polling again in %.1fs", kwargs["watch_name"], err, delay)
                 else:
@@ -202,7 +193,7 @@ class GraphMailSensorTrigger(BaseTrigger):
                     if err.permanent:
                         return {"status": "error", "error": str(err), "permanent": True}
                     failures += 1
-                    delay = _backoff(err, failures, interval)
+                    delay = backoff(err, failures, interval)
                     log.warning("Looking for mail: %s; looking again in %.1fs", err, delay)
             else:
                 delay = min(interval, kwargs["not_before"] - time.time())

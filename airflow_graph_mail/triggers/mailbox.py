@@ -23,10 +23,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_graph_mail.errors import GraphConfigError, GraphMailError
 from airflow_graph_mail.triggers.graph_mail import _seconds
-from airflow_graph_mail.triggers.pool import pooled, shared_client, sleep
+from airflow_graph_mail.triggers.pool import backoff, pooled, shared_client, sleep
 
 log = logging.getLogger(__name__)
-MAX_BACKOFF = 300.0
 
 
 def _room(client, sender: str | None, recipients: int, not_before: float | None, position: int) -> dict | None:
@@ -87,9 +86,7 @@ class _MailboxPoll(BaseTrigger):
                                         "permanent": True})
                     return
                 failures += 1
-                retry_after = getattr(err, "retry_after", None)
-                delay = max(retry_after, 1.0) if retry_after is not None else \
-                    min(max(self.poke_interval, 1.0) * 2 ** min(failures - 1, 10), max(MAX_BACKOFF, self.poke_interval))
+                delay = backoff(err, failures, self.poke_interval)
                 log.warning("Looking at %s: %s; looking again in %.1fs", self.sender or "the mailbox", err, delay)
             except Exception as err:  # a bug of ours must still wake the task, with an answer
                 log.exception("Looking at %s failed", self.sender or "the mailbox")

@@ -35,6 +35,7 @@ POOL_SIZE = 8
 MAX_CLIENTS = 32
 # Sleeps of a second or more end on a multiple of this on the loop's clock (bench/trigger_loop.py).
 WAKE_GRID = 0.1
+MAX_BACKOFF = 300.0  # seconds between looks while Graph keeps failing without a Retry-After
 
 _clients: OrderedDict[str, GraphMailClient] = OrderedDict()
 _clients_lock = threading.Lock()
@@ -104,3 +105,12 @@ def _fingerprint(conn_id: str, conn: Any) -> str:
     fields = [conn_id, *(getattr(conn, name, None) for name in ("conn_type", "host", "schema", "login", "password",
                                                                  "port", "extra"))]
     return hashlib.sha256(json.dumps(fields, default=str).encode()).hexdigest()
+
+
+def backoff(err: BaseException, failures: int, interval: float) -> float:
+    """How long a trigger waits after a failed look: Graph's Retry-After (read into 0-600 s), at least a second;
+    without one, the interval doubled after each failure in a row, up to MAX_BACKOFF (or the interval)."""
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:
+        return max(float(retry_after), 1.0)
+    return min(max(interval, 1.0) * 2 ** min(failures - 1, 10), max(MAX_BACKOFF, interval))
