@@ -527,7 +527,8 @@ def trigger_rows(result: dict) -> list[str]:
         lag, fire, gc = gate["lag_ms"], gate["fire"], gate["gc_per_min"]
         rows += [
             f"| {count:,} review gates in one triggerer loop (poke {gate['poke_s']:g} s, {gate['mailboxes']} "
-            f"mailboxes, {gate['latency_ms']} ms latency, {gate['window_s']:.0f} s measured): loop lag median / p99 / "
+            f"mailbox{'es' if gate['mailboxes'] != 1 else ''}, {gate['latency_ms']} ms latency, "
+            f"{gate['window_s']:.0f} s measured): loop lag median / p99 / "
             f"max / largest outside a full collection / of it, not the loop waiting for a CPU; CPU per poll (all "
             f"threads); full collections | {lag['median']:.1f} / {lag['p99']:.1f} / {lag['max']:.0f} / "
             f"{lag['max_not_gc']:.0f} / {lag['max_ours']:.0f} ms; "
