@@ -64,13 +64,15 @@ TRIGGER_WATCH_FILL = 1000  # mails each watched Inbox holds, against empty ones
 PEERS_START = "<!-- peers:start -->"  # where bench/peers/run.py writes its section of the same page
 
 
-def start_emulator(state: Path, *options: str) -> tuple[subprocess.Popen, dict]:
+def start_emulator(state: Path, *options: str, exchange_limits: bool = False) -> tuple[subprocess.Popen, dict]:
     """A fresh emulator on a free port; limits raised (150 MB messages, no upload budget or request quota in
-    the way): we measure the client, not throttling."""
+    the way) and, unless asked for, no Outbox pace: we measure the client, not throttling."""
     state.mkdir(parents=True, exist_ok=True)
+    limits = () if exchange_limits else ("--no-exchange-limits",)
     process = subprocess.Popen([sys.executable, "-m", "graph_mail_emulator", "--state-dir", str(state),
                                 "--port", "0", "--message-size-limit-mb", "150", "--upload-budget-mb", "100000",
-                                "--mailbox-requests", "100000000", *options], stdout=subprocess.PIPE, text=True)
+                                "--mailbox-requests", "100000000", *limits, *options], stdout=subprocess.PIPE,
+                               text=True)
     process.stdout.readline()  # "Graph mail emulator on ..." once it listens
     connection = json.loads((state / "airflow-connection.json").read_text())
     return process, connection
@@ -198,7 +200,7 @@ def accepted_delivered(work: Path) -> dict:
     runs = []
     for n in range(DELIVERED_ROUNDS):
         process, connection = start_emulator(work / f"delivered-{n}", "--latency-ms", str(BULK_LATENCY * 1000),
-                                             "--mailbox-concurrency", "4")
+                                             "--mailbox-concurrency", "4", exchange_limits=True)
         try:
             runs.append(run_json("accepted_delivered.py", str(DELIVERED_MESSAGES), env=client_env(connection)))
         finally:
@@ -215,10 +217,11 @@ def accepted_delivered(work: Path) -> dict:
 def seed_store(state: Path, sends: int, subject: str = "earlier",
                recipient=lambda n: f"customer{n % 100}@example.com", body: dict | None = None) -> None:
     """A state directory whose store already holds ``sends`` sent mails (each in Sent Items and an Inbox),
-    written straight into the store: sending them over HTTPS would take minutes."""
-    from graph_mail_emulator import GraphEmulator
+    written straight into the store: sending them over HTTPS would take minutes. Exchange's pace is off, or
+    all but 30 would wait in the Outbox."""
+    from graph_mail_emulator import EmulatorConfig, GraphEmulator, Limits
 
-    emulator = GraphEmulator(state)
+    emulator = GraphEmulator(EmulatorConfig(state, limits=Limits(exchange_limits=False)))
     store, delivery = emulator.backend.store, emulator.backend.delivery
     sender = store.find_mailbox(emulator.default_sender)
     with store.transaction():
