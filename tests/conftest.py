@@ -53,10 +53,13 @@ def unit_tests_stay_unit(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def fresh_credentials():
-    """Credentials are shared process-wide; each test starts without cached tokens, as a new process would."""
+    """Credentials and the triggers' clients are shared process-wide; each test starts without them (no cached
+    token, no kept-alive connection), as a new process would."""
     from airflow_graph_mail.graph.auth import forget_shared
+    from airflow_graph_mail.triggers.pool import forget_clients
 
     forget_shared()
+    forget_clients()
 
 
 @pytest.fixture
