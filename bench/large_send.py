@@ -7,14 +7,12 @@ Both modes warm up first (imports, token, TLS connection) so that only the send 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from peak_memory import reset_peak, status
+from peak_memory import print_peak_of
 from small_send import task_logging
 
 CHUNK = 12 * 320 * 1024  # the same chunk size the hook uses
@@ -59,11 +57,7 @@ def main(mode: str, path: str) -> None:
         def send():
             plain_send(session, base, token, path)
         session.get(f"{base}/messages?$top=1", headers={"Authorization": f"Bearer {token}"})
-    before = reset_peak()  # the peak (VmHWM) starts again from here
-    start = time.perf_counter()
-    send()
-    seconds = time.perf_counter() - start
-    sys.__stdout__.write(json.dumps({"seconds": seconds, "rss_growth": status("VmHWM") - before}) + "\n")
+    print_peak_of(send)
 
 
 if __name__ == "__main__":

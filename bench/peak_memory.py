@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+
 
 def status(field: str, pid: int | str = "self") -> int:
     """A /proc/<pid>/status size field (VmRSS, VmHWM) in bytes."""
@@ -17,3 +21,12 @@ def reset_peak(pid: int | str = "self") -> int:
     with open(f"/proc/{pid}/clear_refs", "w") as refs:
         refs.write("5")
     return status("VmRSS", pid)
+
+
+def print_peak_of(action) -> None:
+    """Run ``action`` once and print {"seconds", "rss_growth"} (bytes its peak added) on the real stdout."""
+    before = reset_peak()  # the peak (VmHWM) starts again from here
+    start = time.perf_counter()
+    action()
+    seconds = time.perf_counter() - start
+    sys.__stdout__.write(json.dumps({"seconds": seconds, "rss_growth": status("VmHWM") - before}) + "\n")

@@ -9,13 +9,11 @@ Prints JSON {"seconds", "rss_growth"}, as large_send.py does.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from peak_memory import reset_peak, status
+from peak_memory import print_peak_of
 from small_send import task_logging
 
 MAILBOX = "reports-in@contoso.com"
@@ -54,11 +52,7 @@ def main(mode: str, message_id: str, folder: str) -> None:
 
         def save():
             plain_save(client.transport.session, base, token, message_id, target, whole=mode == "naive")
-    before = reset_peak()
-    start = time.perf_counter()
-    save()
-    seconds = time.perf_counter() - start
-    sys.__stdout__.write(json.dumps({"seconds": seconds, "rss_growth": status("VmHWM") - before}) + "\n")
+    print_peak_of(save)
 
 
 if __name__ == "__main__":
