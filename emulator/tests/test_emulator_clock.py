@@ -69,3 +69,29 @@ def test_stamps_expiries_and_reports_come_from_the_backends_clock(tmp_path):
         pass
     assert mail.clock is mail.delivery.clock is mail.store.clock is mail.uploads.clock is clock
     assert mail.throttle.clock is mail.upload_budget.clock is clock
+
+
+def test_a_reset_waits_for_a_timer_running_now_so_nothing_it_writes_survives(graph_emulator):
+    """A report on its way or an Outbox departure runs in the clock's thread. One that was running while the
+    emulator reset (between two tests) wrote its mail into the emptied store, and the next test found a bounce
+    it never caused (seen in CI: a 5.1.10 report where a TERRL bounce was expected)."""
+    import threading
+    import time
+
+    started, release = threading.Event(), threading.Event()
+
+    def late_arrival():
+        started.set()
+        release.wait(10)
+        graph_emulator.inbound.receive(to=graph_emulator.default_sender, sender="late@elsewhere.example",
+                                       subject="written by a timer that was running during the reset")
+
+    graph_emulator.backend.clock.call_later(0, late_arrival)
+    assert started.wait(10)
+    resetting = threading.Thread(target=graph_emulator.reset)
+    resetting.start()
+    time.sleep(0.3)  # the reset is under way (before the fix: the store already emptied)
+    release.set()
+    resetting.join(30)
+    assert not resetting.is_alive()
+    assert graph_emulator.inspect.messages(graph_emulator.default_sender) == []

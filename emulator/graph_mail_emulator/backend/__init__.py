@@ -51,17 +51,19 @@ class MailBackend:
 
     def clear_mailboxes(self) -> None:
         """Every message gone (the Outbox's queue and reports on their way too), the bounce rules back to those
-        given at start."""
-        self.delivery.forget()
-        self.bounces.reset()
-        self.store.clear()
-        self.changes.expire(forget=True)  # delta links into the emptied mailboxes are no longer known
+        given at start. A timer running now (a report, a departure) finishes first: what it writes goes too."""
+        with self.clock.paused():
+            self.delivery.forget()
+            self.bounces.reset()
+            self.store.clear()
+            self.changes.expire(forget=True)  # delta links into the emptied mailboxes are no longer known
 
     def reset(self) -> None:
         """Empty mailboxes, the Outbox's queue and uploads; limits and bounce rules back to those given at start;
-        the clock back to real time."""
-        self.clear_mailboxes()
-        self.uploads.clear()
-        self.set_limits()
-        self.delivery.sends = 0
-        self.clock.reset()
+        the clock back to real time. No timer runs meanwhile."""
+        with self.clock.paused():
+            self.clear_mailboxes()
+            self.uploads.clear()
+            self.set_limits()
+            self.delivery.sends = 0
+            self.clock.reset()

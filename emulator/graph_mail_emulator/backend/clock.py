@@ -11,6 +11,7 @@ has happened when ``advance`` returns.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import heapq
 import itertools
@@ -18,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ class Clock:
         self._offset = 0.0
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
-        self._running = threading.Lock()  # one runner of due timers at a time, so they run in due order
+        # One runner of due timers at a time, so they run in due order; reentrant: a reset holds it while the
+        # state is emptied (``paused``) and drops the timers within.
+        self._running = threading.RLock()
         self._due: list[tuple[float, int, Timer]] = []  # (due on monotonic(), order, timer), a heap
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
@@ -84,6 +87,12 @@ class Clock:
             self._offset += seconds
             self._wakeup.notify()
         self.run_due()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No timer runs inside this block; one running when it starts finishes first."""
+        with self._running:
+            yield
 
     def reset(self) -> None:
         """Back to real time, every timer dropped (the emulator's reset: its state goes with it)."""
