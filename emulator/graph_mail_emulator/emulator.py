@@ -72,6 +72,7 @@ class GraphEmulator:
         self.inbound = self.backend.inbound  # mail from outside: receive(...), receive_eml(...)
         for address in (self.default_sender, *self.config.senders):
             store.add_user(address)
+        self.start_users = {m.address for m in store.mailboxes() if m.is_user}  # what a reset keeps
         self.faults = FaultPlan()
         request_log: collections.deque = collections.deque(maxlen=20000)
         self.inspect = Inspection(self.backend, self.site, request_log, self.reset)
@@ -138,11 +139,12 @@ class GraphEmulator:
         }
 
     def reset(self, settle: float = 30.0) -> None:
-        """Empty mailboxes, uploads, request log and faults; limits and bounce rules back to those given at start.
+        """Empty mailboxes, uploads, request log and faults; users, limits and bounce rules back to those at start.
 
         Requests still being answered (a slow fault, a client that gave up) finish first, so that they
         cannot land in the next test's mailboxes or log."""
         self.dispatcher.settle(settle)
         self.backend.reset()
+        self.backend.store.keep_users(self.start_users)
         self.faults.clear()
         self.dispatcher.request_log.clear()

@@ -95,3 +95,14 @@ def test_a_reset_waits_for_a_timer_running_now_so_nothing_it_writes_survives(gra
     resetting.join(30)
     assert not resetting.is_alive()
     assert graph_emulator.inspect.messages(graph_emulator.default_sender) == []
+
+
+def test_a_reset_drops_the_users_a_test_added(graph_emulator):
+    """A user added in one test made its domain the tenant's for every later test on that emulator: mail to
+    x@fabrikam.example bounced 5.1.10 (an unknown user of the tenant) instead of leaving as external mail (seen
+    in CI, the TERRL test after the accepted-domain one)."""
+    graph_emulator.backend.store.add_user("ops@fabrikam.example")
+    graph_emulator.reset()
+    assert not graph_emulator.backend.store.find_mailbox("ops@fabrikam.example").is_user
+    assert "fabrikam.example" not in graph_emulator.backend.store.user_domains
+    assert graph_emulator.backend.store.find_mailbox(graph_emulator.default_sender).is_user

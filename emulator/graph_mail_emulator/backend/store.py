@@ -429,6 +429,19 @@ class MailStore:
                                    "DELETE FROM mailboxes WHERE is_user = 0;")
             self._changed()
 
+    def keep_users(self, addresses: set[str]) -> None:
+        """Every user not in ``addresses`` is a user no more (a reset: users a test added must not make their
+        domain the tenant's for the next one). Their empty mailbox keeps its id until the next ``clear()``, so a
+        delta link into it still reads as expired, not as foreign."""
+        with self._lock:
+            kept = {address.lower() for address in addresses}
+            for (address,) in self._db.execute("SELECT address FROM mailboxes WHERE is_user = 1").fetchall():
+                if address.lower() not in kept:
+                    self._db.execute("UPDATE mailboxes SET is_user = 0 WHERE address = ?", (address,))
+            self.user_domains = {_domain(row[0]) for row in self._db.execute(
+                "SELECT address FROM mailboxes WHERE is_user = 1")}
+            self._changed()
+
     def clear_mailbox(self, mailbox: Mailbox) -> int:
         """Empty every folder of one mailbox and forget what it submitted; a recipient-only mailbox goes."""
         with self.transaction():
