@@ -246,6 +246,7 @@ def test_the_doorbell_announces_once_per_lease_and_stops_once_claimed(hook, grap
     from airflow_graph_mail.graph.inbound import MailboxReader
     from airflow_graph_mail.mail.inbound import announced_property, run_id_for
 
+    graph_emulator.backend.store.add_user(INBOX)  # the watched mailbox exists before its first mail
     clock = Clock()
     bell = watch(hook, clock, use_delta=use_delta)
     assert announce_all(bell) == []
