@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +19,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 # a pure module (``make test-unit`` runs those alone, in seconds). A test that starts either some other way is
 # marked ``integration`` by hand; under ``make test-unit`` starting one fails the test, so a wrong guess shows.
 _INTEGRATION_FIXTURES = {"graph_emulator", "graph_emulator_session", "graph_microsoft_hosts", "connect", "hook",
-                         "http", "run_dag", "airflow_template_home"}
+                         "http", "run_dag", "dags_test", "airflow_home", "warm_airflow",
+                         "airflow_template_home"}
 UNIT_ONLY = os.environ.get("GRAPH_MAIL_UNIT_ONLY") == "1"
 
 
@@ -49,6 +51,7 @@ def unit_tests_stay_unit(monkeypatch):
     monkeypatch.setattr(GraphEmulator, "start", refuse)
     for name in ("dags_test", "migrate", "airflow"):
         monkeypatch.setattr(airflow_env, name, refuse)
+    monkeypatch.setattr(airflow_env.WarmAirflow, "__init__", refuse)
 
 
 @pytest.fixture(autouse=True)
@@ -103,19 +106,63 @@ def airflow_template_home(tmp_path_factory):
     return home
 
 
+@pytest.fixture(scope="session")
+def warm_airflow(airflow_template_home, tmp_path_factory):
+    """On Airflow 3, ``run_dag``'s runs are forks of one process per test worker that started Airflow once
+    (scripts/warm_airflow.py); GRAPH_MAIL_WARM_AIRFLOW=0 runs each as a process of its own. None on Airflow 2,
+    where a `dags test` starts in seconds."""
+    from importlib.metadata import version
+
+    from airflow_env import WarmAirflow, airflow_env, migrate
+
+    if version("apache-airflow").startswith("2.") or os.environ.get("GRAPH_MAIL_WARM_AIRFLOW") == "0":
+        yield None
+        return
+    home = tmp_path_factory.mktemp("airflow-warm")
+    migrate(home, template=airflow_template_home)
+    warm = WarmAirflow(home, airflow_env(home, None))
+    yield warm
+    warm.close()
+
+
 @pytest.fixture
-def run_dag(airflow_template_home, graph_emulator, tmp_path):
+def airflow_home(warm_airflow, airflow_template_home, tmp_path):
+    """The AIRFLOW_HOME of this test's ``run_dag`` runs, its database a copy of the migrated template."""
+    from airflow_env import migrate
+
+    if warm_airflow is None:
+        home = tmp_path / "airflow"
+    else:
+        home = warm_airflow.home
+        shutil.rmtree(home / "logs", ignore_errors=True)
+        for leftover in home.glob("airflow.db-*"):  # SQLite's journal of the previous test's database
+            leftover.unlink()
+    migrate(home, template=airflow_template_home)
+    return home
+
+
+@pytest.fixture
+def dags_test(warm_airflow):
+    """dags_test(dag_id, env, ...) -> `airflow dags test` as ``airflow_env.dags_test`` runs it, warm where it
+    can be (env's AIRFLOW_HOME must then be ``airflow_home``)."""
+    from airflow_env import dags_test
+
+    return dags_test if warm_airflow is None else warm_airflow.dags_test
+
+
+@pytest.fixture
+def run_dag(airflow_home, dags_test, graph_emulator, tmp_path):
     """run_dag(dag_id, dags_folder=..., connection_extra=..., connection=..., **env) -> `airflow dags test`
-    against the emulator; ``connection`` replaces graph_mail_default (default: the emulator's app secret)."""
-    from airflow_env import airflow_env, dags_test, migrate
+    against the emulator, in ``airflow_home``; ``connection`` replaces graph_mail_default (default: the
+    emulator's app secret)."""
+    from airflow_env import airflow_env
 
     def _run(dag_id: str, dags_folder: Path = ROOT / "example_dags", connection_extra: dict | None = None,
              timeout: int = 240, connection: dict | None = None, **env):
-        home = tmp_path / "airflow"
-        migrate(home, template=airflow_template_home)
         connection = connection or graph_emulator.connection()
         connection["extra"].update(connection_extra or {})
-        environment = airflow_env(home, connection, dags_folder, REPORT_OUTPUT_DIR=str(tmp_path / "reports"), **env)
+        environment = airflow_env(airflow_home, connection, dags_folder, REPORT_OUTPUT_DIR=str(tmp_path / "reports"),
+                                  **env)
         return dags_test(dag_id, environment, timeout=timeout)
 
     return _run

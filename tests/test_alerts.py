@@ -76,7 +76,7 @@ def test_backend_dryrun_and_bad_input_send_nothing(graph_emulator, default_conne
 
 @pytest.mark.parametrize("default_credential", ["certificate", "refresh_token"])
 def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
-        run_dag, graph_emulator, tmp_path, default_credential):
+        run_dag, graph_emulator, airflow_home, default_credential):
     """The failure_alerts example: the task fails; its GraphMailNotifier callback and Airflow's own alert
     e-mail (email_backend = ours, through a second, client-secret connection) both arrive."""
     secret_connection = graph_emulator.connection()
@@ -128,7 +128,7 @@ def test_failed_task_alerts_through_graph_both_ways_and_logs_hold_no_secret(
     assert re.search(r"Try 1 out of 1", alert["body"]["content"]) and "26 hours old" in alert["body"]["content"]
     assert alert["from"]["emailAddress"]["address"] == sender
 
-    logs = output + "".join(p.read_text(errors="replace") for p in (tmp_path / "airflow").rglob("*.log"))
+    logs = output + "".join(p.read_text(errors="replace") for p in airflow_home.rglob("*.log"))
     secrets.update({"client secret": client_secret})
     secrets.update({f"access token {i}": token for i, token in enumerate(graph_emulator.entra.issuer.issued)})
     rotated = [t for t, g in graph_emulator.entra.directory.refresh_tokens.items() if g.client_id == app.client_id]
@@ -284,26 +284,22 @@ def stored_connection(graph_emulator) -> dict:
 
 
 @pytest.fixture
-def stored_home(airflow_template_home, graph_emulator, tmp_path):
+def stored_home(airflow_home, graph_emulator, tmp_path):
     """An Airflow home whose graph_mail_default is in the metadata database (`airflow connections add`, as
     README sets it up) and nowhere in the environment; [email] email_backend is ours."""
-    from airflow_env import airflow_env, migrate, store_connection
+    from airflow_env import airflow_env, store_connection
 
-    home = tmp_path / "airflow"
-    migrate(home, template=airflow_template_home)
-    env = airflow_env(home, None, AIRFLOW__EMAIL__EMAIL_BACKEND="airflow_graph_mail.email_backend.send_email",
+    env = airflow_env(airflow_home, None, AIRFLOW__EMAIL__EMAIL_BACKEND="airflow_graph_mail.email_backend.send_email",
                       REPORT_OUTPUT_DIR=str(tmp_path / "reports"))
     added = store_connection(env, "graph_mail_default", stored_connection(graph_emulator))
     assert "shall not contain" not in added  # `connections add` prints the URI
     return env
 
 
-def test_every_alert_with_the_connection_stored_in_the_metadata_db(graph_emulator, stored_home):
+def test_every_alert_with_the_connection_stored_in_the_metadata_db(graph_emulator, stored_home, dags_test):
     """README's path, under `airflow dags test`: the task's notifier and Airflow's own alert e-mail run in the
     task (the connection comes through the task's supervisor), the DAG's notifier runs in the `dags test`
     process itself, which Airflow 3.1+ gives only the environment and secrets backends."""
-    from airflow_env import dags_test
-
     result = dags_test("failure_alerts", stored_home)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "sales table is 26 hours old" in output, output[-3000:]

@@ -24,15 +24,15 @@ BOUNCING = {"c07@example.com": "5.2.2", "c13@example.com": "5.1.1", "c19@example
 SECRET = "deployment-secret-for-bounce-refs-7f3a"
 
 
-def xcom(tmp_path, task_id: str, key: str):
-    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:
+def xcom(home, task_id: str, key: str):
+    with sqlite3.connect(home / "airflow.db") as db:
         (value,) = db.execute("SELECT value FROM xcom WHERE task_id = ? AND key = ?", (task_id, key)).fetchone()
     value = json.loads(value)
     return json.loads(value) if isinstance(value, str) else value
 
 
 @pytest.mark.parametrize("share, fails", [("0.2", False), ("0.1", True)])
-def test_a_merge_of_20_rows_of_which_3_bounce(run_dag, graph_emulator, tmp_path, share, fails):
+def test_a_merge_of_20_rows_of_which_3_bounce(run_dag, graph_emulator, airflow_home, share, fails):
     for address, status in BOUNCING.items():
         graph_emulator.backend.bounces.add(address, status)
     graph_emulator.backend.bounces.delay = 0.5
@@ -40,11 +40,11 @@ def test_a_merge_of_20_rows_of_which_3_bounce(run_dag, graph_emulator, tmp_path,
     out = result.stdout + result.stderr
     assert (result.returncode != 0) == fails, out[-4000:]
     assert "running trigger in line" in out  # the wait was deferred
-    bounces = xcom(tmp_path, "bounce_report", "bounces")
+    bounces = xcom(airflow_home, "bounce_report", "bounces")
     assert sorted((b["address"], b["status"], b["meaning"]) for b in bounces) == sorted(
         (address, status, meaning(status)) for address, status in BOUNCING.items())
     assert {b["position"] for b in bounces} == {6, 12, 18} and {b["task_id"] for b in bounces} == {"send_statements"}
-    outcomes = xcom(tmp_path, "bounce_report", "outcomes")
+    outcomes = xcom(airflow_home, "bounce_report", "outcomes")
     assert len(outcomes) == 20
     assert {o["to"][0]: [b["status"] for b in o["bounces"]] for o in outcomes if o["bounces"]} == {
         address: [status] for address, status in BOUNCING.items()}
@@ -54,8 +54,8 @@ def test_a_merge_of_20_rows_of_which_3_bounce(run_dag, graph_emulator, tmp_path,
     assert graph_emulator.inspect.messages("c07@example.com") == []
 
 
-def all_xcom(tmp_path) -> str:
-    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:
+def all_xcom(home) -> str:
+    with sqlite3.connect(home / "airflow.db") as db:
         return json.dumps([row[0] for row in db.execute("SELECT value FROM xcom")], default=str)
 
 
@@ -69,7 +69,7 @@ def deep_report(ref: str, depth: int = 1000) -> bytes:
     return dsn(ref, [("c01@example.com", "5.2.2")], extra_parts=deep)
 
 
-def test_only_real_bounces_count_each_once_and_a_hostile_report_fails_nothing(run_dag, graph_emulator, tmp_path):
+def test_only_real_bounces_count_each_once_and_a_hostile_report_fails_nothing(run_dag, graph_emulator, airflow_home):
     """Issue 23 through Airflow. Row 5's recipient reads the ref on its statement and mails a report naming an
     outsider and row 6's recipient; Exchange delivers c07's report twice; a report nested 1000 deep arrives.
     Only the three real bounces count, each once; the other reports are named in warnings; the refs are keyed
@@ -100,7 +100,7 @@ def test_only_real_bounces_count_each_once_and_a_hostile_report_fails_nothing(ru
     out = result.stdout + result.stderr
     assert len(placed) == 3, out[-3000:]
     assert result.returncode == 0, out[-4000:]
-    bounces = xcom(tmp_path, "bounce_report", "bounces")
+    bounces = xcom(airflow_home, "bounce_report", "bounces")
     assert sorted((b["address"], b["status"], b["position"]) for b in bounces) == [
         ("c07@example.com", "5.2.2", 6), ("c13@example.com", "5.1.1", 12), ("c19@example.com", "5.7.1", 18)]
     forged, _, deep = placed
@@ -112,7 +112,7 @@ def test_only_real_bounces_count_each_once_and_a_hostile_report_fails_nothing(ru
     (key,) = [p["value"] for p in sent["singleValueExtendedProperties"] if p["id"] == PROPERTY_ID]
     assert ref_of(graph_emulator, "c01@example.com") != hashlib.sha256(key.encode()).hexdigest()[:32]
     assert ref_of(graph_emulator, "c01@example.com") == ref_for(key, SECRET)
-    assert SECRET not in out and SECRET not in all_xcom(tmp_path)
+    assert SECRET not in out and SECRET not in all_xcom(airflow_home)
 
 
 def test_the_ndr_is_exchanges_shape(connect, graph_emulator):

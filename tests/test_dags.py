@@ -82,7 +82,7 @@ def test_operator_features(run_dag, graph_emulator, tmp_path):
         assert '<img src="cid:logo.png">' in copy["body"]["content"]
 
 
-def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
+def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, airflow_home):
     broken = graph_emulator.connection()
     broken["extra"].pop("tenant_id")
     result = run_dag("graph_mail_bad_inputs", DAGS, AIRFLOW_CONN_GRAPH_MAIL_BROKEN=json.dumps(broken))
@@ -104,7 +104,7 @@ def test_bad_inputs_fail_before_any_request(run_dag, graph_emulator, tmp_path):
         assert expected in output, expected
     assert graph_emulator.inspect.side_effect_requests == []
     assert graph_emulator.backend.delivery.sends == 0
-    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:  # retries: 2, and none was used
+    with sqlite3.connect(airflow_home / "airflow.db") as db:  # retries: 2, and none was used
         tries = db.execute("SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ?",
                            ("graph_mail_bad_inputs",)).fetchall()
     assert len(tries) == 11 and {(state, tried) for _, state, tried in tries} == {("failed", 1)}, tries

@@ -573,7 +573,7 @@ def test_a_read_only_app_reads_mail_and_the_connection_test_says_what_it_cannot_
 # -- the operators through Airflow ----------------------------------------------------------------------------
 
 
-def test_the_operators_through_airflow(run_dag, graph_emulator, hook, tmp_path):
+def test_the_operators_through_airflow(run_dag, graph_emulator, hook, airflow_home, tmp_path):
     import sqlite3
     import threading
 
@@ -602,7 +602,7 @@ def test_the_operators_through_airflow(run_dag, graph_emulator, hook, tmp_path):
     assert "not in mailbox 'reports-in@contoso.com' (moved away or deleted)" in output
     assert "message_id: not given, and the run's conf has no 'message_id'" in output
     assert "No matching mail in reports-in@contoso.com/inbox yet" in output  # then it deferred, and woke
-    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
         states = {t: (s, n) for t, s, n in db.execute(
             "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = 'inbound_cases'")}
     assert states == {"wait_deferred": ("success", 1), "forward": ("success", 1), "mark": ("success", 1),

@@ -7,9 +7,8 @@ suite runs on."""
 from __future__ import annotations
 
 import re
-import subprocess
 
-from airflow_env import AIRFLOW, airflow_env, migrate
+from airflow_env import airflow_env
 from helpers import ROOT
 
 README = ROOT / "README.md"
@@ -72,21 +71,18 @@ def test_the_numbers_against_the_peers_are_quoted_from_the_benchmarks():
     assert [n for n in sorted(numbers) if not re.search(rf"(?<![\w.]){re.escape(n)}(?![\w.]\d)", benchmarks)] == []
 
 
-def test_the_readme_dags_run(airflow_template_home, graph_emulator, tmp_path):
-    """All of example_dags/readme/ at once, each in its own Airflow home (they run in parallel to keep the suite
-    quick): the README's DAG, and those the documentation site includes."""
+def test_the_readme_dags_run(airflow_home, dags_test, graph_emulator, tmp_path):
+    """All of example_dags/readme/, one after the other in one Airflow home: the README's DAG, and those the
+    documentation site includes."""
     assert readme_dags() == ["customer_statements.py", "oncall_alerts.py", "revenue_chart.py", "sales_report.py"]
     for colleague in ("oncall@contoso.com", "owners@contoso.com"):  # users of the tenant, or they would bounce
         graph_emulator.backend.store.add_user(colleague)
-    runs = {}
+    env = airflow_env(airflow_home, graph_emulator.connection(), README_DAGS, TMPDIR=str(tmp_path))
+    results = {}
     for name in readme_dags():
         dag_id = name.removesuffix(".py")
-        home = tmp_path / dag_id
-        migrate(home, template=airflow_template_home)
-        env = airflow_env(home, graph_emulator.connection(), README_DAGS, TMPDIR=str(tmp_path))
-        runs[dag_id] = subprocess.Popen([AIRFLOW, "dags", "test", dag_id, "2026-11-20"], env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    results = {dag_id: (run.communicate(timeout=300)[0], run.returncode) for dag_id, run in runs.items()}
+        run = dags_test(dag_id, env, timeout=300)
+        results[dag_id] = (run.stdout + run.stderr, run.returncode)
     for dag_id in ("sales_report", "revenue_chart", "customer_statements"):
         assert results[dag_id][1] == 0, results[dag_id][0][-3000:]
     # the task log says what was sent (the hook logs through its module's logger)

@@ -17,7 +17,7 @@ DAGS = TEST_DAGS
 AIRFLOW_TEST_SUPERVISOR = re.compile(r"Sending request\s.*loc=supervisor\.py:\d+ msg=MaskSecret\(")
 
 
-def test_a_debug_level_run_leaks_no_secret(run_dag, graph_emulator, tmp_path):
+def test_a_debug_level_run_leaks_no_secret(run_dag, graph_emulator, airflow_home, tmp_path):
     secret_connection = graph_emulator.connection()
     bundle, cert = make_certificate(passphrase=b"pem-pass-D3bug")
     cert_app = graph_emulator.entra.add_app(certificate_pem=cert)
@@ -38,7 +38,7 @@ def test_a_debug_level_run_leaks_no_secret(run_dag, graph_emulator, tmp_path):
     assert result.returncode == 0, output[-3000:]
     assert len(graph_emulator.inspect.messages("ann@example.com")) == 1 and graph_emulator.backend.uploads.issued_tokens
 
-    home = tmp_path / "airflow"
+    home = airflow_home
     every_line = (output + "".join(p.read_text(errors="replace") for p in home.rglob("*.log"))).splitlines()
     # DEBUG really was on, urllib3's request lines included (Airflow 3 prints task logs, Airflow 2 files them)
     assert any("connectionpool" in line and "DEBUG" in line.upper() for line in every_line)
