@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_graph_mail.errors import GraphConfigError, GraphMailError
-from airflow_graph_mail.triggers.pool import backoff, pooled, sleep
+from airflow_graph_mail.errors import GraphMailError
+from airflow_graph_mail.triggers.pool import backoff, poke_and_deadline, pooled, sleep
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +41,6 @@ def _open(conn_id: str, message_id, sender: str | None):
         return {"status": "error", "error": f"{type(err).__name__}: {err}", "permanent": False}
 
 
-def _seconds(name: str, value, problem: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise GraphConfigError(f"{name}: {value!r} is not {problem}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise GraphConfigError(f"{name}: {seconds!r} is not {problem}")
-    return seconds
-
-
 class GraphDraftSentTrigger(BaseTrigger):
     """Yields one event: ``{"status": "sent", "message": {...}}``, ``{"status": "discarded", "how": ...}``,
     ``{"status": "timeout"}`` or ``{"status": "error", "error": ..., "permanent": ...}``."""
@@ -62,11 +51,7 @@ class GraphDraftSentTrigger(BaseTrigger):
         self.graph_mail_conn_id = graph_mail_conn_id
         self.message_id = message_id
         self.sender = sender
-        self.poke_interval = _seconds("poke_interval", poke_interval, "a number of seconds; give a finite number, "
-                                                                      "0 or more")
-        # epoch seconds, or None to wait as long as the task may
-        self.deadline = None if deadline is None else _seconds("deadline", deadline, "a time; give epoch seconds "
-                                                                                     "or None")
+        self.poke_interval, self.deadline = poke_and_deadline(poke_interval, deadline)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",

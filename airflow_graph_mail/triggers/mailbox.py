@@ -22,8 +22,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_graph_mail.errors import GraphConfigError, GraphMailError
-from airflow_graph_mail.triggers.graph_mail import _seconds
-from airflow_graph_mail.triggers.pool import backoff, pooled, shared_client, sleep
+from airflow_graph_mail.triggers.pool import backoff, poke_and_deadline, pooled, seconds, shared_client, sleep
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +57,7 @@ class _MailboxPoll(BaseTrigger):
         super().__init__()
         self.graph_mail_conn_id = graph_mail_conn_id
         self.sender = sender
-        self.poke_interval = _seconds("poke_interval", poke_interval, "a number of seconds; give a finite number, "
-                                                                      "0 or more")
-        self.deadline = None if deadline is None else _seconds("deadline", deadline, "a time; give epoch seconds "
-                                                                                     "or None")
+        self.poke_interval, self.deadline = poke_and_deadline(poke_interval, deadline)
 
     def _kwargs(self) -> dict[str, Any]:
         return {"graph_mail_conn_id": self.graph_mail_conn_id, "sender": self.sender,
@@ -118,8 +114,8 @@ class GraphSendingRoomTrigger(_MailboxPoll):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise GraphConfigError(f"{name}: {value!r}; give a whole number, {least} or more")
         self.recipients, self.position = recipients, position
-        self.not_before = None if not_before is None else _seconds("not_before", not_before, "a time; give epoch "
-                                                                   "seconds or None")
+        self.not_before = None if not_before is None else seconds("not_before", not_before, "a time; give epoch "
+                                                                  "seconds or None")
 
     def _args(self) -> tuple:
         return self.recipients, self.not_before, self.position

@@ -24,6 +24,8 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from airflow_graph_mail.errors import GraphConfigError
+
 if TYPE_CHECKING:
     from airflow_graph_mail.graph.client import GraphMailClient
 
@@ -105,6 +107,25 @@ def _fingerprint(conn_id: str, conn: Any) -> str:
     fields = [conn_id, *(getattr(conn, name, None) for name in ("conn_type", "host", "schema", "login", "password",
                                                                  "port", "extra"))]
     return hashlib.sha256(json.dumps(fields, default=str).encode()).hexdigest()
+
+
+def seconds(name: str, value, problem: str = "a number of seconds") -> float:
+    """A trigger's number of seconds, checked where it is built (its kwargs may have come through the database
+    as text): finite, 0 or more, or a GraphConfigError naming ``name``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise GraphConfigError(f"{name}: {value!r} is not {problem}") from None
+    if not math.isfinite(number) or number < 0:
+        raise GraphConfigError(f"{name}: {number!r} is not {problem}")
+    return number
+
+
+def poke_and_deadline(poke_interval, deadline) -> tuple[float, float | None]:
+    """A polling trigger's wait: how often it looks, and until when (epoch seconds; None: as long as the task
+    may wait)."""
+    return (seconds("poke_interval", poke_interval, "a number of seconds; give a finite number, 0 or more"),
+            None if deadline is None else seconds("deadline", deadline, "a time; give epoch seconds or None"))
 
 
 def backoff(err: BaseException, failures: int, interval: float) -> float:
