@@ -71,6 +71,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check airflow_graph_mail tests scripts bench docs/conf.py docs/_ext
 	cd emulator && ../$(BIN)/ruff check graph_mail_emulator tests
 	$(BIN)/mypy
+	$(BIN)/mypy tests scripts  # files, not the package: tests import their helpers as top-level modules
 	cd emulator && ../$(BIN)/mypy
 
 # Both test trees, each with its own pytest configuration: the emulator's first (emulator/tests/, which

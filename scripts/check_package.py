@@ -142,6 +142,7 @@ def airflow_requirement(version: str) -> list[str]:
 def start_emulator(venv: Path, state: Path) -> tuple[subprocess.Popen, dict]:
     process = subprocess.Popen([str(venv / "bin" / "graph-mail-emulator"), "--port", "0", "--state-dir", str(state)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
     connection_file = state / "airflow-connection.json"
     for _ in range(300):
         if connection_file.exists() and connection_file.stat().st_size:

@@ -34,6 +34,7 @@ def graph_mail_form() -> dict:
                        "choices": [shown.get("null" if c is None else str(c)) or ("null" if c is None else str(c))
                                    for c in schema.get("enum") or []]}
     standard = meta.standard_fields
+    assert standard is not None and standard.login is not None and standard.password is not None, meta
     hidden = [name for name in ("host", "url_schema", "port") if getattr(getattr(standard, name), "hidden", False)]
     return {"extra": extra, "login": standard.login.title, "password": standard.password.title, "hidden": hidden,
             "placeholders": {"login": standard.login.placeholder}}

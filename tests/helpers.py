@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 import trustme
 from cryptography.hazmat.primitives import serialization
 
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DAGS = ROOT / "tests" / "dags"
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    """The Python file at ``path`` run as a module called ``name`` (not added to ``sys.modules``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def as_context(values: Mapping[str, Any]) -> Context:
+    """A hand-built task context, typed as the ``Context`` operators and notifiers take; the same dict, passed on
+    as it is (a test gives only the keys the code reads, and stand-ins for the task instance and the DAG run)."""
+    return cast("Context", values)
 
 
 def make_certificate(passphrase: bytes | None = None) -> tuple[bytes, bytes]:

@@ -12,7 +12,7 @@ def main(dag_file: str, dag_id: str, task_id: str, run_id: str) -> None:
     from airflow.models.dagbag import DagBag
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XCom
-    from airflow.utils import timezone
+    from airflow.utils import timezone  # type: ignore[attr-defined]  # Airflow 2 only
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunType
 
@@ -26,6 +26,7 @@ def main(dag_file: str, dag_id: str, task_id: str, run_id: str) -> None:
         run = dag.create_dagrun(run_id=run_id, state=DagRunState.RUNNING, execution_date=now,
                                 data_interval=(now, now), run_type=DagRunType.MANUAL, start_date=now)
     ti = run.get_task_instance(task_id)
+    assert ti is not None, task_id
     ti.task = dag.get_task(task_id)
     ti.run(ignore_ti_state=True)
     ti.refresh_from_db()

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import make_certificate, secrets_in
+from helpers import as_context, make_certificate, secrets_in
 
 from airflow_graph_mail import MessageValidationError
 from airflow_graph_mail.email_backend import send_email
@@ -155,7 +155,7 @@ def test_dag_failure_callback_as_the_dag_processor_runs_it(graph_emulator, defau
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 3.0, 3.1
-        from airflow.models.dagbag import DagBag
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
     dagbag = DagBag(dag_folder=str(Path(__file__).parent.parent / "example_dags" / "failure_alerts.py"))
     request = DagCallbackRequest(filepath="failure_alerts.py", bundle_name="dags-folder", bundle_version=None,
@@ -177,7 +177,7 @@ def test_notifier_awaited_as_a_deadline_alert_is(graph_emulator, default_connect
     pytest.importorskip("airflow.sdk.definitions.deadline", reason="deadline alerts exist from Airflow 3.1")
     notifier = GraphMailNotifier(to="oncall@example.com", subject="Deadline missed: {{ run_id }}",
                                  html_content="<p>{{ run_id }} was not done by {{ deadline }}</p>",
-                                 context={"run_id": "daily__2026-11-20", "deadline": "06:00 UTC"})
+                                 context=as_context({"run_id": "daily__2026-11-20", "deadline": "06:00 UTC"}))
 
     async def trigger():
         await notifier
@@ -244,7 +244,7 @@ def test_task_alert_when_the_context_lacks_what_some_airflow_leaves_out(graph_em
         del context["exception"]
     else:
         del context["ti"].log_url
-    GraphMailNotifier(to="oncall@example.com").notify(context)
+    GraphMailNotifier(to="oncall@example.com").notify(as_context(context))
     (mail,) = graph_emulator.inspect.messages("oncall@example.com")
     assert mail["subject"] == "[Airflow] nightly.load failed (try 1 of 1)"
     body = mail["body"]["content"]

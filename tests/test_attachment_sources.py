@@ -110,7 +110,7 @@ def test_next_expected_ranges_in_every_form(ranges, offset):
 
 @settings(max_examples=40, derandomize=True, deadline=None)
 @given(sizes=st.lists(st.integers(0, 3000), max_size=4), name=st.text(
-    st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20).filter(
+    st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20).filter(
     lambda n: n.strip() and not CONTROL.search(n)))
 def test_streamed_body_is_the_same_json(sizes, name):
     """The streamed body equals the one built in memory, and its length is known before sending."""

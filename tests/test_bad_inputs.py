@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import make_certificate
@@ -111,8 +112,8 @@ def many_files(ctx, count: int, limit: int | None = None):
     folder.mkdir()
     for index in range(count):
         (folder / f"part-{index:03d}.csv").write_text("x\n")
-    Message(to="ann@example.com", attachments=[str(folder / "*.csv")],
-            **({"max_glob_matches": limit} if limit else {}))
+    options: dict[str, Any] = {"max_glob_matches": limit} if limit else {}
+    Message(to="ann@example.com", attachments=[str(folder / "*.csv")], **options)
 
 
 def non_utf8_file_name(ctx):
@@ -170,6 +171,7 @@ def rendered(ctx, body: str, files: dict | None = None):
     try:
         operator.render_template_fields({"ds": "2026-11-20", "params": {}})
     except AirflowFailException as err:  # a template error fails the task at once; the table checks its cause
+        assert err.__cause__ is not None
         raise err.__cause__ from None
 
 

@@ -12,6 +12,7 @@ import json
 
 import pytest
 from airflow.providers.common.compat.sdk import DAG
+from helpers import as_context
 from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from airflow_graph_mail import MessageValidationError
@@ -68,8 +69,8 @@ def test_an_endless_recursion_leaves_no_thousand_frame_traceback(connect, graph_
     connect(CONN_ID)
     with pytest.raises(MessageValidationError, match=r"^html_content: RecursionError: ") as raised:
         GraphMailNotifier(to="oncall@example.com", subject="x", html_content=RECURSIVE,
-                          graph_mail_conn_id=CONN_ID).notify({"dag": None})
-    assert raised.value.__cause__.__traceback__ is None
+                          graph_mail_conn_id=CONN_ID).notify(as_context({"dag": None}))
+    assert raised.value.__cause__ is not None and raised.value.__cause__.__traceback__ is None
 
 
 def test_an_outside_failure_keeps_its_own_type_and_the_log_names_the_field(connect, graph_emulator, caplog):
@@ -82,6 +83,6 @@ def test_an_outside_failure_keeps_its_own_type_and_the_log_names_the_field(conne
     connect(CONN_ID)
     with pytest.raises(ConnectionError, match="did not answer"):
         GraphMailNotifier(to="oncall@example.com", subject="{{ fetch() }}", html_content="<p>x</p>",
-                          graph_mail_conn_id=CONN_ID).notify({"dag": None, "fetch": fetch})
+                          graph_mail_conn_id=CONN_ID).notify(as_context({"dag": None, "fetch": fetch}))
     assert "Rendering the notifier's field 'subject' failed" in caplog.text
     assert graph_emulator.inspect.side_effect_requests == []

@@ -17,11 +17,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers import dsn, place_report, ref_of
+from helpers import as_context, dsn, place_report, ref_of
 
 from airflow_graph_mail.mail.message import Message
+
+if TYPE_CHECKING:
+    from graph_mail_emulator import GraphEmulator
 
 SECRET = "bounce-table-ref-secret-5d1f0c2a"
 RECIPIENTS = ["c01@example.com", "c02@example.com", "c03@example.com", "jürgen@bücher.example"]
@@ -35,7 +39,7 @@ def key(address: str) -> str:
 
 @dataclass
 class Ctx:
-    emulator: object
+    emulator: GraphEmulator
 
     def ref(self, address: str) -> str:
         """The ref a recipient reads on its own copy."""
@@ -198,7 +202,8 @@ class XComs:
     """The two XCom calls GraphBounceReportOperator makes, over the upstream task's outcomes as it pushed them."""
 
     def __init__(self, upstream: dict):
-        self.upstream, self.pushed = upstream, {}
+        self.upstream = upstream
+        self.pushed: dict[str, Any] = {}
 
     def xcom_pull(self, task_ids, key):
         return self.upstream.get(task_ids) if key == "outcomes" else None
@@ -227,7 +232,7 @@ def test_a_bad_report_never_fails_the_task_nor_counts_a_false_bounce(connect, gr
     operator = GraphBounceReportOperator(task_id="bounce_report", sent_by="send_statements", settle=0,
                                          fail_on_bounce=False)
     with caplog.at_level(logging.INFO):
-        result = operator.execute({"ti": ti, "dag_run": SimpleNamespace(start_date=started)})
+        result = operator.execute(as_context({"ti": ti, "dag_run": SimpleNamespace(start_date=started)}))
     assert sorted((b["address"], b["status"]) for b in result["bounces"]) == sorted(REAL | counted)
     assert ti.pushed["bounces"] == result["bounces"]
     by_row = {o["to"][0]: o["bounces"] for o in ti.pushed["outcomes"]}
@@ -269,14 +274,15 @@ def test_a_bounce_counts_for_every_recipient_of_the_mail_to_cc_and_bcc(connect, 
     connect(extra={"ref_secret": SECRET})
     ti = XComs({})
     GraphSendMailOperator(task_id="send", to="gone@example.com, ann@example.com", cc="full@example.com",
-                          bcc="blocked@example.com", subject="Weekly", idempotency_key="weekly-48").execute({"ti": ti})
+                          bcc="blocked@example.com", subject="Weekly", idempotency_key="weekly-48").execute(
+        as_context({"ti": ti}))
     (outcome,) = ti.pushed["outcomes"]
     assert (outcome["cc"], outcome["bcc"], len(outcome["ref"])) == (["full@example.com"], ["blocked@example.com"], 32)
     ref = ref_of(graph_emulator, "ann@example.com")
     assert outcome["ref"] == ref
     place_report(graph_emulator, dsn(ref, [("eve@example.com", "5.1.1")]))  # ann names an outsider
     result = GraphBounceReportOperator(task_id="bounces", sent_by="send", settle=0, fail_on_bounce=False).execute(
-        {"ti": XComs({"send": ti.pushed["outcomes"]})})
+        as_context({"ti": XComs({"send": ti.pushed["outcomes"]})}))
     assert sorted(b["address"] for b in result["bounces"]) == ["blocked@example.com", "full@example.com",
                                                                  "gone@example.com"]
     assert "names 'eve@example.com', which was not a recipient of send[0]; not counted" in capsys.readouterr().out

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from airflow.providers.common.compat.sdk import DAG, AirflowFailException
+from helpers import as_context
 
-from airflow_graph_mail import GraphMailError, MessageValidationError
+from airflow_graph_mail import MessageValidationError
 from airflow_graph_mail.mail.message import Message
 
 CONN_ID = "graph_mail_merge_table"
@@ -58,11 +59,12 @@ def run_merge(ctx: Ctx, rows, *, allow: str | None = None, **fields):
         merge = GraphMailMergeOperator(task_id="merge", rows=rows, graph_mail_conn_id=CONN_ID,
                                        idempotency_key="merge-table-{{ ds }}",
                                        **{"to": "{{ row.email }}", "subject": "Statement", **fields})
-    context = {"ds": "2026-11-20", "params": {}, "ti": TaskInstance()}
+    context = as_context({"ds": "2026-11-20", "params": {}, "ti": TaskInstance()})
     merge.render_template_fields(context)
     try:
         return merge.execute(context)
     except AirflowFailException as err:  # not retried: a retry cannot fix bad input
+        assert err.__cause__ is not None
         raise err.__cause__ from None
 
 
@@ -269,7 +271,7 @@ def test_bad_merge_row_gets_a_clear_error_and_sends_nothing(connect, graph_emula
     with pytest.raises(error) as raised:
         action(Ctx(connect, graph_emulator, tmp_path))
     err = raised.value
-    assert isinstance(err, GraphMailError) and err.permanent
+    assert isinstance(err, MessageValidationError) and err.permanent  # the GraphMailError that names its field
     assert text in str(err), str(err)
     assert err.field == field and str(err).startswith(f"{field}: "), str(err)
     assert graph_emulator.inspect.side_effect_requests == [], json.dumps(graph_emulator.inspect.side_effect_requests)

@@ -16,11 +16,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
 from airflow_graph_mail import GraphConfigError
 from airflow_graph_mail.mail.message import Message
+
+if TYPE_CHECKING:
+    from graph_mail_emulator import GraphEmulator
 
 CONN = "graph_mail_gate"
 DRAFT = "use the draft the row made"
@@ -29,7 +33,7 @@ DRAFT = "use the draft the row made"
 @dataclass
 class Ctx:
     connect: Callable
-    emulator: object
+    emulator: GraphEmulator
 
     def draft(self) -> str:
         return self.connect(CONN).create_draft(Message(to="board@example.com", subject="For review"))["id"]

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from helpers import load_module
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "peers" / "run.py"
 
 
 def load_run():
-    spec = importlib.util.spec_from_file_location("bench_peers_run", RUN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench_peers_run", RUN)
 
 
 def test_failed_install_and_failed_runs_are_rows_not_gaps():

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from helpers import load_module
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
 def test_bench_keeps_the_peers_section(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_run", RUN)
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_module("bench_run", RUN)
     path = tmp_path / "benchmarks.md"
     peers = ("<!-- peers:start -->\n## Side by side with the peers\n\n| peer | x |\n|---|---|\n| us | 1 |\n"
              "<!-- peers:end -->\n")
@@ -30,9 +29,7 @@ def test_bench_keeps_the_peers_section(tmp_path):
 def test_bench_only_replaces_the_rows_of_the_scenarios_it_ran(tmp_path):
     """`make bench ARGS="--only delivered"`: that scenario's rows take the place of its earlier ones, the other
     scenarios' rows stay as the last full run left them, and a scenario new to the page is added at the end."""
-    spec = importlib.util.spec_from_file_location("bench_run", RUN)
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_module("bench_run", RUN)
     page = run.PEERS_START.join(["# Benchmarks\n\n| scenario | ours | baseline | ratio |\n|---|---|---|---|\n"
                                  "| small sendMail, 800 per variant per round, 9 rounds: wall | 2.50 ms | 2 | 1x |\n"
                                  "| the same mails delivered: first to last leaving the Outbox | 30.0 min | 33 | 1x |\n"

@@ -17,11 +17,18 @@ from hypothesis import strategies as st
 
 from airflow_graph_mail.mail.idempotency import PROPERTY_ID, ref_for
 from airflow_graph_mail.mail.message import Message
-from airflow_graph_mail.mail.ndr import NDR_FILTER, meaning, read_report
+from airflow_graph_mail.mail.ndr import NDR_FILTER, Report, meaning, read_report
 
 BOUNCING = {"c07@example.com": "5.2.2", "c13@example.com": "5.1.1", "c19@example.com": "5.7.1"}
 # The deployment's secret ([api] secret_key, the same on every Airflow component), keying every ref.
 SECRET = "deployment-secret-for-bounce-refs-7f3a"
+
+
+def report_of(mime: bytes) -> Report:
+    """``read_report`` of what must be a delivery status notification."""
+    report = read_report(mime)
+    assert report is not None, mime[:2000]
+    return report
 
 
 def xcom(home, task_id: str, key: str):
@@ -129,7 +136,7 @@ def test_the_ndr_is_exchanges_shape(connect, graph_emulator):
     assert ndr["from"]["emailAddress"]["name"] == "Microsoft Outlook"
     mime = hook.get_mime(ndr["id"])
     assert b"multipart/report" in mime and b'report-type="delivery-status"' in mime
-    report = read_report(mime)
+    report = report_of(mime)
     assert [(b.address, b.status) for b in report.bounces] == [("full@contoso.com", "5.2.2"), (ghost, "5.1.10")]
     assert "RESOLVER.ADR.RecipientNotFound" in report.bounces[1].diagnostic
     assert report.ref == ref_for("numbers-1", SECRET) and report.original_subject == "Numbers"
@@ -162,7 +169,7 @@ def test_read_report_reads_a_report_written_by_hand():
            b"Diagnostic-Code: smtp; 552 5.2.2 Mailbox full\r\n\r\n"
            b"--b1\r\nContent-Type: message/rfc822\r\n\r\nMessage-ID: <q3@contoso.com>\r\nSubject: Q3\r\n"
            b"X-Airflow-Graph-Mail-Ref: abc\r\n\r\nbody\r\n--b1--\r\n")
-    report = read_report(raw)
+    report = report_of(raw)
     assert [(b.address, b.status, b.meaning) for b in report.bounces] == [
         ("Full@Remote.example", "5.2.2", "recipient's mailbox is full")]
     assert (report.original_message_id, report.ref, report.original_subject) == ("<q3@contoso.com>", "abc", "Q3")
@@ -233,16 +240,16 @@ def test_the_ref_is_a_keyed_hash_that_no_recipient_can_compute():
     {"original_type": "text/rfc822-headers; charset=x-bogus"},
 ], ids=lambda shape: ",".join(f"{k}={v}" for k, v in shape.items()))
 def test_read_report_reads_the_shapes_other_mtas_send(shape):
-    report = read_report(dsn("ab12", [("Full@Remote.example", "5.2.2")], **shape))
+    report = report_of(dsn("ab12", [("Full@Remote.example", "5.2.2")], **shape))
     assert [(b.address, b.status) for b in report.bounces] == [("Full@Remote.example", "5.2.2")]
     assert report.ref == "ab12" and report.original_message_id == "<original@contoso.com>"
     assert report.problems == ()
 
 
 def test_read_report_reads_utf8_addresses_of_a_global_report():
-    report = read_report(dsn("ab12", [("utf-8;j\\x{FC}rgen@b\\x{FC}cher.example", "5.1.1"),
-                                      ("utf-8;anna@m\u00fcller.example", "5.1.1")],
-                             status_type="message/global-delivery-status", status_encoding="base64"))
+    report = report_of(dsn("ab12", [("utf-8;j\\x{FC}rgen@b\\x{FC}cher.example", "5.1.1"),
+                                    ("utf-8;anna@m\u00fcller.example", "5.1.1")],
+                           status_type="message/global-delivery-status", status_encoding="base64"))
     assert [b.address for b in report.bounces] == ["jürgen@bücher.example", "anna@müller.example"]
 
 
@@ -255,10 +262,10 @@ def test_a_report_the_parser_gives_up_on_is_unreadable_not_a_crash():
 
 def test_read_report_reads_what_it_can_and_says_what_it_skipped():
     junk = b"".join(b"--rep\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(50))
-    report = read_report(dsn("ab12", [(f"u{i}@remote.example", "5.1.1") for i in range(1200)], extra_parts=junk))
+    report = report_of(dsn("ab12", [(f"u{i}@remote.example", "5.1.1") for i in range(1200)], extra_parts=junk))
     assert len(report.bounces) == 1000
     assert report.problems == ("53 body parts; read the first 20", "1200 recipient blocks; read the first 1000")
-    plain = read_report(dsn("ab12", []).replace(b"message/delivery-status", b"text/plain"))
+    plain = report_of(dsn("ab12", []).replace(b"message/delivery-status", b"text/plain"))
     assert plain.bounces == [] and plain.problems == (
         "no delivery-status part (RFC 3464): a report for people only; read it in Outlook",)
 
@@ -267,11 +274,11 @@ def test_hostile_fields_are_cleaned_and_bounded():
     raw = dsn("ab12", [("c01@example.com", "5.2.2")]).replace(
         b"Diagnostic-Code: smtp; 550 5.2.2 rejected",
         b"Diagnostic-Code: smtp; 550 \x1b[31mred\x00 " + b"x" * 5000).replace(b"Status: 5.2.2", b"Status: 5.2.2 (full)")
-    (bounce,) = read_report(raw).bounces
+    (bounce,) = report_of(raw).bounces
     assert bounce.status == "5.2.2" and bounce.diagnostic.startswith("smtp; 550 [31mred ")
     assert len(bounce.diagnostic) == 500 and bounce.diagnostic.endswith("…")
     assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in bounce.diagnostic)
-    (unknown,) = read_report(raw.replace(b"Status: 5.2.2 (full)", b"Status: full")).bounces
+    (unknown,) = report_of(raw.replace(b"Status: 5.2.2 (full)", b"Status: full")).bounces
     assert unknown.status == "" and unknown.meaning == "failure"
 
 

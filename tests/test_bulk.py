@@ -6,6 +6,8 @@ import threading
 import time
 from collections import Counter
 
+from helpers import as_context
+
 from airflow_graph_mail.graph.pacing import MailboxPacer
 from airflow_graph_mail.mail.idempotency import PROPERTY_ID
 from airflow_graph_mail.mail.message import Message
@@ -138,7 +140,7 @@ def test_a_merge_renders_each_row_once_to_check_and_once_to_send(connect, graph_
                                            idempotency_key="merge-renders", check_only=check_only)
         pushed: dict = {}
         ti = type("TaskInstance", (), {"xcom_push": lambda self, key, value, into=pushed: into.update({key: value})})()
-        context = {"params": {}, "ti": ti}
+        context = as_context({"params": {}, "ti": ti})
         merge.render_template_fields(context)
         counts = merge.execute(context)
         assert rendered == {row["email"]: expected for row in rows}, check_only

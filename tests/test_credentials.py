@@ -240,7 +240,12 @@ def test_a_token_is_reused_until_shortly_before_it_expires(tmp_path, monkeypatch
         credential = GraphMailHook(graph_mail_conn_id="graph_mail_short").client.transport.credential
         asked = []
         acquire = credential._acquire
-        monkeypatch.setattr(credential, "_acquire", lambda: asked.append(1) or acquire())
+
+        def counted():
+            asked.append(1)
+            return acquire()
+
+        monkeypatch.setattr(credential, "_acquire", counted)
         first = credential.get_token()
         assert [credential.get_token() for _ in range(50)] == [first] * 50 and len(asked) == 1
         time.sleep(2.2)  # past half of the 4 s life: MSAL is asked (and hands out a new token)

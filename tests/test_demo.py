@@ -21,12 +21,15 @@ def test_demo_serve_keeps_the_viewer_up_until_interrupted(tmp_path):
                             text=True, cwd=ROOT)
     lines = []
     try:
+        assert demo.stdout is not None
         for line in demo.stdout:
             lines.append(line)
             if line.startswith("Serving until Ctrl-C"):
                 break
         output = "".join(lines)
-        viewer_url = re.search(r"^Mailbox viewer: (https://\S+/)$", output, re.M).group(1)
+        viewer = re.search(r"^Mailbox viewer: (https://\S+/)$", output, re.M)
+        assert viewer, output
+        viewer_url = viewer.group(1)
         import requests
 
         page = requests.get(viewer_url, verify=str(tmp_path / "emulator" / "tls" / "ca.pem"), timeout=10)

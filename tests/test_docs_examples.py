@@ -482,7 +482,7 @@ def test_airflow_send_email_the_same_both_ways(graph_emulator, smtp_server, tmp_
     graph = settings("email_graph.cfg")
     assert graph["AIRFLOW__EMAIL__EMAIL_CONN_ID"] == "graph_mail_default"
     for variables in (smtp, graph):
-        env = airflow_env(tmp_path / "airflow", graph_emulator.connection(), **variables)
+        env = {**airflow_env(tmp_path / "airflow", graph_emulator.connection()), **variables}
         result = subprocess.run([sys.executable, "-c", SEND, str(attachment)], env=env, capture_output=True,
                                 text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -595,6 +595,7 @@ class Emulator:
         self.process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
         self.output = []
+        assert self.process.stdout is not None
         for line in self.process.stdout:  # it prints its address once it listens, the viewer's last
             self.output.append(line)
             if line.startswith("Graph mail emulator on "):

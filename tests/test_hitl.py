@@ -3,12 +3,12 @@ the options and the link to respond; without HITL the example defines nothing an
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from helpers import as_context, load_module
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_dags" / "hitl_approval.py"
 
@@ -24,9 +24,7 @@ def has_hitl() -> bool:
 
 
 def test_the_example_parses_on_every_airflow():
-    spec = importlib.util.spec_from_file_location("hitl_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module("hitl_example", EXAMPLE)
     assert hasattr(module, "hitl_approval") == has_hitl()
 
 
@@ -73,7 +71,7 @@ def test_a_question_over_several_lines_is_folded_into_the_subject(graph_emulator
     approve = ApprovalOperator(task_id="approve_report", subject="Publish the report\r\nfor 2026-11-20?\n\u2028Now",
                                body="Revenue: 1.2M", notifiers=[notifier])
     ti = SimpleNamespace(dag_id="hitl_approval", task_id="approve_report", map_index=-1, run_id="manual__1")
-    notifier.notify({"task": approve, "task_instance": ti, "ti": ti, "run_id": "manual__1"})
+    notifier.notify(as_context({"task": approve, "task_instance": ti, "ti": ti, "run_id": "manual__1"}))
     (mail,) = graph_emulator.inspect.messages("approver@example.com")
     assert mail["subject"] == "[Airflow] Your input is needed: Publish the report for 2026-11-20? Now"
     assert "Revenue: 1.2M" in mail["body"]["content"]

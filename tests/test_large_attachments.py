@@ -82,7 +82,13 @@ def test_chunks_are_ordered_multiples_of_320_kib_without_authorization(big_hook,
     path, _ = make_file(tmp_path, "big.bin", 10 * MB + 7)
     big_hook.send_mail(Message(to="ann@example.com", attachments=[path]))
     puts = [r for r in graph_emulator.inspect.request_log if r["method"] == "PUT"]
-    starts = [int(re.match(r"bytes (\d+)-", r["content_range"]).group(1)) for r in puts]
+
+    def start(content_range: str) -> int:
+        match = re.match(r"bytes (\d+)-", content_range)
+        assert match, content_range
+        return int(match.group(1))
+
+    starts = [start(r["content_range"]) for r in puts]
     assert starts == sorted(starts) and starts[0] == 0
     assert all(r["bytes"] % CHUNK_UNIT == 0 and r["bytes"] <= MAX_CHUNK_BYTES for r in puts[:-1])
     assert sum(r["bytes"] for r in puts) == 10 * MB + 7

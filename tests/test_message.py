@@ -65,7 +65,8 @@ def test_mime_round_trip(tmp_path):
     assert parsed["To"].addresses[0].display_name == "Doe, Jane"
     assert parsed["Bcc"] == "hidden@example.com"
     assert parsed["x-id"] == "7"
-    assert parsed.get_body(("plain",)).get_content().strip() == "plain text"
+    plain = parsed.get_body(("plain",))
+    assert plain is not None and plain.get_content().strip() == "plain text"
     (att,) = list(parsed.iter_attachments())
     assert att.get_filename() == "report.csv" and att.get_payload(decode=True) == b"x,y\n1,2\n"
 

@@ -16,7 +16,7 @@ from airflow_graph_mail.mail.message import Message
 PROPERTY = settings(max_examples=60, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
 _local = st.text("abcdefghijklmnopqrstuvwxyz0123456789.!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=20)
 _label = st.one_of(st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12),
                    st.sampled_from(["bücher", "münchen", "例え", "пример", "xn--bcher-kva"]))

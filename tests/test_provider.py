@@ -72,7 +72,7 @@ def test_every_connection_field_is_explained_and_secrets_are_masked():
     try:
         from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
     except ImportError:  # Airflow 2.11
-        from airflow.utils.log.secrets_masker import should_hide_value_for_key
+        from airflow.utils.log.secrets_masker import should_hide_value_for_key  # type: ignore[no-redef]
 
     connection = get_provider_info()["connection-types"][0]
     behaviour = connection["ui-field-behaviour"]
@@ -142,6 +142,8 @@ def test_the_version_is_written_once():
     import airflow_graph_mail
 
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
-    declared = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1)
+    version_line = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
+    assert version_line, "pyproject.toml declares no version"
+    declared = version_line.group(1)
     assert airflow_graph_mail.__version__ == version("airflow-graph-mail") == declared
     assert get_provider_info()["versions"] == [declared]

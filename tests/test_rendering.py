@@ -28,7 +28,7 @@ def test_airflow_still_calls_the_hook_we_override():
     try:
         from airflow.sdk.definitions.mappedoperator import MappedOperator
     except ImportError:  # Airflow 2.11
-        from airflow.models.mappedoperator import MappedOperator
+        from airflow.models.mappedoperator import MappedOperator  # type: ignore[no-redef]
     # A mapped task is rendered through the unmapped operator's hook, not its render_template_fields.
     assert "_do_render_template_fields" in inspect.getsource(MappedOperator.render_template_fields)
 
@@ -137,7 +137,7 @@ def test_an_endless_recursion_leaves_no_thousand_frame_traceback(tmp_path):
     send = operator(tmp_path, body=RECURSIVE)
     with pytest.raises(AirflowFailException, match=r"^body: RecursionError: ") as raised:
         send.render_template_fields({"params": {}})
-    assert raised.value.__cause__.__traceback__ is None
+    assert raised.value.__cause__ is not None and raised.value.__cause__.__traceback__ is None
 
 
 def test_an_outside_failure_while_rendering_keeps_the_retries(tmp_path, caplog):

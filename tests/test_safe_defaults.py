@@ -101,7 +101,7 @@ def test_mail_merge_rows_are_escaped_with_autoescape(tmp_path):
 
 def test_each_token_is_handed_to_the_masker_once(hook, graph_emulator):
     """MSAL returns the cached token for every request; Airflow's masker hears of each token once."""
-    seen = []
+    seen: list[str] = []
     hook.client.transport.credential.on_secret = seen.append
     for subject in ("one", "two", "three"):
         hook.send_mail(Message(to="ann@example.com", subject=subject))

@@ -22,9 +22,10 @@ import re
 import threading
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, as_context
 
 from airflow_graph_mail import AccessDeniedError
 from airflow_graph_mail.mail.idempotency import PROPERTY_ID
@@ -45,7 +46,8 @@ class TaskInstance:
     def __init__(self, try_number: int = 1, upstream: dict | None = None):
         self.dag_id, self.task_id, self.run_id, self.map_index = "limits", "send", "manual__1", -1
         self.try_number = try_number
-        self.upstream, self.pushed = upstream or {}, {}
+        self.upstream = upstream or {}
+        self.pushed: dict[str, Any] = {}
 
     def xcom_push(self, key, value):
         self.pushed[key] = json.loads(json.dumps(value))  # what XCom would store
@@ -200,19 +202,19 @@ def test_a_mail_send_only_connection_on_first_try_and_on_retry(connect, graph_em
     assert ok and ("Reading airflow@contoso.com's Sent Items is refused (403 ErrorAccessDenied). Exactly once "
                    "across retries needs a read permission there (Mail.ReadWrite, or Mail.Read)") in report
     send = GraphSendMailOperator(task_id="send", to="ann@example.com", subject="Weekly")
-    assert send.execute({"ti": TaskInstance(1)}) == "sent"
+    assert send.execute(as_context({"ti": TaskInstance(1)})) == "sent"
     with pytest.raises(AirflowFailException) as raised:
-        send.execute({"ti": TaskInstance(2)})
+        send.execute(as_context({"ti": TaskInstance(2)}))
     text = str(raised.value)
     assert "NoLookupError" in text and "this retry must look for what an earlier attempt sent" in text
     assert "grant Mail.ReadWrite (or Mail.Read)" in text and "delivery_guarantee: at_least_once" in text
     assert "at_most_once" in text and "Nothing was sent" in text
     assert list(graph_emulator.inspect.deliveries(PROPERTY_ID).values()) == [1]
     connect(login=app.client_id, password=SEND_ONLY, extra={"delivery_guarantee": "at_most_once"})
-    assert send.execute({"ti": TaskInstance(2)}) == "not_resent"
+    assert send.execute(as_context({"ti": TaskInstance(2)})) == "not_resent"
     connect(login=app.client_id, password=SEND_ONLY, extra={"delivery_guarantee": "at_least_once"})
     with caplog.at_level(logging.WARNING):
-        assert send.execute({"ti": TaskInstance(2)}) == "sent"
+        assert send.execute(as_context({"ti": TaskInstance(2)})) == "sent"
     assert "delivery_guarantee=at_least_once: sending it again, so it may arrive twice" in caplog.text
     assert list(graph_emulator.inspect.deliveries(PROPERTY_ID).values()) == [2]  # as chosen: twice
     with caplog.at_level(logging.WARNING):
@@ -273,8 +275,8 @@ def test_the_bounce_report_waits_for_the_outbox_and_names_rate_limited_rows(conn
     threading.Timer(1.0, graph_emulator.backend.clock.advance, [62]).start()  # a minute passes: they leave
     report = GraphBounceReportOperator(task_id="bounces", sent_by="statements", settle=0, fail_on_bounce=False,
                                        poke_interval=0.2)
-    result = report.execute({"ti": TaskInstance(upstream={"statements": outcomes}),
-                             "dag_run": SimpleNamespace(start_date=dt.datetime.now(dt.timezone.utc))})
+    result = report.execute(as_context({"ti": TaskInstance(upstream={"statements": outcomes}),
+                                        "dag_run": SimpleNamespace(start_date=dt.datetime.now(dt.timezone.utc))}))
     logged = capsys.readouterr().out  # the operator's own lines go through Airflow's logging
     assert "Waiting until the mails have left the Outbox" in logged
     limited = [b for b in result["bounces"] if b["kind"] == "rate_limited"]

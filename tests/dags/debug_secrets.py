@@ -9,7 +9,7 @@ from pathlib import Path
 try:
     from airflow.sdk import dag, task
 except ImportError:  # Airflow 2.11
-    from airflow.decorators import dag, task
+    from airflow.decorators import dag, task  # type: ignore[attr-defined, no-redef]
 
 from airflow_graph_mail.operators.graph_mail import GraphDraftOperator, GraphSendMailOperator
 

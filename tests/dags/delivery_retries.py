@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 try:
     from airflow.sdk import dag, task
 except ImportError:  # Airflow 2.11
-    from airflow.decorators import dag, task
+    from airflow.decorators import dag, task  # type: ignore[attr-defined, no-redef]
 
 from airflow_graph_mail.operators.graph_mail import GraphSendMailOperator
 from airflow_graph_mail.operators.mail_merge import GraphMailMergeOperator

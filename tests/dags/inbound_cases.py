@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 try:
     from airflow.sdk import dag
 except ImportError:  # Airflow 2.11
-    from airflow.decorators import dag
+    from airflow.decorators import dag  # type: ignore[attr-defined, no-redef]
 
 from airflow_graph_mail import (
     GraphMailSensor,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 try:
     from airflow.sdk import dag, task
 except ImportError:  # Airflow 2.11
-    from airflow.decorators import dag, task
+    from airflow.decorators import dag, task  # type: ignore[attr-defined, no-redef]
 
 from airflow_graph_mail.operators.graph_mail import GraphDraftOperator, GraphSendMailOperator
 
@@ -44,8 +45,9 @@ def graph_mail_large_attachments():
     def path_of(label: str) -> str:
         return "{{ ti.xcom_pull(task_ids='make_files')['" + label + "'] }}"
 
-    mixed = {"attachments": [path_of(label) for label in MIXED], "inline_images": {"chart": path_of("chart")},
-             "body": "<p>All sizes</p><img src=\"{{ cid('chart') }}\">"}
+    mixed: dict[str, Any] = {"attachments": [path_of(label) for label in MIXED],
+                             "inline_images": {"chart": path_of("chart")},
+                             "body": "<p>All sizes</p><img src=\"{{ cid('chart') }}\">"}
     for operator, prefix in ((GraphSendMailOperator, "send"), (GraphDraftOperator, "draft")):
         for label in SIZES:
             files >> operator(task_id=f"{prefix}_{label.replace('.', '_')}", to="ann@example.com",

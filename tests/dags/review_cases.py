@@ -8,7 +8,7 @@ from datetime import datetime
 try:
     from airflow.sdk import dag
 except ImportError:  # Airflow 2.11
-    from airflow.decorators import dag
+    from airflow.decorators import dag  # type: ignore[attr-defined, no-redef]
 
 from airflow_graph_mail.operators.graph_mail import GraphDraftOperator
 from airflow_graph_mail.sensors.graph_mail import GraphDraftSentSensor

@@ -13,7 +13,7 @@ from pathlib import Path
 try:
     from airflow.sdk import dag, task
 except ImportError:  # Airflow 2.11
-    from airflow.decorators import dag, task
+    from airflow.decorators import dag, task  # type: ignore[attr-defined, no-redef]
 
 
 @dag(schedule=None, start_date=datetime(2026, 1, 1))
