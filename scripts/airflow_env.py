@@ -55,7 +55,7 @@ def dags_test(dag_id: str, env: dict, logical_date: str = "2026-11-20", timeout:
 
 class WarmAirflow:
     """`airflow dags test` run by ``warm_airflow.py`` in ``home``: each run a fork of one process that started
-    Airflow once (on Airflow 3, 3 of a run's 4 seconds here); the same command, arguments and environment."""
+    Airflow once (on Airflow 3, most of a run's time); the same command, arguments and environment."""
 
     def __init__(self, home: Path, env: dict):
         self.home = home

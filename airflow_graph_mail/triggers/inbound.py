@@ -93,9 +93,9 @@ class GraphMailEventTrigger(BaseEventTrigger):
             **_filter_kwargs(sender=sender, subject=subject, received_after=received_after,
                              has_attachments=has_attachments, attachment_name=attachment_name, raw_filter=raw_filter,
                              require_authenticated=require_authenticated),
-            "poll_interval": max(seconds("poll_interval", poll_interval, "a number of seconds"), MIN_POLL),
-            "lease": seconds("lease", lease, "a number of seconds"),
-            "max_attempts": max_attempts, "lookback": seconds("lookback", lookback, "a number of seconds"),
+            "poll_interval": max(seconds("poll_interval", poll_interval), MIN_POLL),
+            "lease": seconds("lease", lease),
+            "max_attempts": max_attempts, "lookback": seconds("lookback", lookback),
             "graph_mail_conn_id": graph_mail_conn_id}
         if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
             raise GraphConfigError(f"max_attempts: expected a whole number, 1 or more, got {max_attempts!r}")
@@ -160,7 +160,7 @@ class GraphMailSensorTrigger(BaseTrigger):
         self.kwargs: dict[str, Any] = {
             "graph_mail_conn_id": graph_mail_conn_id, "mailbox": mailbox, "folder": folder,
             "filter": {k: filter.get(k) for k in _FILTER_KEYS}, "since": since, "until": until, "scope": scope,
-            "claimer": claimer, "poke_interval": seconds("poke_interval", poke_interval, "a number of seconds"),
+            "claimer": claimer, "poke_interval": seconds("poke_interval", poke_interval),
             "deadline": deadline, "not_before": not_before}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
