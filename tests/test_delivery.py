@@ -132,7 +132,8 @@ def test_draft_path_send_is_checked_by_immutable_id(fast_hook, graph_emulator, t
     assert len(sends(graph_emulator, "/send")) == 4  # only the refused one went twice
 
 
-def test_draft_path_leftover_of_a_crashed_attempt_is_replaced(fast_hook, graph_emulator, tmp_path):
+def test_draft_path_leftover_of_a_crashed_attempt_is_replaced(connect, graph_emulator, tmp_path):
+    fast_hook = connect(extra={**FAST, "retry_max_wait": 1})  # the clean-up gives up within a second, not 15
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(3_500_000))
     graph_emulator.faults.add("send_draft", 400)  # the first attempt dies before its send

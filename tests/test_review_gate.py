@@ -395,7 +395,7 @@ def test_a_slow_answer_cannot_carry_the_trigger_past_its_deadline(hook, graph_em
     from airflow_graph_mail.mail.message import Message
 
     draft = hook.create_draft(Message(to="board@example.com", subject="Slow"))
-    graph_emulator.faults.add("get_message", "slow", delay=8)
+    graph_emulator.faults.add("get_message", "slow", delay=5)
     started = time.monotonic()
     assert first_payload(draft_trigger(draft["id"], deadline=time.time() + 2)) == {"status": "timeout"}
     assert time.monotonic() - started < 4
