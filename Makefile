@@ -72,6 +72,8 @@ lint: $(STAMP)
 	cd emulator && ../$(BIN)/ruff check graph_mail_emulator tests
 	$(BIN)/mypy
 	$(BIN)/mypy tests scripts  # files, not the package: tests import their helpers as top-level modules
+	$(BIN)/mypy bench --exclude bench/peers  # two calls: bench/run.py and bench/peers/run.py are both "run"
+	$(BIN)/mypy bench/peers
 	cd emulator && ../$(BIN)/mypy
 
 # Both test trees, each with its own pytest configuration: the emulator's first (emulator/tests/, which

@@ -62,4 +62,4 @@ if __name__ == "__main__":
         except BaseException:  # the task's logging took stderr: say why to the bench's runner
             traceback.print_exc(file=sys.__stderr__)
             raise
-    sys.__stdout__.write(json.dumps(result) + "\n")
+    print(json.dumps(result), file=sys.__stdout__, flush=True)

@@ -65,4 +65,4 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         task_logging(Path(tmp))
         result = main(sys.argv[1], int(sys.argv[2]))
-    sys.__stdout__.write(json.dumps(result) + "\n")
+    print(json.dumps(result), file=sys.__stdout__, flush=True)

@@ -20,12 +20,13 @@ from small_send import task_logging
 
 def answering_adapter():
     from requests.adapters import HTTPAdapter
-    from requests.models import Response
+    from requests.models import PreparedRequest, Response
 
     class Answers202(HTTPAdapter):
-        def send(self, request, **kwargs):
+        def send(self, request: PreparedRequest, stream=False, timeout=None, verify=True, cert=None,
+                 proxies=None) -> Response:
             response = Response()
-            response.status_code, response._content, response.url = 202, b"", request.url
+            response.status_code, response._content, response.url = 202, b"", request.url or ""
             response.request, response.connection = request, self
             response.headers["request-id"] = "bench"
             return response
@@ -75,4 +76,4 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         task_logging(Path(tmp))
         result = main(int(sys.argv[1]), sys.argv[2])
-    sys.__stdout__.write(json.dumps(result) + "\n")
+    print(json.dumps(result), file=sys.__stdout__, flush=True)

@@ -45,8 +45,8 @@ def main(polls: int) -> None:
         start = time.perf_counter()
         assert bell.poll() == []
         timings.append((time.perf_counter() - start) * 1000)
-    sys.__stdout__.write(json.dumps({"first_round_s": first, "poll_ms": statistics.median(timings),
-                                     "requests_per_poll": (sent[0] - before) / polls}) + "\n")
+    print(json.dumps({"first_round_s": first, "poll_ms": statistics.median(timings),
+                      "requests_per_poll": (sent[0] - before) / polls}), file=sys.__stdout__, flush=True)
 
 
 if __name__ == "__main__":

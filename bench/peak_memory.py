@@ -29,4 +29,4 @@ def print_peak_of(action) -> None:
     start = time.perf_counter()
     action()
     seconds = time.perf_counter() - start
-    sys.__stdout__.write(json.dumps({"seconds": seconds, "rss_growth": status("VmHWM") - before}) + "\n")
+    print(json.dumps({"seconds": seconds, "rss_growth": status("VmHWM") - before}), file=sys.__stdout__, flush=True)

@@ -73,6 +73,7 @@ def start_emulator(state: Path, *options: str, exchange_limits: bool = False) ->
                                 "--port", "0", "--message-size-limit-mb", "150", "--upload-budget-mb", "100000",
                                 "--mailbox-requests", "100000000", *limits, *options], stdout=subprocess.PIPE,
                                text=True)
+    assert process.stdout is not None
     process.stdout.readline()  # "Graph mail emulator on ..." once it listens
     connection = json.loads((state / "airflow-connection.json").read_text())
     return process, connection

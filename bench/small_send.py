@@ -77,4 +77,4 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         task_logging(Path(tmp))
         result = main(int(sys.argv[1]), sys.argv[2])
-    sys.__stdout__.write(json.dumps(result) + "\n")
+    print(json.dumps(result), file=sys.__stdout__, flush=True)

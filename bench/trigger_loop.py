@@ -40,6 +40,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -245,8 +246,8 @@ async def run_loop(triggers: list, args, fire) -> dict:
     if events:
         raise RuntimeError(f"{len(events)} trigger(s) ended before anything was sent; the first: "
                            f"{next(iter(events.values()))[1]}")
-    window = {"start": loop.time(), "epoch_start": time.time(), "cpu": time.process_time(),
-              "loop_cpu": time.thread_time(), "ticks": len(lags)}
+    window: dict[str, Any] = {"start": loop.time(), "epoch_start": time.time(), "cpu": time.process_time(),
+                              "loop_cpu": time.thread_time(), "ticks": len(lags)}
     await asyncio.sleep(args.seconds)
     window.update(end=loop.time(), epoch_end=time.time(), cpu=time.process_time() - window["cpu"],
                   loop_cpu=time.thread_time() - window["loop_cpu"], lags=lags[window["ticks"]:])
@@ -423,7 +424,8 @@ def measure(args, mailboxes: list[str], connection: dict, tmp: Path) -> dict:
                           "max_s": round(max(delays), 2) if delays else None,
                           "within_poke": sum(1 for d in delays if d <= args.poke)}
     if drafts:
-        result["plain_get_ms"] = plain_get_cpu(connection, *drafts[0])
+        mailbox, draft = drafts[0]
+        result["plain_get_ms"] = plain_get_cpu(connection, mailbox, draft)
     return result
 
 

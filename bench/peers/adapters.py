@@ -251,6 +251,7 @@ class MsgraphSdk:
 
         mailbox = self.client.users.by_user_id(self.sender)
         draft = await mailbox.messages.post(self._body(subject, to, html, None).message)
+        assert draft is not None and draft.id is not None, "Graph answered the draft's POST without an id"
         item = AttachmentItem(attachment_type=AttachmentType.File, name=os.path.basename(attachment),
                               size=os.path.getsize(attachment))
         session = await mailbox.messages.by_message_id(draft.id).attachments.create_upload_session.post(

@@ -81,6 +81,7 @@ class Bench:
             self.smtp_port = free_port()
             self.smtp = subprocess.Popen([peers_python, str(Path(__file__).parent / "smtp_sink.py"),
                                           str(self.smtp_port)], stdout=subprocess.PIPE, text=True)
+            assert self.smtp.stdout is not None
             self.smtp.stdout.readline()
 
     def close(self):
