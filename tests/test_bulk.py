@@ -114,15 +114,15 @@ def test_soak_300_messages_through_every_fault_exactly_once(connect, graph_emula
     outcomes = hook.send_many(messages, keys=keys)
     first = Counter(o["status"] for o in outcomes)
     assert set(first) <= {"sent", "unknown"} and first["sent"] >= 297, first
+    assert all("no clear answer from Graph" in o["error"] for o in outcomes if o["status"] == "unknown"), outcomes
     fired = Counter(action for route, action in graph_emulator.faults.fired if route == "send_mail")
     assert set(fired) == {429, 503, 504, "accept_504", "drop", "drop_after", "slow"}
     assert sum(fired.values()) >= 0.2 * 300
     graph_emulator.faults.clear()
     graph_emulator.backend.clock.advance(10 * 60)  # 30 a minute leave the Outbox: 300 in 10 minutes
     again = hook.send_many(messages, keys=keys, check_first=True)  # the task's retry
-    assert [o["status"] for o in again] == [
-        "already_sent" if o["status"] == "sent" else again[i]["status"] for i, o in enumerate(outcomes)]
-    assert {o["status"] for o in again} <= {"already_sent", "sent"}
+    assert all(a["status"] == "already_sent" for o, a in zip(outcomes, again, strict=True) if o["status"] == "sent")
+    assert {a["status"] for a in again} <= {"already_sent", "sent"}  # each unknown settled: it went, or goes now
     assert graph_emulator.inspect.deliveries(PROPERTY_ID) == dict.fromkeys(keys, 1)  # none lost, none twice
     graph_emulator.backend.clock.advance(60)
     for i in (0, 150, 299):

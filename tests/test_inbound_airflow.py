@@ -163,7 +163,8 @@ def test_one_run_per_mail_through_every_kill_point_and_a_failover(graph_emulator
         before = {name: announcements(deployment, name) for name in triggerers}
         for number in (101, 102):
             arrived[number] = vendor_mail(graph_emulator, number)
-        assert deployment.wait_for(lambda: handled(101, 102), 240, step=1), deployment.log("triggerer")[-3000:]
+        assert deployment.wait_for(lambda: handled(101, 102), 240, step=1), \
+            {name: deployment.log(name)[-2000:] for name in triggerers}
         holder = max(triggerers, key=lambda name: announcements(deployment, name) - before[name])
         survivor = next(name for name in triggerers if name != holder)
         before[survivor] = announcements(deployment, survivor)

@@ -40,6 +40,7 @@ def test_another_airflow_home_is_refused(warm, tmp_path):
 def test_a_run_past_its_timeout_is_killed_and_the_runner_goes_on(warm, airflow_home, tmp_path):
     env = airflow_env(airflow_home, None, TEST_DAGS, CASE_DIR=str(tmp_path), PROBE_SLEEP="600")
     with pytest.raises(subprocess.TimeoutExpired):
-        warm.dags_test("warm_probe", env, timeout=3)
+        warm.dags_test("warm_probe", env, timeout=10)
+    assert (tmp_path / "started").exists() and not (tmp_path / "seen.json").exists()  # killed inside its task
     env["PROBE_SLEEP"] = "0"
     assert warm.dags_test("warm_probe", env).returncode == 0

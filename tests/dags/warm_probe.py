@@ -22,6 +22,7 @@ def warm_probe():
     def look() -> None:
         runs = getattr(builtins, "warm_probe_runs", 0) + 1  # a process-wide count: 1 in a fresh process
         builtins.warm_probe_runs = runs  # type: ignore[attr-defined]
+        Path(os.environ["CASE_DIR"], "started").touch()
         time.sleep(float(os.environ.get("PROBE_SLEEP", "0")))
         seen = {"probe": os.environ.get("PROBE"), "runs": runs,
                 "debug": logging.getLogger("airflow.task").isEnabledFor(logging.DEBUG)}
