@@ -104,10 +104,10 @@ class KillPoints:
             self.armed = point
             assert self.fired.wait(timeout), f"no announcement came to kill at {point!r}"
         else:
-            seen = self.deployment.log("triggerer").count("Announcing message")
+            seen = announcements(self.deployment, "triggerer")
             if point != "while idle":
                 assert self.deployment.wait_for(
-                    lambda: self.deployment.log("triggerer").count("Announcing message") > seen, timeout, step=0.01)
+                    lambda: announcements(self.deployment, "triggerer") > seen, timeout, step=0.01)
                 if point == "1.5 s after the yield":
                     time.sleep(1.5)
             self.deployment.kill("triggerer")
