@@ -210,6 +210,8 @@ ROWS = [
                                                         key_field="email"), MessageValidationError, "rows[1].email",
      "is also the key of rows[0]"),
     # -- a user template that raises names its field -------------------------------------------------------
+    ("template text holding the marks of a row value", merge(dora(), to="{{ row.name }} <x\ue000ab\ue001@example.com>"),
+     MessageValidationError, "to", "holds U+E000 or U+E001, the private-use characters the merge marks row values"),
     ("template dividing by zero", merge(dora(), subject="{{ 1 / 0 }}"), MessageValidationError, "rows[0].subject",
      "ZeroDivisionError: division by zero"),
     ("template recursing forever", merge(dora(), body=RECURSIVE), MessageValidationError, "rows[0].body",
@@ -297,6 +299,10 @@ HOSTILE_BUT_VALID = [
      {"to": "{{ row.emails }}, boss@example.com"},
      [("ann@example.com", ""), ("bob@example.com", ""), ("boss@example.com", "")]),
     ("an empty cc", dora(boss=""), {"to": README_TO, "cc": "{{ row.boss }}"}, [("dora@example.com", "Dora")]),
+    ("a name holding the marks of a row value", dora(name="\ue0001\ue001 \ue0000\ue001"), {"to": README_TO},
+     [("dora@example.com", "\ue0001\ue001 \ue0000\ue001")]),
+    ("a cc with no template in it", dora(), {"to": README_TO, "cc": "Boss <boss@example.com>"},
+     [("dora@example.com", "Dora"), ("boss@example.com", "Boss")]),
 ]
 
 

@@ -182,9 +182,11 @@ def test_a_recipient_value_is_one_slot_even_in_a_native_dag():
 
     rows = [{"email": "['ann@example.com', 'eve@evil.example']"}]
     with DAG("merge_native", schedule=None, render_template_as_native_obj=True) as dag:
-        merge = GraphMailMergeOperator(task_id="merge", rows=rows, to="{{ row.email }}", subject="{{ 6 * 7 }}")
+        merge = GraphMailMergeOperator(task_id="merge", rows=rows, to="{{ row.email }}", subject="{{ 6 * 7 }}",
+                                       cc="boss@example.com", importance="high")
     messages = RowMessages(merge, rows, merge._compile(dag.get_template_env()), {}, None)
     with pytest.raises(MessageValidationError, match=r"to: \"\['ann@example.com', 'eve@evil.example'\]\" is not"):
         messages[0]
     rows[0]["email"] = "ann@example.com"
     assert messages[0].subject == "42"
+    assert (messages[0].cc, messages[0].importance) == ([Recipient("boss@example.com")], "high")  # no template in them

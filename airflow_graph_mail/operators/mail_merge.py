@@ -6,10 +6,11 @@ built, the client when the hook connects.
 
 from __future__ import annotations
 
+import functools
 import glob
-import json
 import math
 import re
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,10 @@ _ROW_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "body", "attachments", 
                "headers")
 _RECIPIENT_FIELDS = ("to", "cc", "bcc", "reply_to")
 _SOURCE_FIELDS = ("attachments", "inline_images")
-# A value in a recipient field, while the template's own text is read: its JSON, hex-encoded, between two
-# private-use characters. Nothing in a value can reach the text that is parsed for addresses.
-_SLOT = re.compile("\ue000([0-9a-f]*)\ue001")
+# A value in a recipient field, while the template's own text is read: its number among the entry's values,
+# between two private-use characters. Nothing in a value can reach the text that is parsed for addresses.
+_SLOT = re.compile("\ue000([0-9]+)\ue001")
+_MARKS = re.compile("[\ue000\ue001]")
 
 
 class GraphMailMergeOperator(_GraphMessageOperator):
@@ -204,7 +206,7 @@ class GraphMailMergeOperator(_GraphMessageOperator):
             with renderer.rendering(name):
                 value = renderer.source(name, value)
                 if name in _RECIPIENT_FIELDS and isinstance(value, (str, list, tuple)):
-                    templates[name] = RecipientTemplates(value, env)
+                    templates[name] = RecipientTemplates(value, env, name)
                 elif name in _SOURCE_FIELDS:
                     templates[name] = _compiled_sources(value, renderer.env_for(name), _literal_paths(env, name))
                 else:
@@ -258,64 +260,88 @@ class RecipientTemplates:
     display names first, then the values fill them in. A row value is one address or one display name (a
     list value: one address per entry), whatever punctuation it holds."""
 
-    def __init__(self, value: str | list | tuple, env):
+    def __init__(self, value: str | list | tuple, env, field: str):
         previous = env.finalize
         slots = env.overlay(finalize=(lambda v: _slot(previous(v))) if previous else _slot)
         self.listed = not isinstance(value, str)
-        self.entries = [slots.from_string(entry) if isinstance(entry, str) else _compiled(entry, env)
+        self.entries = [self._entry(entry, slots, field) if isinstance(entry, str) else _compiled(entry, env)
                         for entry in ([value] if isinstance(value, str) else value)]
+
+    @staticmethod
+    def _entry(text: str, slots, field: str) -> Template | str:
+        """The entry's template; its text as rendered when it has no template syntax (no values to fill)."""
+        if _MARKS.search(text):
+            raise MessageValidationError(field, f"{text!r} holds U+E000 or U+E001, the private-use characters "
+                                         "the merge marks row values with: remove them")
+        template = slots.from_string(text)
+        return template if _has_syntax(text, slots) else "".join(str(piece) for piece in template.generate())
 
     def render(self, context: dict, field: str) -> list:
         """Recipient objects (and Graph dicts as rendered), for Message to check."""
         found: list = []
         for position, entry in enumerate(self.entries):
-            if not isinstance(entry, Template):
+            if isinstance(entry, Template):
+                _FILLING.values = []
+                # generate(), not render(): a native DAG's render() would read the text as a Python literal
+                text = "".join(str(piece) for piece in entry.generate(context))
+                filled = _filled(field, text, _FILLING.values)
+            elif isinstance(entry, str):  # no {{ ... }} in it: the same addresses for every row
+                filled = _filled(field, entry, [])
+            else:
                 found.append(_rendered(entry, context, field))
                 continue
-            # generate(), not render(): a native DAG's render() would read the text as a Python literal
-            filled = _filled(field, "".join(str(piece) for piece in entry.generate(context)))
             if self.listed and not filled:
                 raise MessageValidationError(f"{field}[{position}]", "empty address: remove the entry or fill it in")
             found.extend(filled)
         return found
 
 
+# The values of the recipient entry this thread is rendering, in the order its slots name them.
+_FILLING = threading.local()
+
+
 def _slot(value) -> str:
-    """The recipient fields' ``finalize``: a value (a list: its entries) as an opaque slot."""
-    value = [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
-    return "\ue000" + json.dumps(value).encode("utf-8").hex() + "\ue001"
+    """The recipient fields' ``finalize``: a value (a list: its entries) set aside, its slot's number left in
+    the text. The text is then the same for every row, so its addresses are read once (``_shape``)."""
+    values = _FILLING.values
+    values.append([str(v) for v in value] if isinstance(value, (list, tuple)) else str(value))
+    return f"\ue000{len(values) - 1}\ue001"
 
 
-def _value(slot: re.Match):
-    return json.loads(bytes.fromhex(slot[1]).decode("utf-8"))
-
-
-def _fill(text: str) -> str:
+def _fill(text: str, values: list) -> str:
     """Text with its slots filled (a list value's entries joined, as in a display name)."""
     def value(slot: re.Match) -> str:
-        found = _value(slot)
+        found = values[int(slot[1])]
         return ", ".join(found) if isinstance(found, list) else found
 
-    return _SLOT.sub(value, text).strip()
+    return (_SLOT.sub(value, text) if "\ue000" in text else text).strip()
 
 
-def _filled(field: str, text: str) -> list:
+@functools.lru_cache(maxsize=256)
+def _shape(text: str) -> tuple:
+    """A template text's addresses and display names, slots unfilled (read once per distinct text)."""
+    from airflow_graph_mail.mail.recipients import parse_shape  # with the message model
+
+    return tuple(parse_shape(text))
+
+
+def _filled(field: str, text: str, values: list) -> list:
     """The addresses the template's text gives, each slot filled with its value."""
-    from airflow_graph_mail.mail.recipients import Recipient, is_valid_address, parse_shape  # with the model
+    from airflow_graph_mail.mail.recipients import Recipient, is_valid_address  # with the message model
 
     try:
-        shapes = parse_shape(text)
+        shapes = _shape(text)
     except ValueError:
         raise MessageValidationError(field, "unbalanced quote in the template's text: close the display name's "
                                      "quotes") from None
     found: list[Recipient] = []
     for shape in shapes:
         whole = _SLOT.fullmatch(shape.address)
-        value = _value(whole) if whole and not shape.name else None
+        value = values[int(whole[1])] if whole and not shape.name else None
         if isinstance(value, list):  # a list value alone: one address per entry
             found.extend(Recipient(entry.strip()) for entry in value)
             continue
-        recipient = Recipient(_fill(shape.address), _fill(shape.name))
+        recipient = Recipient(_fill(shape.address, values), _fill(shape.name, values))
         if recipient.address or recipient.name:  # an empty value (no cc for this row) gives no recipient
             found.append(recipient)
     for recipient in found:
@@ -346,9 +372,9 @@ def _compiled_sources(value, env, path_env):
     and contents are rendered as they are."""
     def source(item):
         if isinstance(item, str):
-            return path_env.from_string(item)
+            return _template(item, path_env)
         if isinstance(item, dict):
-            return {k: path_env.from_string(v) if k in ("path", "uri") and isinstance(v, str) else _compiled(v, env)
+            return {k: _template(v, path_env) if k in ("path", "uri") and isinstance(v, str) else _compiled(v, env)
                     for k, v in item.items()}
         return _compiled(item, env)  # a (name, content) pair, or anything Message will refuse
 
@@ -360,10 +386,24 @@ def _compiled_sources(value, env, path_env):
     return source(value)
 
 
+def _template(text: str, env):
+    """A compiled template; a text with no template syntax in it is rendered once, here, and its result kept
+    (the same for every row, as Jinja would render it: newlines, a native DAG's literals)."""
+    template = env.from_string(text)
+    return template if _has_syntax(text, env) else template.render()
+
+
+def _has_syntax(text: str, env) -> bool:
+    """Whether a text holds anything Jinja would run (else it renders the same for every row)."""
+    return any(mark and mark in text for mark in (env.block_start_string, env.variable_start_string,
+                                                  env.comment_start_string, env.line_statement_prefix,
+                                                  env.line_comment_prefix))
+
+
 def _compiled(value, env):
     """Strings -> compiled templates, inside lists and dicts too; other values kept."""
     if isinstance(value, str):
-        return env.from_string(value)
+        return _template(value, env)
     if isinstance(value, (list, tuple)):
         return [_compiled(v, env) for v in value]
     if isinstance(value, dict):
