@@ -174,6 +174,16 @@ def test_a_list_value_gives_one_recipient_per_entry_and_empty_values_none():
     assert message.cc == []
 
 
+def test_a_constant_in_a_recipient_template_is_rendered_per_row_after_an_earlier_merge():
+    """Jinja computes a constant ``{{ ... }}`` while compiling, through the environment's finalize; a slot's
+    number is only known while a row renders, so after an earlier merge in this thread it must not be fixed."""
+    first = _row_messages([{"name": "Ann", "email": "ann@example.com"}], "{{ row.name }} <{{ row.email }}>")
+    assert first[0].to == [Recipient("ann@example.com", "Ann")]
+    messages = _row_messages([{"name": "Dora", "email": "dora@example.com"}],
+                             "{{ row.name }} <{{ row.email }}>, Audit <{{ 'audit@example.com' }}>")
+    assert messages[0].to == [Recipient("dora@example.com", "Dora"), Recipient("audit@example.com", "Audit")]
+
+
 def test_a_recipient_value_is_one_slot_even_in_a_native_dag():
     """With render_template_as_native_obj a value is still one address: never a string read as a list."""
     from airflow.providers.common.compat.sdk import DAG

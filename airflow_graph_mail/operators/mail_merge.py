@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Template
+from jinja2 import Template, pass_eval_context
 
 from airflow_graph_mail.airflow_face import OUTCOMES_KEY, check_options, fail_now, fail_without_retries, push_outcomes
 from airflow_graph_mail.errors import BatchFailedError, GraphConfigError, MessageValidationError, RenderTimeoutError
@@ -262,7 +262,12 @@ class RecipientTemplates:
 
     def __init__(self, value: str | list | tuple, env, field: str):
         previous = env.finalize
-        slots = env.overlay(finalize=(lambda v: _slot(previous(v))) if previous else _slot)
+
+        @pass_eval_context  # so Jinja never calls it while compiling: a slot's number exists only in a render
+        def slot(eval_context, value):
+            return _slot(previous(value) if previous else value)
+
+        slots = env.overlay(finalize=slot)
         self.listed = not isinstance(value, str)
         self.entries = [self._entry(entry, slots, field) if isinstance(entry, str) else _compiled(entry, env)
                         for entry in ([value] if isinstance(value, str) else value)]
@@ -274,7 +279,7 @@ class RecipientTemplates:
             raise MessageValidationError(field, f"{text!r} holds U+E000 or U+E001, the private-use characters "
                                          "the merge marks row values with: remove them")
         template = slots.from_string(text)
-        return template if _has_syntax(text, slots) else "".join(str(piece) for piece in template.generate())
+        return template if _has_syntax(text, slots) else _text(template, {})
 
     def render(self, context: dict, field: str) -> list:
         """Recipient objects (and Graph dicts as rendered), for Message to check."""
@@ -282,9 +287,10 @@ class RecipientTemplates:
         for position, entry in enumerate(self.entries):
             if isinstance(entry, Template):
                 _FILLING.values = []
-                # generate(), not render(): a native DAG's render() would read the text as a Python literal
-                text = "".join(str(piece) for piece in entry.generate(context))
-                filled = _filled(field, text, _FILLING.values)
+                try:
+                    filled = _filled(field, _text(entry, context), _FILLING.values)
+                finally:
+                    _FILLING.values = None  # no row's values kept in the thread
             elif isinstance(entry, str):  # no {{ ... }} in it: the same addresses for every row
                 filled = _filled(field, entry, [])
             else:
@@ -300,9 +306,15 @@ class RecipientTemplates:
 _FILLING = threading.local()
 
 
+def _text(template: Template, context: dict) -> str:
+    """generate(), not render(): a native DAG's render() would read the text as a Python literal."""
+    return "".join(str(piece) for piece in template.generate(context))
+
+
 def _slot(value) -> str:
     """The recipient fields' ``finalize``: a value (a list: its entries) set aside, its slot's number left in
-    the text. The text is then the same for every row, so its addresses are read once (``_shape``)."""
+    the text. The text is then the same for every row, so its addresses are read once per distinct text
+    (``_shape``)."""
     values = _FILLING.values
     values.append([str(v) for v in value] if isinstance(value, (list, tuple)) else str(value))
     return f"\ue000{len(values) - 1}\ue001"
@@ -329,6 +341,9 @@ def _filled(field: str, text: str, values: list) -> list:
     """The addresses the template's text gives, each slot filled with its value."""
     from airflow_graph_mail.mail.recipients import Recipient, is_valid_address  # with the message model
 
+    if any(int(number) >= len(values) for number in _SLOT.findall(text)):
+        raise MessageValidationError(field, "the template's text holds U+E000 and U+E001, the private-use characters "
+                                     "the merge marks row values with (from an included file?): remove them")
     try:
         shapes = _shape(text)
     except ValueError:
