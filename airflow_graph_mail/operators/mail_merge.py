@@ -276,10 +276,8 @@ class RecipientTemplates:
     def _entry(text: str, slots, field: str) -> Template | str:
         """The entry's template; its text as rendered when it has no template syntax (no values to fill)."""
         if _MARKS.search(text):
-            raise MessageValidationError(field, f"{text!r} holds U+E000 or U+E001, the private-use characters "
-                                         "the merge marks row values with: remove them")
-        template = slots.from_string(text)
-        return template if _has_syntax(text, slots) else _text(template, {})
+            raise _own_marks(field)
+        return _template(text, slots, render=_text)
 
     def render(self, context: dict, field: str) -> list:
         """Recipient objects (and Graph dicts as rendered), for Message to check."""
@@ -306,9 +304,14 @@ class RecipientTemplates:
 _FILLING = threading.local()
 
 
-def _text(template: Template, context: dict) -> str:
+def _text(template: Template, context: dict | None = None) -> str:
     """generate(), not render(): a native DAG's render() would read the text as a Python literal."""
-    return "".join(str(piece) for piece in template.generate(context))
+    return "".join(str(piece) for piece in template.generate(context or {}))
+
+
+def _own_marks(field: str) -> MessageValidationError:
+    return MessageValidationError(field, "the template's text holds U+E000 or U+E001, the private-use characters "
+                                  "the merge marks row values with: remove them")
 
 
 def _slot(value) -> str:
@@ -341,9 +344,8 @@ def _filled(field: str, text: str, values: list) -> list:
     """The addresses the template's text gives, each slot filled with its value."""
     from airflow_graph_mail.mail.recipients import Recipient, is_valid_address  # with the message model
 
-    if any(int(number) >= len(values) for number in _SLOT.findall(text)):
-        raise MessageValidationError(field, "the template's text holds U+E000 and U+E001, the private-use characters "
-                                     "the merge marks row values with (from an included file?): remove them")
+    if any(int(number) >= len(values) for number in _SLOT.findall(text)):  # marks of its own, e.g. included
+        raise _own_marks(field)
     try:
         shapes = _shape(text)
     except ValueError:
@@ -401,11 +403,11 @@ def _compiled_sources(value, env, path_env):
     return source(value)
 
 
-def _template(text: str, env):
+def _template(text: str, env, render=Template.render):
     """A compiled template; a text with no template syntax in it is rendered once, here, and its result kept
     (the same for every row, as Jinja would render it: newlines, a native DAG's literals)."""
     template = env.from_string(text)
-    return template if _has_syntax(text, env) else template.render()
+    return template if _has_syntax(text, env) else render(template)
 
 
 def _has_syntax(text: str, env) -> bool:
