@@ -113,12 +113,23 @@ def hook(connect):
 
 
 @pytest.fixture(scope="session")
-def airflow_template_home(tmp_path_factory):
-    """One migrated metadata DB, copied into each test's own AIRFLOW_HOME."""
+def airflow_template_home(tmp_path_factory, worker_id):
+    """One migrated metadata DB for the whole run, copied into each test's own AIRFLOW_HOME: the first test
+    worker to need it migrates (about 6 CPU seconds), the others wait for it on a lock."""
+    import fcntl
+
     from airflow_env import migrate
 
-    home = tmp_path_factory.mktemp("airflow-template")
-    migrate(home)
+    run_dir = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # each xdist worker has its own folder in the run's
+        run_dir = run_dir.parent
+    home = run_dir / "airflow-template"
+    with (run_dir / "airflow-template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not home.exists():
+            scratch = run_dir / f"airflow-template-{os.getpid()}"
+            migrate(scratch)
+            scratch.rename(home)  # whole or not at all: a failed migration leaves no template behind
     return home
 
 
