@@ -28,12 +28,20 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "unit: a pure module's test (no emulator, no Airflow run); set by conftest")
     config.addinivalue_line("markers", "integration: talks to the emulator or runs Airflow without saying so by "
                                        "its fixtures")
+    config.addinivalue_line("markers", "longest: runs first, so the rest of the suite fits beside it")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """Two workers per CPU: most of the suite's time is spent waiting (DAG runs starting, deployments polling),
+    not computing."""
+    return 2 * (os.cpu_count() or 1)
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("integration") is None and not _INTEGRATION_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.unit)
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)

@@ -115,6 +115,7 @@ class KillPoints:
 
 
 @pytest.mark.skipif(not AIRFLOW_3, reason="asset watchers need Airflow 3")
+@pytest.mark.longest
 @pytest.mark.timeout(1200)  # a whole deployment, killed six times: minutes, more on a busy 2-CPU machine
 def test_one_run_per_mail_through_every_kill_point_and_a_failover(graph_emulator, airflow_template_home, tmp_path):
     """One deployment (starting one costs more CPU than anything else in the suite), three acts: the example end
