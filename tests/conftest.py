@@ -31,10 +31,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "longest: runs first, so the rest of the suite fits beside it")
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
-    """Two workers per CPU: most of the suite's time is spent waiting (DAG runs starting, deployments polling),
-    not computing."""
-    return 2 * (os.cpu_count() or 1)
+    """Two workers per CPU this process may use (PYTEST_XDIST_AUTO_NUM_WORKERS wins): much of the suite's time
+    is spent waiting (DAG runs starting, deployments polling), not computing."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own reading of it
+    return 2 * len(os.sched_getaffinity(0))
 
 
 def pytest_collection_modifyitems(items):
