@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,10 +21,18 @@ AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 def airflow_env(home: Path, connection: dict | None, dags_folder: Path = ROOT / "example_dags", **extra: str) -> dict:
     """Environment for a private Airflow: its own home and SQLite DB, our DAGs, the emulator's connection
-    (none in the environment with ``connection=None``: see ``store_connection``)."""
+    (none in the environment with ``connection=None``: see ``store_connection``).
+
+    The database, the logs and the Fernet key are named here, not left to the home's airflow.cfg: a warm run
+    (``WarmAirflow``) reads the configuration of the server's home, and must still use this home's database and
+    logs, and decrypt what an `airflow` command in this home stored. The key is this home's, derived from its
+    path: a throw-away home's, never a secret."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_")}
     env.update({
         "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(hashlib.sha256(str(home).encode()).digest()).decode(),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
@@ -54,47 +65,90 @@ def dags_test(dag_id: str, env: dict, logical_date: str = "2026-11-20", timeout:
 
 
 class WarmAirflow:
-    """`airflow dags test` run by ``warm_airflow.py`` in ``home``: each run a fork of one process that started
+    """`airflow dags test` run by ``warm_airflow.py``'s server: each run a fork of one process that started
     Airflow once (on Airflow 3, most of a run's time); the same command, arguments and environment."""
 
-    def __init__(self, home: Path, env: dict):
-        self.home = home
-        python = str(Path(AIRFLOW).parent / "python")
-        self._server = subprocess.Popen([python, str(ROOT / "scripts" / "warm_airflow.py")], env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self._answer(timeout=300)  # {"ready": true}
+    def __init__(self, name: str):
+        self.name = name
 
-    def _answer(self, timeout: float) -> dict:
-        assert self._server.stdout is not None
-        if not select.select([self._server.stdout], [], [], timeout)[0]:
-            raise subprocess.TimeoutExpired("warm_airflow.py", timeout)
-        line = self._server.stdout.readline()
-        if not line:
-            raise RuntimeError(f"warm_airflow.py ended (exit code {self._server.wait()}); its stderr is above")
-        return json.loads(line)
+    @classmethod
+    def start(cls, home: Path, name: str, watched: int, log: Path) -> WarmAirflow:
+        """Start the server with its configuration in ``home``, listening on the abstract Unix socket ``name``,
+        until process ``watched`` ends; ready when this returns. Its own output goes to ``log``."""
+        python = str(Path(AIRFLOW).parent / "python")
+        with log.open("ab") as errors:
+            server = subprocess.Popen([python, str(ROOT / "scripts" / "warm_airflow.py"), name, str(watched)],
+                                      env=airflow_env(home, None), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=errors, start_new_session=True)
+        assert server.stdout is not None
+        with server.stdout:
+            ready = select.select([server.stdout], [], [], 300)[0] and server.stdout.readline()
+        if not ready:
+            server.kill()
+            raise RuntimeError(f"warm_airflow.py did not start (exit code {server.wait()}); its output: {log}")
+        return cls(name)
+
+    def popen(self, argv: list[str], env: dict, stdout: str, stderr: str) -> WarmRun:
+        """An `airflow` command started, not waited for: for a run the caller stops itself."""
+        return WarmRun(self.name, argv, env, stdout, stderr)
 
     def dags_test(self, dag_id: str, env: dict, logical_date: str = "2026-11-20", timeout: int = 240):
         """As ``dags_test``; a run that outlives ``timeout`` is killed and raises TimeoutExpired, as there."""
-        argv = ["dags", "test", dag_id, logical_date]
-        assert self._server.stdin is not None
         with tempfile.TemporaryDirectory() as scratch:
             out, err = Path(scratch, "stdout"), Path(scratch, "stderr")
-            self._server.stdin.write(json.dumps({"argv": argv, "env": env, "stdout": str(out),
-                                                 "stderr": str(err)}) + "\n")
-            self._server.stdin.flush()
-            pid = self._answer(timeout=60)["pid"]
+            run = self.popen(["dags", "test", dag_id, logical_date], env, str(out), str(err))
             try:
-                code = self._answer(timeout)["returncode"]
+                code = run.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-                self._answer(timeout=60)
-                raise subprocess.TimeoutExpired([AIRFLOW, *argv], timeout, out.read_text(), err.read_text()) from None
-            return subprocess.CompletedProcess([AIRFLOW, *argv], code, out.read_text(), err.read_text())
+                run.kill()
+                run.wait(timeout=60)
+                raise subprocess.TimeoutExpired(run.args, timeout, out.read_text(), err.read_text()) from None
+            return subprocess.CompletedProcess(run.args, code, out.read_text(), err.read_text())
 
-    def close(self) -> None:
-        if self._server.stdin is not None:
-            self._server.stdin.close()
-        self._server.wait(timeout=60)
+
+class WarmRun:
+    """One run of the warm server under way, as much of ``subprocess.Popen`` as the tests use: ``args``,
+    ``pid``, ``poll()``, ``wait()``, ``kill()``."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, stdout: str, stderr: str):
+        self.args = [AIRFLOW, *argv]
+        self.returncode: int | None = None
+        self._connection = socket.socket(socket.AF_UNIX)
+        self._connection.connect("\0" + name)
+        self._connection.sendall(json.dumps({"argv": argv, "env": env, "stdout": stdout, "stderr": stderr})
+                                 .encode() + b"\n")
+        self._buffer = b""
+        self.pid = self._answer(timeout=60)["pid"]
+
+    def _answer(self, timeout: float | None) -> dict:
+        """The server's next JSON line; TimeoutError if none comes within ``timeout`` seconds."""
+        self._connection.settimeout(timeout)
+        while b"\n" not in self._buffer:
+            chunk = self._connection.recv(4096)
+            if not chunk:
+                raise RuntimeError("warm_airflow.py closed the connection before answering (its log has why)")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                self.returncode = self._answer(timeout)["returncode"]
+            except (TimeoutError, BlockingIOError):  # BlockingIOError: timeout 0, as poll() asks
+                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+            self._connection.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(timeout=0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)  # the server's fork for this run reaps it and answers
 
 
 def airflow(env: dict, *arguments: str, timeout: int = 240) -> str:

@@ -1,19 +1,23 @@
 """`airflow dags test` in forks of one process that has already started Airflow (used by the tests on Airflow 3).
 
 On Airflow 3 a `dags test` spends most of its time before its first task doing the same work every time:
-importing Airflow, then building the in-process execution API and its versioned routes (cadwyn). This process
-does that once; each request is then a fork of it that runs Airflow's own CLI (``airflow.__main__.main``) with
-the caller's arguments and environment, and exits. Nothing one run does reaches the next: each is a fresh
-fork of the same warm process.
+importing Airflow, then building the in-process execution API and its versioned routes (cadwyn), ~16 CPU
+seconds. This process does that once for a whole test run (every test worker shares it); each request is then
+a fork of it that runs Airflow's own CLI (``airflow.__main__.main``) with the caller's arguments and
+environment, and exits. Nothing one run does reaches the next: each is a fresh fork of the same warm process,
+and runs may overlap.
 
-Configuration read when Airflow is imported (airflow.cfg, its generated keys) belongs to one AIRFLOW_HOME, so
-every request must use this process's AIRFLOW_HOME (the caller resets its contents between runs); settings
-read from the environment at run time (connections, DAGs folder, any ``AIRFLOW__...`` variable) are the
-caller's, and the logging and database settings are configured again from them in each fork.
+Configuration read when Airflow is imported (airflow.cfg, its generated keys) is this process's AIRFLOW_HOME's;
+what a run reads at run time comes from its request's environment (connections, DAGs folder, any
+``AIRFLOW__...`` variable), and the logging and database settings are configured again from it in each fork.
+So that overlapping runs share nothing, a request must name its own database and log folder
+(``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, ``AIRFLOW__LOGGING__BASE_LOG_FOLDER``; ``airflow_env`` sets both).
 
-Protocol: one JSON request per line on stdin, ``{"argv": [...], "env": {...}, "stdout": path, "stderr":
-path}``; for each, two JSON lines on stdout: ``{"pid": n}`` when the fork starts, ``{"returncode": n}`` when
-it ends. The first line on stdout, ``{"ready": true}``, says the warm-up is done.
+Usage: ``warm_airflow.py NAME WATCHED_PID``. When the warm-up is done it listens on the Unix socket NAME in
+Linux's abstract namespace (no file to clean up) and prints ``{"ready": true}`` on stdout; it ends when
+WATCHED_PID (the test run) is gone, or on SIGTERM. Protocol, one connection per run: the client sends one JSON
+line ``{"argv": [...], "env": {...}, "stdout": path, "stderr": path}``; it gets ``{"pid": n}`` when the run's
+process starts and ``{"returncode": n}`` when it ends.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import importlib
 import json
 import logging
 import os
+import select
+import signal
+import socket
 import sys
 
 
@@ -48,17 +55,21 @@ def warm_up() -> None:
     settings.dispose_orm(do_log=False)  # no database connection crosses a fork
 
 
-def run(request: dict, home: str) -> int:
+OWN_SETTINGS = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__LOGGING__BASE_LOG_FOLDER")
+
+
+def run(request: dict) -> int:
     """One Airflow command, in the fork; its exit code."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
+    missing = [name for name in OWN_SETTINGS if not request["env"].get(name)]
+    if missing:  # it would share this process's database or logs with every other run
+        print(f"warm_airflow: a run must set its own {' and '.join(missing)}", file=sys.stderr)
+        return 2
     os.environ.clear()
     os.environ.update(request["env"])
-    if os.environ.get("AIRFLOW_HOME") != home:
-        print(f"warm_airflow: AIRFLOW_HOME must be {home}, the one this process started with", file=sys.stderr)
-        return 2
     sys.argv = ["airflow", *request["argv"]]
     from airflow import settings
     from airflow.__main__ import main
@@ -81,32 +92,70 @@ def run(request: dict, home: str) -> int:
     return 0
 
 
-def serve() -> None:
-    home = os.environ["AIRFLOW_HOME"]
-    answers = os.fdopen(os.dup(1), "w")  # the answers' own channel: what Airflow prints goes to stderr
+def answer(connection: socket.socket) -> None:
+    """In a fork of the server, for one connection: fork the run, say its pid, wait for it, say its exit code.
+    (The run's own parent waits for it, so the server's loop never blocks on a run.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's handler is not the run's
+    channel = connection.makefile("rw")
+    request = json.loads(channel.readline())
+    pid = os.fork()
+    if pid == 0:
+        channel.close()
+        connection.close()
+        code = 1
+        try:
+            code = run(request)
+        finally:
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    channel.write(json.dumps({"pid": pid}) + "\n")
+    channel.flush()
+    _, status = os.waitpid(pid, 0)
+    channel.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+    channel.flush()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve(name: str, watched: int) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    ready = os.fdopen(os.dup(1), "w")  # the starter's channel: what Airflow prints goes to stderr
     os.dup2(2, 1)
     warm_up()
-    answers.write(json.dumps({"ready": True}) + "\n")
-    answers.flush()
-    for line in sys.stdin:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            answers.close()
-            code = 1
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen(64)
+    ready.write(json.dumps({"ready": True}) + "\n")
+    ready.close()
+    while alive(watched):  # checked each second: the server outlives its test run by at most that
+        if select.select([listener], [], [], 1.0)[0]:
+            connection, _ = listener.accept()
+            if os.fork() == 0:
+                listener.close()
+                code = 1
+                try:
+                    answer(connection)
+                    code = 0
+                finally:
+                    os._exit(code)
+            connection.close()
+        while True:  # the finished connections' forks
             try:
-                code = run(request, home)
-            finally:
-                logging.shutdown()
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        answers.write(json.dumps({"pid": pid}) + "\n")
-        answers.flush()
-        _, status = os.waitpid(pid, 0)
-        answers.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
-        answers.flush()
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1], int(sys.argv[2]))

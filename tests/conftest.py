@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ def unit_tests_stay_unit(monkeypatch):
     monkeypatch.setattr(GraphEmulator, "start", refuse)
     for name in ("dags_test", "migrate", "airflow"):
         monkeypatch.setattr(airflow_env, name, refuse)
-    monkeypatch.setattr(airflow_env.WarmAirflow, "__init__", refuse)
+    for name in ("start", "popen", "dags_test"):
+        monkeypatch.setattr(airflow_env.WarmAirflow, name, refuse)
 
 
 @pytest.fixture(autouse=True)
@@ -123,20 +125,27 @@ def hook(connect):
     return connect()
 
 
-@pytest.fixture(scope="session")
-def airflow_template_home(tmp_path_factory, worker_id):
-    """One migrated metadata DB for the whole run, copied into each test's own AIRFLOW_HOME: the first test
-    worker to need it migrates (about 6 CPU seconds), the others wait for it on a lock."""
+@contextmanager
+def run_lock(tmp_path_factory, worker_id, name: str):
+    """The run's folder (shared by its xdist workers), held under the lock ``name``: one worker at a time."""
     import fcntl
-
-    from airflow_env import migrate
 
     run_dir = tmp_path_factory.getbasetemp()
     if worker_id != "master":  # each xdist worker has its own folder in the run's
         run_dir = run_dir.parent
-    home = run_dir / "airflow-template"
-    with (run_dir / "airflow-template.lock").open("w") as lock:
+    with (run_dir / f"{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield run_dir
+
+
+@pytest.fixture(scope="session")
+def airflow_template_home(tmp_path_factory, worker_id):
+    """One migrated metadata DB for the whole run, copied into each test's own AIRFLOW_HOME: the first test
+    worker to need it migrates (about 6 CPU seconds), the others wait for it on a lock."""
+    from airflow_env import migrate
+
+    with run_lock(tmp_path_factory, worker_id, "airflow-template") as run_dir:
+        home = run_dir / "airflow-template"
         if not home.exists():
             scratch = run_dir / f"airflow-template-{os.getpid()}"
             migrate(scratch)
@@ -145,36 +154,35 @@ def airflow_template_home(tmp_path_factory, worker_id):
 
 
 @pytest.fixture(scope="session")
-def warm_airflow(airflow_template_home, tmp_path_factory):
-    """On Airflow 3, ``run_dag``'s runs are forks of one process per test worker that started Airflow once
-    (scripts/warm_airflow.py); GRAPH_MAIL_WARM_AIRFLOW=0 runs each as a process of its own. None on Airflow 2,
-    where a `dags test` starts in seconds."""
+def warm_airflow(airflow_template_home, tmp_path_factory, worker_id):
+    """On Airflow 3, ``run_dag``'s runs are forks of one process for the whole run that started Airflow once
+    (scripts/warm_airflow.py): the first worker to need it starts it (~16 CPU seconds), the others use it; it
+    ends with the run. GRAPH_MAIL_WARM_AIRFLOW=0 runs each as a process of its own. None on Airflow 2, where a
+    `dags test` starts in seconds."""
     from importlib.metadata import version
 
-    from airflow_env import WarmAirflow, airflow_env, migrate
+    from airflow_env import WarmAirflow, migrate
 
     if version("apache-airflow").startswith("2.") or os.environ.get("GRAPH_MAIL_WARM_AIRFLOW") == "0":
-        yield None
-        return
-    home = tmp_path_factory.mktemp("airflow-warm")
-    migrate(home, template=airflow_template_home)
-    warm = WarmAirflow(home, airflow_env(home, None))
-    yield warm
-    warm.close()
+        return None
+    with run_lock(tmp_path_factory, worker_id, "airflow-warm") as run_dir:
+        started = run_dir / "airflow-warm.json"
+        if not started.exists():
+            home = run_dir / "airflow-warm"
+            migrate(home, template=airflow_template_home)
+            name = f"graph-mail-warm-airflow-{os.getpid()}-{time.time_ns()}"
+            test_run = os.getppid() if worker_id != "master" else os.getpid()  # xdist's controller, or this
+            WarmAirflow.start(home, name, test_run, log=run_dir / "airflow-warm.log")
+            started.write_text(json.dumps({"name": name}))
+        return WarmAirflow(json.loads(started.read_text())["name"])
 
 
 @pytest.fixture
-def airflow_home(warm_airflow, airflow_template_home, tmp_path):
+def airflow_home(airflow_template_home, tmp_path):
     """The AIRFLOW_HOME of this test's ``run_dag`` runs, its database a copy of the migrated template."""
     from airflow_env import migrate
 
-    if warm_airflow is None:
-        home = tmp_path / "airflow"
-    else:
-        home = warm_airflow.home
-        shutil.rmtree(home / "logs", ignore_errors=True)
-        for leftover in home.glob("airflow.db-*"):  # SQLite's journal of the previous test's database
-            leftover.unlink()
+    home = tmp_path / "airflow"
     migrate(home, template=airflow_template_home)
     return home
 

@@ -3,6 +3,7 @@ the options and the link to respond; without HITL the example defines nothing an
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -29,16 +30,17 @@ def test_the_example_parses_on_every_airflow():
 
 
 @pytest.mark.skipif(not has_hitl(), reason="this Airflow has no human-in-the-loop operators (3.1+)")
-def test_the_approval_request_is_mailed_with_a_link_to_respond(airflow_template_home, graph_emulator, tmp_path):
+def test_the_approval_request_is_mailed_with_a_link_to_respond(airflow_home, warm_airflow, graph_emulator):
     """`airflow dags test` runs until the ApprovalOperator waits for a person; by then the mail has gone."""
-    from airflow_env import AIRFLOW, airflow_env, migrate
+    from airflow_env import AIRFLOW, airflow_env
 
-    home = tmp_path / "airflow"
-    migrate(home, template=airflow_template_home)
-    env = airflow_env(home, graph_emulator.connection(), EXAMPLE.parent,
+    env = airflow_env(airflow_home, graph_emulator.connection(), EXAMPLE.parent,
                       AIRFLOW__API__BASE_URL="https://airflow.contoso.com")
-    run = subprocess.Popen([AIRFLOW, "dags", "test", "hitl_approval", "2026-11-20"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = ["dags", "test", "hitl_approval", "2026-11-20"]
+    if warm_airflow is None:
+        run = subprocess.Popen([AIRFLOW, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        run = warm_airflow.popen(argv, env, os.devnull, os.devnull)
     try:
         deadline = time.monotonic() + 180
         while not graph_emulator.inspect.messages("approver@example.com") and time.monotonic() < deadline:

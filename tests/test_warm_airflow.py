@@ -1,14 +1,17 @@
 """The warm runner (scripts/warm_airflow.py) that runs the tests' `airflow dags test` on Airflow 3: each run
-sees its own environment and nothing of the one before, a wrong AIRFLOW_HOME is refused, and a run past its
-timeout is killed as ``subprocess.run`` would kill it."""
+sees its own environment and nothing of the one before, runs at once keep to their own homes, a run that would
+share the server's database is refused, and a run past its timeout is killed as ``subprocess.run`` would kill
+it."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
+import threading
 
 import pytest
-from airflow_env import airflow_env
+from airflow_env import airflow_env, migrate
 from helpers import TEST_DAGS
 
 
@@ -30,11 +33,38 @@ def test_each_run_has_its_own_environment_and_a_fresh_process(warm, airflow_home
     assert seen == [{"probe": "first", "runs": 1, "debug": False}, {"probe": "second", "runs": 1, "debug": True}]
 
 
-def test_another_airflow_home_is_refused(warm, tmp_path):
-    env = airflow_env(tmp_path / "elsewhere", None, TEST_DAGS, CASE_DIR=str(tmp_path))
+def test_a_run_without_its_own_database_is_refused(warm, airflow_home, tmp_path):
+    env = airflow_env(airflow_home, None, TEST_DAGS, CASE_DIR=str(tmp_path))
+    del env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]  # it would use the server's, which every run shares
     result = warm.dags_test("warm_probe", env)
-    assert result.returncode == 2 and f"AIRFLOW_HOME must be {warm.home}" in result.stderr
-    assert not (tmp_path / "seen.json").exists()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "must set its own AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in result.stderr
+    assert not (tmp_path / "started").exists()
+
+
+def test_runs_at_once_each_keep_to_their_own_home(warm, airflow_template_home, tmp_path):
+    """The test workers share one server: runs overlap, each in its own database and log folder."""
+    homes = {name: tmp_path / name for name in ("first", "second")}
+    results = {}
+
+    def run(name: str) -> None:
+        migrate(homes[name], template=airflow_template_home)
+        (tmp_path / name / "case").mkdir()
+        env = airflow_env(homes[name], None, TEST_DAGS, PROBE=name, CASE_DIR=str(tmp_path / name / "case"),
+                          PROBE_SLEEP="2")
+        results[name] = warm.dags_test("warm_probe", env)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in homes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, home in homes.items():
+        assert results[name].returncode == 0, (results[name].stdout + results[name].stderr)[-3000:]
+        assert json.loads((home / "case" / "seen.json").read_text())["probe"] == name
+        with sqlite3.connect(home / "airflow.db") as db:
+            assert db.execute("SELECT dag_id, state FROM dag_run").fetchall() == [("warm_probe", "success")]
+        assert (home / "logs").is_dir()  # its logging set up in its own home
 
 
 def test_a_run_past_its_timeout_is_killed_and_the_runner_goes_on(warm, airflow_home, tmp_path):
