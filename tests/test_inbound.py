@@ -358,7 +358,8 @@ def test_the_event_trigger_serialises_json_only_and_survives_graph_failures(hook
 
 
 def test_a_watcher_without_its_connection_waits_instead_of_returning(hook, caplog, monkeypatch):
-    """run() must never return or raise: the triggerer would restart it at once, for ever."""
+    """run() must never return or raise: the triggerer would restart it at once, for ever. What it logs at
+    each poll is one line naming the connection, as for any other setup error, not a traceback."""
     import logging
 
     from airflow_graph_mail.triggers.inbound import GraphMailEventTrigger
@@ -387,7 +388,9 @@ def test_a_watcher_without_its_connection_waits_instead_of_returning(hook, caplo
 
     with caplog.at_level(logging.WARNING, logger="airflow_graph_mail"):
         assert asyncio.run(run_until_it_waited_twice()) == "still running", caplog.text
-    assert "graph_mail_nowhere" in caplog.text
+    waits = [record for record in caplog.records if "polling again in" in record.getMessage()]
+    assert all("graph_mail_nowhere" in record.getMessage() for record in waits), caplog.text
+    assert {(record.levelname, record.exc_info) for record in waits} == {("WARNING", None)}, caplog.text
 
 
 def test_the_trigger_modules_stay_cheap_for_the_event_loop():

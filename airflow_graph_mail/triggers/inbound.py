@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -124,7 +125,7 @@ class GraphMailEventTrigger(BaseEventTrigger):
             except Exception as err:  # never raise: the triggerer would restart the watch at once, for ever
                 failures += 1
                 delay = backoff(err, failures, interval)
-                if isinstance(err, GraphMailError):
+                if isinstance(err, (GraphMailError, AirflowNotFoundException)):  # the latter: no such connection
                     log.warning("Watch %s: %s; polling again in %.1fs", kwargs["watch_name"], err, delay)
                 else:
                     log.exception("Watch %s failed; polling again in %.1fs", kwargs["watch_name"], delay)
