@@ -112,13 +112,12 @@ class GraphEmulator:
             self._tmp = None
 
     def serve_until_stopped(self) -> None:
-        """Block until Ctrl-C or SIGTERM, then stop (the command line and `make demo-serve`)."""
+        """Block until Ctrl-C or SIGTERM, then stop (the command line and `make demo-serve`). Ctrl-C's handler
+        is set here: a process started in the background by a script inherits SIGINT ignored."""
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stopping, lambda *_: stop.set())
+        stop.wait()
         self.stop()
 
     def __enter__(self) -> GraphEmulator:

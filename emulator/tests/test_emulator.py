@@ -290,6 +290,33 @@ def test_listening_beyond_loopback_warns(tmp_path):
     assert warning.startswith("WARNING: listening on 0.0.0.0") and "no sign-in" in warning
 
 
+def test_ctrl_c_stops_the_command_even_when_a_script_started_it_in_the_background(tmp_path):
+    """A script's ``graph-mail-emulator &`` starts it with SIGINT ignored (bash: no job control); Ctrl-C (or
+    ``kill -INT``) must still stop it, as SIGTERM does."""
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    as_a_background_job = 'trap "" INT; exec "$0" -m graph_mail_emulator --port 0 --state-dir "$1"'
+    process = subprocess.Popen(["bash", "-c", as_a_background_job, sys.executable, str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline()]
+        while lines[-1] and not lines[-1].startswith("Managed identity"):  # printed just before it waits
+            lines.append(process.stdout.readline())
+        assert lines[-1].startswith("Managed identity"), lines
+        url = lines[0].split(" on ", 1)[1].strip()
+        answer = requests.get(f"{url}/_emulator/mailboxes", verify=str(tmp_path / "tls" / "ca.pem"), timeout=10)
+        assert answer.status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+
+
 def test_the_command_has_a_fixed_port_and_imports_nothing_of_airflow(tmp_path):
     import socket
     import subprocess
