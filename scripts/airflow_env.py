@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -65,11 +65,11 @@ def dags_test(dag_id: str, env: dict, logical_date: str = "2026-11-20", timeout:
 
 
 class WarmAirflow:
-    """`airflow dags test` run by ``warm_airflow.py``'s server: each run a fork of one process that started
+    """`airflow` commands run by ``warm_airflow.py``'s server: each run a fork of one process that started
     Airflow once (on Airflow 3, most of a run's time); the same command, arguments and environment."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, log: Path):
+        self.name, self.log = name, log
 
     @classmethod
     def start(cls, home: Path, name: str, watched: int, log: Path) -> WarmAirflow:
@@ -80,41 +80,58 @@ class WarmAirflow:
             server = subprocess.Popen([python, str(ROOT / "scripts" / "warm_airflow.py"), name, str(watched)],
                                       env=airflow_env(home, None), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=errors, start_new_session=True)
+        _SERVERS.append(server)  # it outlives this call: kept, not collected while it runs
         assert server.stdout is not None
         with server.stdout:
             ready = select.select([server.stdout], [], [], 300)[0] and server.stdout.readline()
         if not ready:
             server.kill()
             raise RuntimeError(f"warm_airflow.py did not start (exit code {server.wait()}); its output: {log}")
-        return cls(name)
+        return cls(name, log)
 
     def popen(self, argv: list[str], env: dict, stdout: str, stderr: str) -> WarmRun:
         """An `airflow` command started, not waited for: for a run the caller stops itself."""
-        return WarmRun(self.name, argv, env, stdout, stderr)
+        return WarmRun(self, argv, env, stdout, stderr)
 
     def dags_test(self, dag_id: str, env: dict, logical_date: str = "2026-11-20", timeout: int = 240):
-        """As ``dags_test``; a run that outlives ``timeout`` is killed and raises TimeoutExpired, as there."""
+        """As ``dags_test``."""
+        return self.run(["dags", "test", dag_id, logical_date], env, timeout)
+
+    def run(self, argv: list[str], env: dict, timeout: int = 240) -> subprocess.CompletedProcess:
+        """As ``subprocess.run([AIRFLOW, *argv], env=env, capture_output=True, text=True, timeout=timeout)``: a
+        run that outlives ``timeout`` is killed and raises TimeoutExpired, and so is one whose caller stops."""
         with tempfile.TemporaryDirectory() as scratch:
             out, err = Path(scratch, "stdout"), Path(scratch, "stderr")
-            run = self.popen(["dags", "test", dag_id, logical_date], env, str(out), str(err))
+            run = self.popen(argv, env, str(out), str(err))
             try:
                 code = run.wait(timeout)
             except subprocess.TimeoutExpired:
                 run.kill()
                 run.wait(timeout=60)
                 raise subprocess.TimeoutExpired(run.args, timeout, out.read_text(), err.read_text()) from None
+            except BaseException:  # the test stopped another way (its own timeout, Ctrl-C): the run with it
+                run.kill()
+                raise
             return subprocess.CompletedProcess(run.args, code, out.read_text(), err.read_text())
+
+
+_SERVERS: list[subprocess.Popen] = []
 
 
 class WarmRun:
     """One run of the warm server under way, as much of ``subprocess.Popen`` as the tests use: ``args``,
     ``pid``, ``poll()``, ``wait()``, ``kill()``."""
 
-    def __init__(self, name: str, argv: list[str], env: dict, stdout: str, stderr: str):
+    def __init__(self, server: WarmAirflow, argv: list[str], env: dict, stdout: str, stderr: str):
         self.args = [AIRFLOW, *argv]
         self.returncode: int | None = None
+        self._log = server.log
         self._connection = socket.socket(socket.AF_UNIX)
-        self._connection.connect("\0" + name)
+        try:
+            self._connection.connect("\0" + server.name)
+        except OSError as err:
+            self._connection.close()
+            raise RuntimeError(f"the warm Airflow server is gone ({err}); its log: {server.log}") from None
         self._connection.sendall(json.dumps({"argv": argv, "env": env, "stdout": stdout, "stderr": stderr})
                                  .encode() + b"\n")
         self._buffer = b""
@@ -126,7 +143,8 @@ class WarmRun:
         while b"\n" not in self._buffer:
             chunk = self._connection.recv(4096)
             if not chunk:
-                raise RuntimeError("warm_airflow.py closed the connection before answering (its log has why)")
+                raise RuntimeError(f"the warm Airflow server closed the connection without an answer; its log: "
+                                   f"{self._log}")
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
@@ -147,8 +165,10 @@ class WarmRun:
             return None
 
     def kill(self) -> None:
+        """The server kills the run (it knows when the pid is still the run's; a pid reused would not be)."""
         if self.returncode is None:
-            os.kill(self.pid, signal.SIGKILL)  # the server's fork for this run reaps it and answers
+            with contextlib.suppress(OSError):  # the run ended and the server closed the connection
+                self._connection.sendall(b"kill\n")
 
 
 def airflow(env: dict, *arguments: str, timeout: int = 240) -> str:

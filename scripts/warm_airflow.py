@@ -29,7 +29,9 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
+import traceback
 
 
 def warm_up() -> None:
@@ -85,16 +87,15 @@ def run(request: dict) -> int:
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException:  # noqa: BLE001  (as the interpreter would: the traceback on stderr, exit code 1)
-        import traceback
-
         traceback.print_exc()
         return 1
     return 0
 
 
 def answer(connection: socket.socket) -> None:
-    """In a fork of the server, for one connection: fork the run, say its pid, wait for it, say its exit code.
-    (The run's own parent waits for it, so the server's loop never blocks on a run.)"""
+    """In a fork of the server, for one connection: fork the run, say its pid, say its exit code when it ends.
+    The run is killed when the client says ``kill`` or goes away (a test stopped, a worker gone): no run
+    outlives the test that asked for it. (The run's own parent waits for it: the server's loop never blocks.)"""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's handler is not the run's
     channel = connection.makefile("rw")
     request = json.loads(channel.readline())
@@ -112,40 +113,46 @@ def answer(connection: socket.socket) -> None:
             os._exit(code)
     channel.write(json.dumps({"pid": pid}) + "\n")
     channel.flush()
+    ended = os.pidfd_open(pid)
+    if ended not in select.select([ended, connection.fileno()], [], [])[0]:  # the client said kill, or went away
+        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     channel.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
     channel.flush()
 
 
 def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (an exited one not yet reaped does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def serve(name: str, watched: int) -> None:
+    if watched <= 1:
+        raise SystemExit(f"warm_airflow: {watched} is not a test run's pid")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     ready = os.fdopen(os.dup(1), "w")  # the starter's channel: what Airflow prints goes to stderr
     os.dup2(2, 1)
     warm_up()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind("\0" + name)
+    listener.bind("\0" + name)  # an abstract socket has no file mode: callers are checked by their user id
     listener.listen(64)
     ready.write(json.dumps({"ready": True}) + "\n")
     ready.close()
     while alive(watched):  # checked each second: the server outlives its test run by at most that
         if select.select([listener], [], [], 1.0)[0]:
             connection, _ = listener.accept()
-            if os.fork() == 0:
+            if own_user(connection) and os.fork() == 0:
                 listener.close()
                 code = 1
                 try:
                     answer(connection)
                     code = 0
+                except BaseException:  # noqa: BLE001  (said in the server's log, which the client names)
+                    traceback.print_exc()
                 finally:
                     os._exit(code)
             connection.close()
@@ -155,6 +162,13 @@ def serve(name: str, watched: int) -> None:
                     break
             except ChildProcessError:
                 break
+
+
+def own_user(connection: socket.socket) -> bool:
+    """Whether the caller runs as this process's user: any local user could reach an abstract socket, and a
+    request names the DAGs folder whose code its run executes."""
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[1] == os.getuid()
 
 
 if __name__ == "__main__":

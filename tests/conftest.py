@@ -174,7 +174,7 @@ def warm_airflow(airflow_template_home, tmp_path_factory, worker_id):
             test_run = os.getppid() if worker_id != "master" else os.getpid()  # xdist's controller, or this
             WarmAirflow.start(home, name, test_run, log=run_dir / "airflow-warm.log")
             started.write_text(json.dumps({"name": name}))
-        return WarmAirflow(json.loads(started.read_text())["name"])
+        return WarmAirflow(json.loads(started.read_text())["name"], log=run_dir / "airflow-warm.log")
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ def airflow_home(airflow_template_home, tmp_path):
 @pytest.fixture
 def dags_test(warm_airflow):
     """dags_test(dag_id, env, ...) -> `airflow dags test` as ``airflow_env.dags_test`` runs it, warm where it
-    can be (env's AIRFLOW_HOME must then be ``airflow_home``)."""
+    can be (env from ``airflow_env``, which names the run's own database and log folder)."""
     from airflow_env import dags_test
 
     return dags_test if warm_airflow is None else warm_airflow.dags_test

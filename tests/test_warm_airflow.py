@@ -6,9 +6,12 @@ it."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from airflow_env import airflow_env, migrate
@@ -33,13 +36,31 @@ def test_each_run_has_its_own_environment_and_a_fresh_process(warm, airflow_home
     assert seen == [{"probe": "first", "runs": 1, "debug": False}, {"probe": "second", "runs": 1, "debug": True}]
 
 
-def test_a_run_without_its_own_database_is_refused(warm, airflow_home, tmp_path):
+@pytest.mark.parametrize("setting", ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__LOGGING__BASE_LOG_FOLDER"])
+def test_a_run_without_its_own_database_or_logs_is_refused(warm, airflow_home, tmp_path, setting):
     env = airflow_env(airflow_home, None, TEST_DAGS, CASE_DIR=str(tmp_path))
-    del env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]  # it would use the server's, which every run shares
+    del env[setting]  # it would use the server's, which every run shares
     result = warm.dags_test("warm_probe", env)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "must set its own AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in result.stderr
+    assert f"must set its own {setting}" in result.stderr
     assert not (tmp_path / "started").exists()
+
+
+def test_a_run_whose_caller_is_gone_is_killed(warm, airflow_home, tmp_path):
+    """A test stopped or a worker gone closes its connection: the run goes too, it does not run on alone."""
+    env = airflow_env(airflow_home, None, TEST_DAGS, CASE_DIR=str(tmp_path), PROBE_SLEEP="600")
+    run = warm.popen(["dags", "test", "warm_probe", "2026-11-20"], env, os.devnull, os.devnull)
+    for _ in range(1200):  # until its task sleeps
+        if (tmp_path / "started").exists():
+            break
+        time.sleep(0.1)
+    assert Path(f"/proc/{run.pid}").exists()
+    run._connection.close()  # as a worker that died would
+    for _ in range(600):
+        if not Path(f"/proc/{run.pid}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{run.pid}").exists(), "the run outlived its caller"
 
 
 def test_runs_at_once_each_keep_to_their_own_home(warm, airflow_template_home, tmp_path):
