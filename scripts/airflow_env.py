@@ -43,9 +43,9 @@ def airflow_env(home: Path, connection: dict | None, dags_folder: Path = ROOT / 
     return env
 
 
-def store_connection(env: dict, conn_id: str, connection: dict) -> str:
+def store_connection(env: dict, conn_id: str, connection: dict, runner: WarmAirflow | None = None) -> str:
     """`airflow connections add`: the connection in the metadata database, as README sets it up."""
-    return airflow(env, "connections", "add", conn_id, "--conn-json", json.dumps(connection))
+    return airflow(env, "connections", "add", conn_id, "--conn-json", json.dumps(connection), runner=runner)
 
 
 def migrate(home: Path, template: Path | None = None) -> None:
@@ -171,10 +171,14 @@ class WarmRun:
                 self._connection.sendall(b"kill\n")
 
 
-def airflow(env: dict, *arguments: str, timeout: int = 240) -> str:
-    """An `airflow` command that must succeed; its output."""
-    result = subprocess.run([AIRFLOW, *arguments], env=env, capture_output=True, text=True, timeout=timeout,
-                            check=False)
+def airflow(env: dict, *arguments: str, timeout: int = 240, runner: WarmAirflow | None = None) -> str:
+    """An `airflow` command that must succeed; its output. Run by ``runner`` (a fork of its warm process) if
+    given, else as a process of its own."""
+    if runner is not None:
+        result = runner.run(list(arguments), env, timeout)
+    else:
+        result = subprocess.run([AIRFLOW, *arguments], env=env, capture_output=True, text=True, timeout=timeout,
+                                check=False)
     if result.returncode != 0:
         raise RuntimeError(f"airflow {' '.join(arguments)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result.stdout + result.stderr

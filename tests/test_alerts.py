@@ -284,14 +284,14 @@ def stored_connection(graph_emulator) -> dict:
 
 
 @pytest.fixture
-def stored_home(airflow_home, graph_emulator, tmp_path):
+def stored_home(airflow_home, warm_airflow, graph_emulator, tmp_path):
     """An Airflow home whose graph_mail_default is in the metadata database (`airflow connections add`, as
     README sets it up) and nowhere in the environment; [email] email_backend is ours."""
     from airflow_env import airflow_env, store_connection
 
     env = airflow_env(airflow_home, None, AIRFLOW__EMAIL__EMAIL_BACKEND="airflow_graph_mail.email_backend.send_email",
                       REPORT_OUTPUT_DIR=str(tmp_path / "reports"))
-    added = store_connection(env, "graph_mail_default", stored_connection(graph_emulator))
+    added = store_connection(env, "graph_mail_default", stored_connection(graph_emulator), runner=warm_airflow)
     assert "shall not contain" not in added  # `connections add` prints the URI
     return env
 

@@ -111,7 +111,7 @@ def api_server(airflow_template_home, tmp_path):
 
 
 @pytest.mark.integration  # starts Airflow's API server and a browser
-def test_the_connection_form_in_chromium_on_airflow_3(api_server):
+def test_the_connection_form_in_chromium_on_airflow_3(api_server, warm_airflow):
     """Add a Graph Mail connection as a person would: the fields come in sections (each credential's together),
     the defaults are filled in, no drop-down says "null"; saved, it reads back as the defaults."""
     sys.path.insert(0, str(ROOT / "emulator" / "tests"))
@@ -165,7 +165,8 @@ def test_the_connection_form_in_chromium_on_airflow_3(api_server):
         browser.close()
     from airflow_env import airflow
 
-    saved = json.loads(airflow(env, "connections", "get", "graph_mail_form", "--output", "json"))[0]
+    saved = json.loads(airflow(env, "connections", "get", "graph_mail_form", "--output", "json",
+                               runner=warm_airflow))[0]
     # the CLI prints the extra parsed (extra_dejson) on newer Airflow, as stored text (extra) on older
     extra = saved["extra_dejson"] if "extra_dejson" in saved else json.loads(saved.get("extra") or "{}")
     config = read_config(ConnectionFields("graph_mail_form", saved["conn_type"], saved["login"], "form-secret",

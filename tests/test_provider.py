@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,13 +30,14 @@ def test_provider_info_matches_airflow_schemas():
     assert info["package-name"] == distribution("airflow-graph-mail").metadata["Name"]
 
 
-@pytest.mark.integration  # starts processes
-def test_airflow_lists_the_provider_and_connection_type():
-    airflow_cli = str(Path(sys.executable).parent / "airflow")
-    providers = subprocess.run([airflow_cli, "providers", "list"], capture_output=True, text=True, check=True)
-    assert "airflow-graph-mail" in providers.stdout
-    hooks = subprocess.run([airflow_cli, "providers", "hooks"], capture_output=True, text=True, check=True)
-    assert "graphmail" in hooks.stdout
+def test_airflow_lists_the_provider_and_connection_type(airflow_home, warm_airflow):
+    from airflow_env import airflow, airflow_env
+
+    env = airflow_env(airflow_home, None)
+    providers = airflow(env, "providers", "list", runner=warm_airflow)
+    assert re.search(r"^airflow-graph-mail +\| Send and receive Outlook mail", providers, re.M), providers
+    hooks = airflow(env, "providers", "hooks", runner=warm_airflow)
+    assert re.search(r"^graphmail +\| airflow_graph_mail\.hooks\.graph_mail\.GraphMailHook +\|", hooks, re.M), hooks
 
 
 @pytest.mark.integration  # starts processes
