@@ -12,7 +12,7 @@ import json
 
 import pytest
 from airflow.providers.common.compat.sdk import DAG
-from helpers import as_context
+from helpers import as_context, at_the_recursion_limit
 from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from airflow_graph_mail import MessageValidationError
@@ -52,7 +52,7 @@ def test_a_failing_template_names_its_field_and_sends_nothing(connect, graph_emu
         pass
     notifier = GraphMailNotifier(**{"to": "oncall@example.com", "subject": "alert", "html_content": "<p>x</p>",
                                     "graph_mail_conn_id": CONN_ID, **arguments})
-    with pytest.raises(MessageValidationError) as raised:
+    with at_the_recursion_limit(cause is RecursionError), pytest.raises(MessageValidationError) as raised:
         notifier.notify({"run_id": "manual__2026-11-20", "dag": dag})
     err = raised.value
     assert err.field == field and str(err).startswith(f"{field}: {cause.__name__}: "), str(err)
@@ -67,7 +67,8 @@ def test_an_endless_recursion_leaves_no_thousand_frame_traceback(connect, graph_
     from airflow_graph_mail.notifications.graph_mail import GraphMailNotifier
 
     connect(CONN_ID)
-    with pytest.raises(MessageValidationError, match=r"^html_content: RecursionError: ") as raised:
+    with at_the_recursion_limit(), pytest.raises(MessageValidationError, match=r"^html_content: RecursionError: ") \
+            as raised:
         GraphMailNotifier(to="oncall@example.com", subject="x", html_content=RECURSIVE,
                           graph_mail_conn_id=CONN_ID).notify(as_context({"dag": None}))
     assert raised.value.__cause__ is not None and raised.value.__cause__.__traceback__ is None
