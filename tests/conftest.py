@@ -166,15 +166,15 @@ def warm_airflow(airflow_template_home, tmp_path_factory, worker_id):
     if version("apache-airflow").startswith("2.") or os.environ.get("GRAPH_MAIL_WARM_AIRFLOW") == "0":
         return None
     with run_lock(tmp_path_factory, worker_id, "airflow-warm") as run_dir:
-        started = run_dir / "airflow-warm.json"
+        started, log = run_dir / "airflow-warm.json", run_dir / "airflow-warm.log"
         if not started.exists():
             home = run_dir / "airflow-warm"
             migrate(home, template=airflow_template_home)
             name = f"graph-mail-warm-airflow-{os.getpid()}-{time.time_ns()}"
             test_run = os.getppid() if worker_id != "master" else os.getpid()  # xdist's controller, or this
-            WarmAirflow.start(home, name, test_run, log=run_dir / "airflow-warm.log")
+            WarmAirflow.start(home, name, test_run, log=log)
             started.write_text(json.dumps({"name": name}))
-        return WarmAirflow(json.loads(started.read_text())["name"], log=run_dir / "airflow-warm.log")
+        return WarmAirflow(json.loads(started.read_text())["name"], log=log)
 
 
 @pytest.fixture

@@ -42,4 +42,3 @@ def test_demo_serve_keeps_the_viewer_up_until_interrupted(tmp_path):
         assert "Stopped." in demo.stdout.read()
     finally:
         demo.kill()
-

@@ -1,7 +1,7 @@
-"""The warm runner (scripts/warm_airflow.py) that runs the tests' `airflow dags test` on Airflow 3: each run
-sees its own environment and nothing of the one before, runs at once keep to their own homes, a run that would
-share the server's database is refused, and a run past its timeout is killed as ``subprocess.run`` would kill
-it."""
+"""The warm runner (scripts/warm_airflow.py) that runs the tests' Airflow commands on Airflow 3: each run sees
+its own environment and nothing of the one before, runs at once keep to their own homes, a run that would share
+the server's database or logs is refused, and a run past its timeout, or whose caller is gone, is killed as
+``subprocess.run`` would kill it."""
 
 from __future__ import annotations
 
