@@ -1,6 +1,7 @@
 """A look at a mailbox folder through GraphMailClient's one road (typed errors, token renewal, pacing): list
 what arrived, read one mail's details and marks, mark it, and take what a person sees as "done" (a
-category, read, a move). The sensor, the watcher's trigger and the operators all read mail through here.
+category, read, a move). The sensor, the watcher's trigger and the operators all read mail through here, and
+the review gates' watch of Drafts asks here which drafts left.
 
 Two ways to ask "what is new": the plain listing (``$filter=receivedDateTime ge ...`` plus the user's own
 ``$filter``; works in every cloud) and change tracking (``messages/delta``: a poll of an idle folder costs
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlencode
 
 from airflow_graph_mail.errors import (
@@ -24,6 +25,7 @@ from airflow_graph_mail.errors import (
     UnexpectedAnswerError,
 )
 from airflow_graph_mail.graph.call import Call
+from airflow_graph_mail.graph.clouds import CLOUDS
 from airflow_graph_mail.graph.review import NO_RETRIES, check_message_id
 from airflow_graph_mail.graph.submit import submit_once
 from airflow_graph_mail.mail.headers import CONTROL
@@ -48,6 +50,13 @@ RESYNC_CODES = {"syncStateNotFound", "resyncRequired", "syncStateInvalid", "Sync
 # Categories are replaced as a whole: read, add, write; Exchange may answer 412 to a write that raced another.
 CATEGORY_TRIES = 3
 MAX_PAGES = 10_000  # a listing or delta round this long is a loop, not a mailbox
+# Ids only: a first round of a folder holding thousands is a few requests (Graph's largest $top for messages).
+DELTA_PAGE_SIZE = 1000
+
+
+def offers_delta(client) -> bool:
+    """Whether Graph offers change tracking of messages where ``client`` sends: everywhere but the China cloud."""
+    return not client.transport.base_url.lower().startswith(CLOUDS["china"].graph_url)
 
 
 class SyncReset(Exception):
@@ -119,13 +128,30 @@ class MailboxReader:
         """One round of change tracking: the messages created in the folder since the last round (``link``:
         the delta link it ended with, as a path; None for a first round, of the mail received since
         ``since``), and the new delta link. SyncReset when Graph no longer knows the link."""
+        params = {"changeType": "created", "$select": ",".join(SUMMARY_FIELDS),
+                  "$filter": f"receivedDateTime ge {since}"}
+        changes, link = self._delta_round(link, params)
+        return [m for m in changes if "@removed" not in m], link
+
+    def departures(self, link: str | None, wanted: set[str]) -> tuple[set[str], set[str], str]:
+        """One round of change tracking of the folder's ids, of those ``wanted``: (ids present: on a first round,
+        ``link`` None, those the folder holds, after it those created or changed), (ids that left: deleted, sent
+        or moved away; none on a first round), and the new delta link. Only wanted ids are kept, page by page (a
+        folder of 100,000 costs no more memory than one of ten). SyncReset when Graph no longer knows the link."""
+        changes, link = self._delta_round(link, {"$select": "id", "$top": str(DELTA_PAGE_SIZE)},
+                                          keep=lambda message: message["id"] in wanted)
+        left = {m["id"] for m in changes if "@removed" in m}
+        return {m["id"] for m in changes} - left, left, link
+
+    def _delta_round(self, link: str | None, first: dict[str, str],
+                     keep: Callable[[dict], bool] = lambda message: True) -> tuple[list[dict], str]:
+        """A delta round's changes (those with an id that ``keep`` keeps) and the delta link it ended with, from
+        ``link`` or from a first request with the options ``first``."""
         call = self.call()
         if link is None:
-            params = {"changeType": "created", "$select": ",".join(SUMMARY_FIELDS),
-                      "$filter": f"receivedDateTime ge {since}"}
             folder = quote(self.folder or "inbox", safe="")
             path: str | None = f"{call.user_path}/mailFolders/{folder}/messages/delta?" + \
-                urlencode(params, quote_via=quote)
+                urlencode(first, quote_via=quote)
         else:
             path = link
         found: list[dict] = []
@@ -137,7 +163,7 @@ class MailboxReader:
                     raise SyncReset(f"{err.status} {err.code}") from err
                 raise
             found.extend(m for m in page.get("value") or []
-                         if isinstance(m, dict) and isinstance(m.get("id"), str) and "@removed" not in m)
+                         if isinstance(m, dict) and isinstance(m.get("id"), str) and keep(m))
             if page.get("@odata.deltaLink"):
                 return found, str(self._next(page["@odata.deltaLink"]))
             path = self._next(page.get("@odata.nextLink"))

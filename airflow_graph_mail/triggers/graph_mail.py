@@ -4,7 +4,8 @@ It serialises the connection id, the mailbox, the draft's id, the interval and t
 Each look is the sensor's own (``graph/review.py`` over GraphMailClient: one road to Graph, with its typed
 errors, token renewal, TLS and proxies), run in the triggers' thread pool (``triggers/pool.py``, entered through
 asgiref) so that the event loop never waits on the network, msal or an import, over the client every trigger of
-the connection shares.
+the connection shares. Between looks a gate waits for the watch of its mailbox's Drafts (``triggers/drafts.py``:
+one change-tracking poll for all the gates) to see its draft leave, rather than looking every poke.
 
 The client does not sleep for these looks: throttling (Retry-After), 5xx and no answer are waited out here with
 ``asyncio.sleep``, and no wait or slow answer carries the trigger past its deadline. Anything else ends the wait
@@ -21,20 +22,24 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_graph_mail.errors import GraphMailError
+from airflow_graph_mail.triggers.drafts import join
 from airflow_graph_mail.triggers.pool import backoff, poke_and_deadline, pooled, sleep
 
 log = logging.getLogger(__name__)
 
 
 def _open(conn_id: str, message_id, sender: str | None):
-    """The gate's DraftReview (the connection read, the shared client), or the error event saying what is wrong."""
+    """The gate's DraftReview (the connection read, the shared client) and whether Drafts can be watched for it,
+    or the error event saying what is wrong."""
     from airflow.providers.common.compat.sdk import AirflowException
 
+    from airflow_graph_mail.graph.inbound import offers_delta
     from airflow_graph_mail.graph.review import DraftReview, failure_text
     from airflow_graph_mail.triggers.pool import shared_client
 
     try:
-        return DraftReview(shared_client(conn_id), message_id, sender, retries=False)
+        client = shared_client(conn_id)
+        return DraftReview(client, message_id, sender, retries=False), offers_delta(client)
     except GraphMailError as err:
         return {"status": "error", "error": failure_text(err, None), "permanent": err.permanent}
     except AirflowException as err:  # no such connection (yet)
@@ -82,16 +87,33 @@ class GraphDraftSentTrigger(BaseTrigger):
 
     async def _wait(self) -> dict:
         """The event's payload, once decided."""
-        review = await pooled(_open, self.graph_mail_conn_id, self.message_id, self.sender)
-        if isinstance(review, dict):  # a broken or missing connection, a bad id or mailbox, named
-            return review
+        opened = await pooled(_open, self.graph_mail_conn_id, self.message_id, self.sender)
+        if isinstance(opened, dict):  # a broken or missing connection, a bad id or mailbox, named
+            return opened
+        review, watched = opened
+        # Joined before the first look: a draft that leaves Drafts after any look wakes this gate.
+        waiter = join(review.client, review.mailbox, self.message_id, self.poke_interval) if watched else None
+        try:
+            return await self._looks(review, waiter)
+        finally:
+            if waiter is not None:
+                waiter.close()
+
+    async def _looks(self, review, waiter) -> dict:
+        """Look, then wait for the watch of Drafts to see the draft leave (or look again each poke without it)."""
         from airflow_graph_mail.graph.review import GONE, confirm_delay  # loaded by _open, in the pool
         from airflow_graph_mail.mail.review import DISCARDED, SENT, sent_summary
 
-        failures = 0
+        failures, woken = 0, False
         while True:
+            if waiter is not None:
+                waiter.woken.clear()
             try:
-                look = await pooled(review.look)
+                if waiter is None:
+                    look = await pooled(review.look)
+                else:
+                    async with waiter.watch.turns:
+                        look = await pooled(review.look)
             except GraphMailError as err:
                 if err.permanent:
                     return {"status": "error", "error": review.failure(err), "permanent": True}
@@ -105,10 +127,18 @@ class GraphDraftSentTrigger(BaseTrigger):
                 if look.state == DISCARDED:
                     how = "deleted" if look.message is None else "moved to Deleted Items"
                     return {"status": "discarded", "how": how}
+                tracked = look.state != GONE and waiter is not None and waiter.tracks(look.message)
                 delay = confirm_delay(self.poke_interval) if look.state == GONE else self.poke_interval
-                # Not kept through the sleep: an answer that outlives two young collections reaches the oldest
+                # Not kept through the wait: an answer that outlives two young collections reaches the oldest
                 # generation, and enough of those (hundreds of gates' answers) set off a full collection.
                 del look
+                if tracked and woken:  # woken, yet still in Drafts: an id the watch does not see leave
+                    waiter.close()  # closing again when the gate ends does nothing
+                    waiter, tracked = None, False
+                if tracked:
+                    woken = await waiter.wait()
+                    continue
+            woken = False
             await sleep(delay)
 
 

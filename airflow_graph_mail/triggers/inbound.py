@@ -39,7 +39,7 @@ def _classpath(trigger) -> str:
 
 def _open_watch(conn_id: str, kwargs: dict):
     """The watch (the connection read, the shared client), in the pool: never on the event loop."""
-    from airflow_graph_mail.graph.inbound import MailboxReader
+    from airflow_graph_mail.graph.inbound import MailboxReader, offers_delta
     from airflow_graph_mail.graph.watch import MailWatch
     from airflow_graph_mail.triggers.pool import shared_client
 
@@ -48,8 +48,7 @@ def _open_watch(conn_id: str, kwargs: dict):
     mail_filter = MailFilter.of(**{k: kwargs[k] for k in _FILTER_KEYS})
     return MailWatch(reader, mail_filter, kwargs["watch_name"], lease=kwargs["lease"],
                      max_attempts=kwargs["max_attempts"], lookback=kwargs["lookback"],
-                     use_delta=not kwargs["raw_filter"] and not client.transport.base_url.startswith(
-                         "https://microsoftgraph.chinacloudapi.cn"))
+                     use_delta=not kwargs["raw_filter"] and offers_delta(client))
 
 
 def _filter_kwargs(**options) -> dict:

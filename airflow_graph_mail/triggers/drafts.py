@@ -1,0 +1,192 @@
+"""The review gates' shared look-out: one change-tracking poll of a mailbox's Drafts folder for every gate of the
+triggerer waiting on a draft in it.
+
+A gate that looks at its own draft every poke costs one GET per gate per poke, and a GET's CPU is mostly TLS and
+HTTP, whatever it asks (bench/trigger_loop.py). The watch asks Graph one question per mailbox per round instead, which
+drafts left Drafts (sent: moved to Sent Items; discarded: deleted or moved to Deleted Items; moved elsewhere),
+and wakes the gates whose drafts did; each then looks at its own draft to tell which (``graph/review.py``).
+
+Nothing is missed for it: a gate joins before its first look and clears its wake-up before every look, so a
+draft that leaves after a look wakes it; a first round (and one after Graph dropped the delta link) lists the
+folder and wakes every gate whose draft it does not hold. A gate looks for itself every poke, as before, when its
+draft is not in Drafts, when a wake-up finds its draft still there (an id the watch does not track), when the
+cloud has no change tracking (China) and when the watch failed for good; and every gate looks for itself at least
+every SELF_LOOK_AFTER seconds. Rounds run twice per poke interval (the shortest of the gates waiting), in the
+triggers' thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any
+
+from airflow_graph_mail.errors import GraphMailError
+from airflow_graph_mail.triggers.pool import backoff, pooled, sleep
+
+log = logging.getLogger(__name__)
+
+MIN_ROUND = 0.2  # seconds between rounds at the least (Graph allows 10,000 requests per 10 minutes per mailbox)
+# Rounds per poke: a draft sent just after a round is seen within half a poke, leaving the other half for its
+# gate's own look (Graph answers 4 at a time per mailbox: many drafts sent at once queue their looks).
+ROUNDS_PER_POKE = 2
+SELF_LOOK_AFTER = 300.0  # seconds (or SELF_LOOK_EVERY pokes, if longer) a gate waits on the watch at most
+SELF_LOOK_EVERY = 10
+
+# Per event loop (a triggerer has one; tests and `dags test` start several), per client and mailbox.
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, str], DraftsWatch]] = \
+    weakref.WeakKeyDictionary()
+
+
+def join(client, mailbox: str, message_id: str, poke_interval: float) -> Waiter:
+    """A waiter for ``message_id`` on the watch of ``mailbox``'s Drafts (made by the first gate of the loop);
+    call on the event loop, then ``close()`` it when the gate ends."""
+    watches = _watches.setdefault(asyncio.get_running_loop(), {})
+    key = (id(client), mailbox.lower())  # the watch holds the client: its id is not reused while it lives
+
+    def forget(gone: DraftsWatch) -> None:  # its last gate left
+        if watches.get(key) is gone:
+            del watches[key]
+
+    watch = watches.get(key)
+    if watch is None:
+        watch = watches[key] = DraftsWatch(client, mailbox, forget)
+    return watch.join(message_id, poke_interval)
+
+
+class Waiter:
+    """One gate's place on a watch: ``woken`` is set when the watch saw its draft leave Drafts (or gave up)."""
+
+    def __init__(self, watch: DraftsWatch, message_id: str, poke_interval: float):
+        self.watch = watch
+        self.message_id = message_id
+        self.poke_interval = poke_interval
+        self.woken = asyncio.Event()
+        self.closed = False
+
+    def tracks(self, message: dict | None) -> bool:
+        """Whether the watch will tell when this draft (as a look found it waiting) leaves Drafts: it is there,
+        and the watch knows Drafts' id and has not given up. The first gate to ask starts the watch's rounds (a
+        gate whose first look failed asks Graph nothing more)."""
+        watch = self.watch
+        watch.start()
+        return (watch.drafts_id is not None and watch.broken is None and isinstance(message, dict)
+                and message.get("parentFolderId") == watch.drafts_id)
+
+    async def wait(self) -> bool:
+        """Until woken (True) or the longest wait passed (False): the gate looks for itself now and then."""
+        try:
+            await asyncio.wait_for(self.woken.wait(), max(self.poke_interval * SELF_LOOK_EVERY, SELF_LOOK_AFTER))
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.watch.leave(self)
+
+
+class DraftsWatch:
+    """The rounds of one mailbox's Drafts folder, while any gate waits on it."""
+
+    def __init__(self, client, mailbox: str, forget):
+        self.client = client
+        self.mailbox = mailbox
+        self.waiters: dict[str, set[Waiter]] = {}
+        # The gates' looks at this mailbox, as many at once as its pacer lets through: a look that waits for a
+        # slot waits here, not in one of the pool's threads (drafts sent together wake their gates together,
+        # and one mailbox's queue would hold every thread while other mailboxes' looks wait behind it).
+        self.turns = asyncio.Semaphore(client.transport.concurrency)
+        self.drafts_id: str | None = None  # known after the first round
+        self.broken: str | None = None  # why the gates look for themselves
+        self._forget = forget
+        self._reader: Any = None
+        self._link: str | None = None
+        self._task: asyncio.Future | None = None
+
+    def join(self, message_id: str, poke_interval: float) -> Waiter:
+        waiter = Waiter(self, message_id, poke_interval)
+        self.waiters.setdefault(message_id, set()).add(waiter)
+        return waiter
+
+    def start(self) -> None:
+        if self._task is None and self.broken is None and self.waiters:
+            self._task = asyncio.ensure_future(self._run())
+
+    def leave(self, waiter: Waiter) -> None:
+        same = self.waiters.get(waiter.message_id, set())
+        same.discard(waiter)
+        if not same:
+            self.waiters.pop(waiter.message_id, None)
+        if not self.waiters:  # the last gate left: no more rounds; the next gate starts a new watch
+            self._forget(self)
+            if self._task is not None:
+                self._task.cancel()
+                self._task = None
+
+    def _interval(self) -> float:
+        shortest = min(w.poke_interval for same in self.waiters.values() for w in same)
+        return max(MIN_ROUND, shortest / ROUNDS_PER_POKE)
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while self.waiters:
+                wanted = set(self.waiters)  # taken here, on the loop: the round runs in a thread
+                try:
+                    present, left = await pooled(self._round, wanted)
+                except GraphMailError as err:
+                    if err.permanent:
+                        self._give_up(f"{type(err).__name__}: {err}")
+                        return
+                    failures += 1
+                    delay = backoff(err, failures, self._interval())
+                    log.warning("Watching Drafts of %s: %s; again in %.1fs", self.mailbox, err, delay)
+                else:
+                    failures = 0
+                    self._wake(wanted, present, left)
+                    delay = self._interval() if self.waiters else 0.0
+                await sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # a bug of ours: the gates go on without the watch
+            log.exception("Watching Drafts of %s failed", self.mailbox)
+            self._give_up(f"{type(err).__name__}: {err}")
+
+    def _round(self, wanted: set[str]) -> tuple[set[str] | None, set[str]]:
+        """One round, in the pool: (the wanted ids Drafts holds, on a first round; else None), wanted ids that
+        left."""
+        from airflow_graph_mail.graph.inbound import MailboxReader, SyncReset
+
+        if self._reader is None:
+            self._reader = MailboxReader(self.client, self.mailbox, "drafts", retries=False)
+        if self.drafts_id is None:
+            self.drafts_id = self.client.folder_id("drafts", call=self._reader.call())
+        first = self._link is None
+        try:
+            present, left, self._link = self._reader.departures(self._link, wanted)
+        except SyncReset as reset:
+            log.warning("Change tracking of Drafts of %s restarts (%s): listing the folder again", self.mailbox,
+                        reset)
+            first = True
+            present, left, self._link = self._reader.departures(None, wanted)
+        return (present if first else None), left
+
+    def _wake(self, wanted: set[str], present: set[str] | None, left: set[str]) -> None:
+        """Wake the gates whose drafts left, or (a first round) were not listed; a gate that joined during the
+        round looks for itself first, which sees what the round could not."""
+        for message_id, same in self.waiters.items():
+            if message_id in left or (present is not None and message_id in wanted and message_id not in present):
+                for waiter in same:
+                    waiter.woken.set()
+
+    def _give_up(self, why: str) -> None:
+        """Every gate looks for itself from now on (and the gates that join this watch later)."""
+        self.broken = why
+        log.warning("Review gates on %s look at their drafts one by one: watching Drafts failed (%s)", self.mailbox,
+                    why)
+        for same in self.waiters.values():
+            for waiter in same:
+                waiter.woken.set()

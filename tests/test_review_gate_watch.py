@@ -1,0 +1,187 @@
+"""The review gates' shared watch of a mailbox's Drafts (triggers/drafts.py): gates in one loop ask Graph one
+change-tracking round per mailbox instead of a look each per poke, and still miss nothing: a draft sent,
+discarded, deleted or moved away, a delta link Graph dropped, a watch Graph refuses. CPU lives in
+bench/trigger_loop.py; these pin behaviour against the emulator over HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+import pytest
+
+POKE = 0.2
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients():
+    """The triggers' clients live for the process; each test starts without them, as a new triggerer would."""
+    from airflow_graph_mail.triggers.pool import forget_clients
+
+    forget_clients()
+    yield
+    forget_clients()
+
+
+def gate(message_id: str, **kwargs):
+    from airflow_graph_mail.triggers.graph_mail import GraphDraftSentTrigger
+
+    kwargs.setdefault("poke_interval", POKE)
+    kwargs.setdefault("deadline", time.time() + 45)
+    return GraphDraftSentTrigger(graph_mail_conn_id="graph_mail_default", message_id=message_id, **kwargs)
+
+
+def drafts(hook, count: int) -> list[str]:
+    from airflow_graph_mail.mail.message import Message
+
+    return [hook.create_draft(Message(to="board@example.com", subject=f"Report {n}"))["id"] for n in range(count)]
+
+
+def run_gates(triggers, steps, *, linger: float = 0.0, expect: int | None = None,
+              limit: float = 60.0) -> dict[int, dict]:
+    """Run the gates in one loop; ``steps``: (seconds after the start, a blocking action) run in order in a
+    thread; once ``expect`` gates fired, or ``linger`` seconds after the last step, the gates still waiting are
+    cancelled. The events by index."""
+    events: dict[int, dict] = {}
+
+    async def first(n, trigger):
+        async for event in trigger.run():
+            events[n] = event.payload
+            return
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        tasks = [asyncio.ensure_future(first(n, t)) for n, t in enumerate(triggers)]
+        start = loop.time()
+        for at, action in steps:
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            await loop.run_in_executor(None, action)
+        until = loop.time() + linger
+        while loop.time() < until and len(events) < (len(tasks) if expect is None else expect):
+            await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(asyncio.wait_for(main(), limit))
+    return events
+
+
+def own_looks(emulator) -> Counter:
+    """GETs of each draft by its id (the gates' own looks), not the watch's rounds."""
+    return Counter(r["path"].split("/messages/")[1].split("?")[0] for r in emulator.inspect.request_log
+                   if r["method"] == "GET" and "/messages/" in r["path"] and "/messages/delta" not in r["path"])
+
+
+def rounds(emulator) -> list[dict]:
+    return [r for r in emulator.inspect.request_log if "/mailFolders/drafts/messages/delta" in r["path"]]
+
+
+def test_gates_on_one_mailbox_share_a_watch_of_drafts_and_each_fires_on_its_own_draft(hook, graph_emulator):
+    """Ten gates, poke 0.2 s, for 10 s: each looked at its own draft about 50 times before; now a look or two each
+    and one round of the mailbox's Drafts per half poke. Sent, discarded (Deleted Items) and deleted outright
+    wake their own gates only."""
+    ids = drafts(hook, 10)
+    inspect = graph_emulator.inspect
+    events = run_gates([gate(i) for i in ids], [
+        (3.0, lambda: inspect.send_as_reviewer(ids[0], {"subject": "Reviewed"})),
+        (3.0, lambda: inspect.discard_as_reviewer(ids[1])),
+        (3.0, lambda: inspect.discard_as_reviewer(ids[2], hard=True)),
+    ], linger=8.0, expect=3)  # a draft gone is confirmed by three looks, 2 s apart
+    assert events[0]["status"] == "sent" and events[0]["message"]["subject"] == "Reviewed"
+    assert events[1] == {"status": "discarded", "how": "moved to Deleted Items"}
+    assert events[2] == {"status": "discarded", "how": "deleted"}
+    assert set(events) == {0, 1, 2}  # the seven others still wait
+    looks = own_looks(graph_emulator)
+    assert max(looks[i] for i in ids[3:]) <= 3, looks  # the first look, and one once the watch was ready
+    assert 10 <= len(rounds(graph_emulator)) <= 10.0 / (POKE / 2) + 2  # one watch, not one per gate
+    assert all(r["status"] == 200 for r in rounds(graph_emulator))
+
+
+def test_a_draft_moved_out_of_drafts_is_looked_at_by_its_own_gate_until_sent(hook, graph_emulator):
+    """Moved to Archive while its gate waits on the watch: the watch sees it leave, the gate finds it still a
+    draft elsewhere and from then on looks for itself each poke; sent from there, it fires."""
+    from airflow_graph_mail.graph.inbound import MailboxReader
+
+    (draft,) = drafts(hook, 1)
+    reader = MailboxReader(hook.client)
+    events = run_gates([gate(draft)], [
+        (1.5, lambda: reader.move(draft, "archive")),
+        (3.0, lambda: graph_emulator.inspect.send_as_reviewer(draft)),
+    ], linger=5.0)
+    assert events[0]["status"] == "sent", events
+    looks_by_time = [r["time"] for r in graph_emulator.inspect.request_log
+                     if r["method"] == "GET" and f"/messages/{draft}" in r["path"]]
+    moved_at = next(r["time"] for r in graph_emulator.inspect.request_log if r["path"].endswith("/move"))
+    assert len([t for t in looks_by_time if t > moved_at]) >= 4  # the gate's own looks, every poke
+
+
+def test_an_expired_delta_link_lists_drafts_again_and_misses_nothing(hook, graph_emulator, caplog):
+    """Graph drops the watch's delta link (410 syncStateNotFound) and the draft is sent before the next round:
+    the watch lists Drafts again, does not find it, and its gate looks and fires."""
+    ids = drafts(hook, 2)
+
+    def expire_and_send():
+        graph_emulator.inbound.expire_delta_links()
+        graph_emulator.inspect.send_as_reviewer(ids[0])
+
+    with caplog.at_level(logging.WARNING, logger="airflow_graph_mail.triggers.drafts"):
+        events = run_gates([gate(i) for i in ids], [(2.0, expire_and_send)], linger=4.0, expect=1)
+    assert set(events) == {0} and events[0]["status"] == "sent"
+    assert [r["status"] for r in rounds(graph_emulator)].count(410) == 1
+    assert "restarts (410 syncStateNotFound)" in caplog.text
+
+
+def test_gates_look_for_themselves_when_graph_refuses_the_watch(hook, graph_emulator, caplog):
+    """A watch Graph refuses for good (403 on delta) costs nothing but one warning: every gate goes back to a look
+    each poke, and fires."""
+    ids = drafts(hook, 2)
+    graph_emulator.faults.add("delta_messages", 403, times=1000)
+    with caplog.at_level(logging.WARNING, logger="airflow_graph_mail.triggers.drafts"):
+        events = run_gates([gate(i) for i in ids],
+                           [(2.0, lambda: graph_emulator.inspect.send_as_reviewer(ids[1]))], linger=4.0, expect=1)
+    assert set(events) == {1} and events[1]["status"] == "sent"
+    assert caplog.text.count("look at their drafts one by one") == 1
+    assert len(rounds(graph_emulator)) == 1
+    assert own_looks(graph_emulator)[ids[0]] >= 8  # every poke, as without the watch
+
+
+def test_a_gate_looks_for_itself_now_and_then_even_if_the_watch_says_nothing(hook, graph_emulator, monkeypatch):
+    """The watch is a speed-up, not the only way to see a draft go: past SELF_LOOK_AFTER a gate looks again."""
+    from airflow_graph_mail.triggers import drafts as watch
+
+    monkeypatch.setattr(watch, "SELF_LOOK_AFTER", 0.5)
+    (draft,) = drafts(hook, 1)
+    run_gates([gate(draft, poke_interval=0.02)], [(3.0, lambda: None)])
+    assert own_looks(graph_emulator)[draft] >= 5  # 3 s, a look every 0.5 s once the watch is ready
+
+
+def test_the_watch_stops_with_its_last_gate(hook, graph_emulator):
+    """Gates that end (a deadline, here) leave the watch; the last one stops its rounds."""
+    from airflow_graph_mail.triggers import drafts as watch
+
+    ids = drafts(hook, 2)
+    left: list = []
+
+    async def main():
+        async def wait(trigger):
+            return [event.payload async for event in trigger.run()]
+
+        loop = asyncio.get_running_loop()
+        longer = asyncio.ensure_future(wait(gate(ids[0], deadline=time.time() + 2.0)))
+        shorter = await wait(gate(ids[1], deadline=time.time() + 1.0))
+        await asyncio.sleep(0.1)  # the gate's wait, cancelled at its deadline, has left
+        left.append({key: sorted(w.waiters) for key, w in watch._watches.get(loop, {}).items()})
+        payloads = shorter + await longer
+        await asyncio.sleep(0.1)
+        left.append(dict(watch._watches.get(loop, {})))
+        seen = len(rounds(graph_emulator))
+        await asyncio.sleep(1.0)
+        return payloads, seen
+
+    payloads, seen = asyncio.run(main())
+    assert payloads == [{"status": "timeout"}, {"status": "timeout"}]
+    assert [list(watches.values()) for watches in left] == [[[ids[0]]], []]
+    assert len(rounds(graph_emulator)) == seen > 0
