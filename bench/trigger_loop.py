@@ -9,8 +9,9 @@ that Graph's limits per mailbox (4 requests at once, 10,000 per 10 minutes) hold
   window holds no full (generation 2) garbage collection, which gc.callbacks mark; and of that, the part not
   spent waiting for a CPU (the loop thread's run-queue wait, /proc/thread-self/schedstat: other processes).
 - CPU per poll: this process's CPU time (every thread) over the looks the emulator logged in the same window;
-  and, measured after it in the same process, the CPU of one plain requests GET of a draft (this machine's
-  price of the HTTP alone).
+  per gate poke: the same CPU over (triggers x window / poke), what each gate's poke interval costs however
+  few requests serve it (the gates share a watch of each mailbox's Drafts); and, measured after it in the same
+  process, the CPU of one plain requests GET of a draft (this machine's price of the HTTP alone).
 - Garbage collections per minute of each generation in that window.
 - Connections: TLS connections the triggers' shared client opened, and looks that failed (connect failures
   among them; the triggers log each).
@@ -405,6 +406,9 @@ def measure(args, mailboxes: list[str], connection: dict, tmp: Path) -> dict:
         "non_200": sum(1 for r in looks if r["status"] != 200), "failed_looks": failed.count,
         "connect_failures": failed.connect, "cpu_ms_per_poll": round(run["cpu"] / max(1, len(polls)) * 1000, 3),
         "loop_cpu_ms_per_poll": round(run["loop_cpu"] / max(1, len(polls)) * 1000, 3),
+        # What a gate's poke costs, whether it looks for itself or a shared watch looks for many.
+        "cpu_ms_per_gate_poke": round(run["cpu"] / max(1e-9, args.triggers * window / args.poke) * 1000, 3),
+        "requests_per_gate_poke": round(len(polls) / max(1e-9, args.triggers * window / args.poke), 3),
         "cpu_share": round(run["cpu"] / window, 3), "tracked_objects": tracked,
         "lag_ms": lag_summary(run["lags"], [c for c in inside if c[0] == 2]),
         "gc_per_min": per_minute(inside, window)}
