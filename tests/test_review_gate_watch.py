@@ -115,7 +115,8 @@ def test_a_draft_moved_out_of_drafts_is_looked_at_by_its_own_gate_until_sent(hoo
     looks_by_time = [r["time"] for r in graph_emulator.inspect.request_log
                      if r["method"] == "GET" and f"/messages/{draft}" in r["path"]]
     moved_at = next(r["time"] for r in graph_emulator.inspect.request_log if r["path"].endswith("/move"))
-    assert len([t for t in looks_by_time if t > moved_at]) >= 4  # the gate's own looks, every poke
+    assert len([t for t in looks_by_time if t < moved_at]) <= 3  # waiting on the watch
+    assert 4 <= len([t for t in looks_by_time if t > moved_at]) <= 15  # the gate's own looks, every poke
 
 
 def test_an_expired_delta_link_lists_drafts_again_and_misses_nothing(hook, graph_emulator, caplog):
@@ -135,15 +136,15 @@ def test_an_expired_delta_link_lists_drafts_again_and_misses_nothing(hook, graph
 
 
 def test_gates_look_for_themselves_when_graph_refuses_the_watch(hook, graph_emulator, caplog):
-    """A watch Graph refuses for good (403 on delta) costs nothing but one warning: every gate goes back to a look
-    each poke, and fires."""
+    """A watch Graph refuses (403 on delta) costs one warning: every gate goes back to a look each poke, and fires;
+    the watch asks again only after MAX_BACKOFF."""
     ids = drafts(hook, 2)
     graph_emulator.faults.add("delta_messages", 403, times=1000)
     with caplog.at_level(logging.WARNING, logger="airflow_graph_mail.triggers.drafts"):
         events = run_gates([gate(i) for i in ids],
                            [(2.0, lambda: graph_emulator.inspect.send_as_reviewer(ids[1]))], linger=4.0, expect=1)
     assert set(events) == {1} and events[1]["status"] == "sent"
-    assert caplog.text.count("look at their drafts one by one") == 1
+    assert caplog.text.count("look at their drafts one by one, and the watch tries again in 300.0s") == 1
     assert len(rounds(graph_emulator)) == 1
     assert own_looks(graph_emulator)[ids[0]] >= 8  # every poke, as without the watch
 
@@ -155,7 +156,8 @@ def test_a_gate_looks_for_itself_now_and_then_even_if_the_watch_says_nothing(hoo
     monkeypatch.setattr(watch, "SELF_LOOK_AFTER", 0.5)
     (draft,) = drafts(hook, 1)
     run_gates([gate(draft, poke_interval=0.02)], [(3.0, lambda: None)])
-    assert own_looks(graph_emulator)[draft] >= 5  # 3 s, a look every 0.5 s once the watch is ready
+    # 3 s: a look every 0.5 s once the watch is ready (a look every poke would be over a hundred)
+    assert 5 <= own_looks(graph_emulator)[draft] <= 10
 
 
 def test_the_watch_stops_with_its_last_gate(hook, graph_emulator):
@@ -185,3 +187,84 @@ def test_the_watch_stops_with_its_last_gate(hook, graph_emulator):
     assert payloads == [{"status": "timeout"}, {"status": "timeout"}]
     assert [list(watches.values()) for watches in left] == [[[ids[0]]], []]
     assert len(rounds(graph_emulator)) == seen > 0
+
+
+def test_while_the_watch_fails_its_gates_look_for_themselves_and_after_it_they_wait_again(hook, graph_emulator):
+    """Rounds answered 503 (no Retry-After: 1 s, then 2 s apart): the gates look every poke meanwhile, not blind
+    for the watch's back-off; once a round works they wait on it again, and a send still wakes them."""
+    (draft,) = drafts(hook, 1)
+    graph_emulator.faults.add("delta_messages", 503, times=2)
+    sent: list[float] = []
+
+    def send() -> None:
+        sent.append(time.time())
+        graph_emulator.inspect.send_as_reviewer(draft)
+
+    events = run_gates([gate(draft)], [(6.0, send)], linger=4.0)
+    assert events[0]["status"] == "sent", events
+    failed, worked = [r["time"] for r in rounds(graph_emulator) if r["status"] == 503], \
+        [r["time"] for r in rounds(graph_emulator) if r["status"] == 200]
+    assert len(failed) == 2 and worked and min(worked) > max(failed)
+    looks = [r["time"] for r in graph_emulator.inspect.request_log
+             if r["method"] == "GET" and f"/messages/{draft}" in r["path"]]
+    assert len([t for t in looks if failed[0] < t < min(worked)]) >= 8  # every 0.2 s, for 3 s
+    assert len([t for t in looks if min(worked) + 0.5 < t < sent[0]]) <= 1  # waiting on the watch again
+
+
+def watch_by_hand(hook, *message_ids):
+    """A watch with gates joined, its rounds run by hand on the test's loop (real rounds over HTTPS)."""
+    from airflow_graph_mail.triggers import drafts as watch
+
+    waiters = [watch.join(hook.client, hook.client.call(None).mailbox, message_id, POKE) for message_id in message_ids]
+    return waiters[0].watch, waiters
+
+
+def test_a_draft_that_leaves_during_a_round_wakes_a_gate_that_joined_during_it(hook, graph_emulator):
+    """The round's ids to follow are taken when it starts; a gate that joins, looks and sees its draft leave
+    before Graph answers the round is woken by that round all the same (dropped before: no wake for 5 minutes)."""
+    from airflow_graph_mail.triggers.drafts import LEFT, RECHECK
+
+    first, later = drafts(hook, 2)
+
+    async def main():
+        watch, (waiter,) = watch_by_hand(hook, first)
+        wanted = set(watch.waiters)
+        watch._wake(wanted, *watch._round(wanted))  # the first round: Drafts listed
+        wanted = set(watch.waiters)  # the next round starts: the gate of ``later`` has not joined yet
+        (joined,) = watch_by_hand(hook, later)[1]
+        graph_emulator.inspect.send_as_reviewer(later)  # after the joined gate's look, before Graph answers
+        watch._wake(wanted, *watch._round(wanted))
+        woken = (joined.take(), waiter.take())
+        # And a first round listing while a gate joins wakes it to look again, no more.
+        watch._link = None
+        wanted = set(watch.waiters) - {first}
+        watch._wake(wanted, *watch._round(wanted))
+        again = waiter.take()
+        for each in (waiter, joined):
+            each.close()
+        return woken, again
+
+    woken, again = asyncio.run(main())
+    assert woken == (LEFT, None)
+    assert again == RECHECK
+
+
+def test_a_gate_cancelled_as_it_is_woken_ends(hook, graph_emulator):
+    """The deadline's cancel and a wake-up in the same turn of the loop: the gate's wait ends cancelled (on Python
+    3.10 and 3.11 ``asyncio.wait_for`` returned the wake-up instead, and the gate went on looking)."""
+    (draft,) = drafts(hook, 1)
+
+    async def main():
+        _, (waiter,) = watch_by_hand(hook, draft)
+        waiting = asyncio.ensure_future(waiter.wait())
+        await asyncio.sleep(0.05)  # the gate is waiting
+        waiter.wake("left")
+        waiting.cancel()
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            return "cancelled"
+        finally:
+            waiter.close()
+
+    assert asyncio.run(main()) == "cancelled"

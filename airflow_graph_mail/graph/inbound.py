@@ -50,8 +50,6 @@ RESYNC_CODES = {"syncStateNotFound", "resyncRequired", "syncStateInvalid", "Sync
 # Categories are replaced as a whole: read, add, write; Exchange may answer 412 to a write that raced another.
 CATEGORY_TRIES = 3
 MAX_PAGES = 10_000  # a listing or delta round this long is a loop, not a mailbox
-# Ids only: a first round of a folder holding thousands is a few requests (Graph's largest $top for messages).
-DELTA_PAGE_SIZE = 1000
 
 
 def offers_delta(client) -> bool:
@@ -134,12 +132,14 @@ class MailboxReader:
         return [m for m in changes if "@removed" not in m], link
 
     def departures(self, link: str | None, wanted: set[str]) -> tuple[set[str], set[str], str]:
-        """One round of change tracking of the folder's ids, of those ``wanted``: (ids present: on a first round,
-        ``link`` None, those the folder holds, after it those created or changed), (ids that left: deleted, sent
-        or moved away; none on a first round), and the new delta link. Only wanted ids are kept, page by page (a
-        folder of 100,000 costs no more memory than one of ten). SyncReset when Graph no longer knows the link."""
-        changes, link = self._delta_round(link, {"$select": "id", "$top": str(DELTA_PAGE_SIZE)},
-                                          keep=lambda message: message["id"] in wanted)
+        """One round of change tracking of the folder's ids: (the ``wanted`` ids present: on a first round,
+        ``link`` None, those the folder holds, after it those created or changed), (every id that left: deleted,
+        sent or moved away; none on a first round), and the new delta link. Ids neither wanted nor gone are
+        dropped page by page (a folder of 100,000 costs no more memory than one of ten). Pages of Graph's own
+        size: ``$top`` on a delta may end the round early rather than size its pages. SyncReset when Graph no
+        longer knows the link."""
+        changes, link = self._delta_round(link, {"$select": "id"},
+                                          keep=lambda message: "@removed" in message or message["id"] in wanted)
         left = {m["id"] for m in changes if "@removed" in m}
         return {m["id"] for m in changes} - left, left, link
 

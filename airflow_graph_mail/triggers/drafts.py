@@ -6,13 +6,14 @@ HTTP, whatever it asks (bench/trigger_loop.py). The watch asks Graph one questio
 drafts left Drafts (sent: moved to Sent Items; discarded: deleted or moved to Deleted Items; moved elsewhere),
 and wakes the gates whose drafts did; each then looks at its own draft to tell which (``graph/review.py``).
 
-Nothing is missed for it: a gate joins before its first look and clears its wake-up before every look, so a
-draft that leaves after a look wakes it; a first round (and one after Graph dropped the delta link) lists the
-folder and wakes every gate whose draft it does not hold. A gate looks for itself every poke, as before, when its
-draft is not in Drafts, when a wake-up finds its draft still there (an id the watch does not track), when the
-cloud has no change tracking (China) and when the watch failed for good; and every gate looks for itself at least
-every SELF_LOOK_AFTER seconds. Rounds run twice per poke interval (the shortest of the gates waiting), in the
-triggers' thread pool.
+Nothing is missed for it: a gate joins before its first look and clears its wake-up before every look, and a
+round reports every draft that left to whoever waits for it then, so a draft that leaves after a look wakes its
+gate; a first round (and one after Graph dropped the delta link) lists the folder, wakes every gate whose draft
+it does not hold, and every gate that joined while it listed. A gate looks for itself every poke, as before, when
+its draft is not in Drafts, when a wake-up finds its draft still there (an id the watch cannot follow, or a draft
+moved out and back), in the China cloud (no change tracking) and while the watch's rounds fail (Graph's refusal
+is tried again every MAX_BACKOFF seconds); and every gate looks for itself at least every SELF_LOOK_AFTER
+seconds. Rounds run twice per poke interval (the shortest of the gates waiting), in the triggers' thread pool.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import weakref
 from typing import Any
 
 from airflow_graph_mail.errors import GraphMailError
-from airflow_graph_mail.triggers.pool import backoff, pooled, sleep
+from airflow_graph_mail.triggers.pool import MAX_BACKOFF, backoff, pooled, sleep
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ MIN_ROUND = 0.2  # seconds between rounds at the least (Graph allows 10,000 requ
 ROUNDS_PER_POKE = 2
 SELF_LOOK_AFTER = 300.0  # seconds (or SELF_LOOK_EVERY pokes, if longer) a gate waits on the watch at most
 SELF_LOOK_EVERY = 10
+
+# Why a gate was woken. LEFT and UNLISTED: the watch saw the draft gone from Drafts (a look that still finds it
+# there means the watch cannot follow this id); RECHECK: look again, nothing more (the gate joined while Drafts
+# was being listed, or a round failed and the gates look for themselves until one works).
+LEFT, UNLISTED, RECHECK = "left", "unlisted", "recheck"
 
 # Per event loop (a triggerer has one; tests and `dags test` start several), per client and mailbox.
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, str], DraftsWatch]] = \
@@ -56,31 +62,47 @@ def join(client, mailbox: str, message_id: str, poke_interval: float) -> Waiter:
 
 
 class Waiter:
-    """One gate's place on a watch: ``woken`` is set when the watch saw its draft leave Drafts (or gave up)."""
+    """One gate's place on a watch: ``woken`` is set, with the reason, when the gate should look again."""
 
     def __init__(self, watch: DraftsWatch, message_id: str, poke_interval: float):
         self.watch = watch
         self.message_id = message_id
         self.poke_interval = poke_interval
         self.woken = asyncio.Event()
+        self.why: str | None = None
         self.closed = False
+
+    def wake(self, why: str) -> None:
+        if self.why not in (LEFT, UNLISTED):  # the strongest reason is kept until the gate looks
+            self.why = why
+        self.woken.set()
+
+    def take(self) -> str | None:
+        """Why the gate was woken (None: it was not), cleared before its look: a wake after it is a new one."""
+        why, self.why = self.why, None
+        self.woken.clear()
+        return why
 
     def tracks(self, message: dict | None) -> bool:
         """Whether the watch will tell when this draft (as a look found it waiting) leaves Drafts: it is there,
-        and the watch knows Drafts' id and has not given up. The first gate to ask starts the watch's rounds (a
+        the watch knows Drafts' id and its last round worked. The first gate to ask starts the watch's rounds (a
         gate whose first look failed asks Graph nothing more)."""
         watch = self.watch
         watch.start()
-        return (watch.drafts_id is not None and watch.broken is None and isinstance(message, dict)
+        return (watch.drafts_id is not None and not watch.failing and isinstance(message, dict)
                 and message.get("parentFolderId") == watch.drafts_id)
 
     async def wait(self) -> bool:
-        """Until woken (True) or the longest wait passed (False): the gate looks for itself now and then."""
+        """Until woken (True) or the longest wait passed (False): the gate looks for itself now and then.
+        ``asyncio.wait``, not ``wait_for``: on Python 3.10 and 3.11 a cancel that meets a wake-up in the same
+        turn of the loop is lost by ``wait_for``, and a cancelled gate would go on looking."""
+        waiting = asyncio.ensure_future(self.woken.wait())
         try:
-            await asyncio.wait_for(self.woken.wait(), max(self.poke_interval * SELF_LOOK_EVERY, SELF_LOOK_AFTER))
-        except asyncio.TimeoutError:
-            return False
-        return True
+            done, _ = await asyncio.wait((waiting,), timeout=max(self.poke_interval * SELF_LOOK_EVERY,
+                                                                  SELF_LOOK_AFTER))
+            return bool(done)
+        finally:
+            waiting.cancel()
 
     def close(self) -> None:
         if not self.closed:
@@ -100,7 +122,7 @@ class DraftsWatch:
         # and one mailbox's queue would hold every thread while other mailboxes' looks wait behind it).
         self.turns = asyncio.Semaphore(client.transport.concurrency)
         self.drafts_id: str | None = None  # known after the first round
-        self.broken: str | None = None  # why the gates look for themselves
+        self.failing = False  # the last round failed: the gates look for themselves until one works
         self._forget = forget
         self._reader: Any = None
         self._link: str | None = None
@@ -112,7 +134,7 @@ class DraftsWatch:
         return waiter
 
     def start(self) -> None:
-        if self._task is None and self.broken is None and self.waiters:
+        if self._task is None and self.waiters:
             self._task = asyncio.ensure_future(self._run())
 
     def leave(self, waiter: Waiter) -> None:
@@ -132,32 +154,41 @@ class DraftsWatch:
 
     async def _run(self) -> None:
         failures = 0
-        try:
-            while self.waiters:
-                wanted = set(self.waiters)  # taken here, on the loop: the round runs in a thread
-                try:
-                    present, left = await pooled(self._round, wanted)
-                except GraphMailError as err:
-                    if err.permanent:
-                        self._give_up(f"{type(err).__name__}: {err}")
-                        return
-                    failures += 1
-                    delay = backoff(err, failures, self._interval())
-                    log.warning("Watching Drafts of %s: %s; again in %.1fs", self.mailbox, err, delay)
-                else:
-                    failures = 0
-                    self._wake(wanted, present, left)
-                    delay = self._interval() if self.waiters else 0.0
-                await sleep(delay)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # a bug of ours: the gates go on without the watch
-            log.exception("Watching Drafts of %s failed", self.mailbox)
-            self._give_up(f"{type(err).__name__}: {err}")
+        while self.waiters:
+            wanted = set(self.waiters)  # taken here, on the loop: the round runs in a thread
+            try:
+                present, left = await pooled(self._round, wanted)
+            except GraphMailError as err:
+                failures += 1
+                delay = self._failed(err, failures)
+            except Exception:  # a bug of ours: the gates go on without the watch
+                log.exception("Watching Drafts of %s failed; its review gates look at their drafts one by one, and "
+                              "the watch tries again in %.0fs", self.mailbox, MAX_BACKOFF)
+                delay = self._failed(None, failures)
+            else:
+                failures, self.failing = 0, False
+                self._wake(wanted, present, left)
+                delay = self._interval() if self.waiters else 0.0
+            await sleep(delay)
+
+    def _failed(self, err: GraphMailError | None, failures: int) -> float:
+        """A round failed (``err`` None: by a bug): every gate looks for itself until a round works again; the
+        wait before the next round."""
+        if not self.failing:
+            self.failing = True
+            for same in self.waiters.values():
+                for waiter in same:
+                    waiter.wake(RECHECK)
+        if err is None:
+            return MAX_BACKOFF
+        delay = MAX_BACKOFF if err.permanent else backoff(err, failures, self._interval())
+        log.warning("Watching Drafts of %s: %s; its review gates look at their drafts one by one, and the watch "
+                    "tries again in %.1fs", self.mailbox, err, delay)
+        return delay
 
     def _round(self, wanted: set[str]) -> tuple[set[str] | None, set[str]]:
-        """One round, in the pool: (the wanted ids Drafts holds, on a first round; else None), wanted ids that
-        left."""
+        """One round, in the pool: (the wanted ids Drafts holds, on a first round; else None), and every id that
+        left (the few of a round, whoever waits for them: a gate may have joined since ``wanted``)."""
         from airflow_graph_mail.graph.inbound import MailboxReader, SyncReset
 
         if self._reader is None:
@@ -175,18 +206,14 @@ class DraftsWatch:
         return (present if first else None), left
 
     def _wake(self, wanted: set[str], present: set[str] | None, left: set[str]) -> None:
-        """Wake the gates whose drafts left, or (a first round) were not listed; a gate that joined during the
-        round looks for itself first, which sees what the round could not."""
+        """Wake the gates whose drafts left; after a first round, those whose drafts it did not list, and those
+        that joined while it listed (their own look sees what the listing may have missed)."""
+        if present is None:
+            for message_id in left & self.waiters.keys():
+                for waiter in self.waiters[message_id]:
+                    waiter.wake(LEFT)
+            return
         for message_id, same in self.waiters.items():
-            if message_id in left or (present is not None and message_id in wanted and message_id not in present):
+            if message_id not in wanted or message_id not in present:
                 for waiter in same:
-                    waiter.woken.set()
-
-    def _give_up(self, why: str) -> None:
-        """Every gate looks for itself from now on (and the gates that join this watch later)."""
-        self.broken = why
-        log.warning("Review gates on %s look at their drafts one by one: watching Drafts failed (%s)", self.mailbox,
-                    why)
-        for same in self.waiters.values():
-            for waiter in same:
-                waiter.woken.set()
+                    waiter.wake(RECHECK if message_id not in wanted else UNLISTED)

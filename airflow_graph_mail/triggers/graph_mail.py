@@ -22,7 +22,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_graph_mail.errors import GraphMailError
-from airflow_graph_mail.triggers.drafts import join
+from airflow_graph_mail.triggers.drafts import LEFT, UNLISTED, join
 from airflow_graph_mail.triggers.pool import backoff, poke_and_deadline, pooled, sleep
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,9 @@ class GraphDraftSentTrigger(BaseTrigger):
         from airflow_graph_mail.graph.review import GONE, confirm_delay  # loaded by _open, in the pool
         from airflow_graph_mail.mail.review import DISCARDED, SENT, sent_summary
 
-        failures, woken = 0, False
+        failures = 0
         while True:
-            if waiter is not None:
-                waiter.woken.clear()
+            why = waiter.take() if waiter is not None else None  # a wake-up from here on is a new one
             try:
                 if waiter is None:
                     look = await pooled(review.look)
@@ -132,13 +131,12 @@ class GraphDraftSentTrigger(BaseTrigger):
                 # Not kept through the wait: an answer that outlives two young collections reaches the oldest
                 # generation, and enough of those (hundreds of gates' answers) set off a full collection.
                 del look
-                if tracked and woken:  # woken, yet still in Drafts: an id the watch does not see leave
-                    waiter.close()  # closing again when the gate ends does nothing
+                if tracked and why in (LEFT, UNLISTED):  # seen gone, yet in Drafts: an id the watch cannot follow
+                    waiter.close()  # for good (closing again when the gate ends does nothing)
                     waiter, tracked = None, False
                 if tracked:
-                    woken = await waiter.wait()
+                    await waiter.wait()
                     continue
-            woken = False
             await sleep(delay)
 
 
