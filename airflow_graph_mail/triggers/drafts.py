@@ -6,14 +6,15 @@ HTTP, whatever it asks (bench/trigger_loop.py). The watch asks Graph one questio
 drafts left Drafts (sent: moved to Sent Items; discarded: deleted or moved to Deleted Items; moved elsewhere),
 and wakes the gates whose drafts did; each then looks at its own draft to tell which (``graph/review.py``).
 
-Nothing is missed for it: a gate joins before its first look and clears its wake-up before every look, and a
-round reports every draft that left to whoever waits for it then, so a draft that leaves after a look wakes its
-gate; a first round (and one after Graph dropped the delta link) lists the folder, wakes every gate whose draft
-it does not hold, and every gate that joined while it listed. A gate looks for itself every poke, as before, when
-its draft is not in Drafts, when a wake-up finds its draft still there (an id the watch cannot follow, or a draft
-moved out and back), in the China cloud (no change tracking) and while the watch's rounds fail (Graph's refusal
-is tried again every MAX_BACKOFF seconds); and every gate looks for itself at least every SELF_LOOK_AFTER
-seconds. Rounds run twice per poke interval (the shortest of the gates waiting), in the triggers' thread pool.
+Nothing is missed for it: a gate joins before its first look and clears its wake-up before every look, and a round
+reports every draft that left to whoever waits for it then, so a draft that leaves after a look wakes its gate; a
+first round (and one after Graph dropped the delta link) lists the folder and wakes every gate whose draft it does
+not hold; and a gate that joined a running watch looks once more after the first round that covers it. A gate looks
+for itself every poke, as before, when its draft is not in Drafts, when a wake-up finds its draft still there (an id
+the watch cannot follow, or a draft moved out and back), in the China cloud (no change tracking) and while the
+watch's rounds fail (Graph's refusal is tried again every MAX_BACKOFF seconds); and every gate looks for itself at
+least every SELF_LOOK_AFTER seconds. Rounds run twice per poke interval (the shortest of the gates waiting), in the
+triggers' thread pool.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ SELF_LOOK_AFTER = 300.0  # seconds (or SELF_LOOK_EVERY pokes, if longer) a gate 
 SELF_LOOK_EVERY = 10
 
 # Why a gate was woken. LEFT and UNLISTED: the watch saw the draft gone from Drafts (a look that still finds it
-# there means the watch cannot follow this id); RECHECK: look again, nothing more (the gate joined while Drafts
-# was being listed, or a round failed and the gates look for themselves until one works).
+# there means the watch cannot follow this id); RECHECK: look again, nothing more (the gate joined a running
+# watch, or a round failed and the gates look for themselves until one works).
 LEFT, UNLISTED, RECHECK = "left", "unlisted", "recheck"
 
 # Per event loop (a triggerer has one; tests and `dags test` start several), per client and mailbox.
@@ -84,13 +85,14 @@ class Waiter:
         return why
 
     def tracks(self, message: dict | None) -> bool:
-        """Whether the watch will tell when this draft (as a look found it waiting) leaves Drafts: it is there,
-        the watch knows Drafts' id and its last round worked. The first gate to ask starts the watch's rounds (a
-        gate whose first look failed asks Graph nothing more)."""
+        """Whether the watch will tell when this draft (as a look found it waiting) leaves Drafts: it is
+        there, under the id the gate was given, the watch knows Drafts' id and its last round worked. The
+        first gate to ask starts the watch's rounds (a gate whose first look failed asks Graph nothing more)."""
         watch = self.watch
         watch.start()
         return (watch.drafts_id is not None and not watch.failing and isinstance(message, dict)
-                and message.get("parentFolderId") == watch.drafts_id)
+                and message.get("parentFolderId") == watch.drafts_id
+                and message.get("id") == self.message_id)  # a regular id: the rounds name drafts by immutable id
 
     async def wait(self) -> bool:
         """Until woken (True) or the longest wait passed (False): the gate looks for itself now and then.
@@ -117,6 +119,7 @@ class DraftsWatch:
         self.client = client
         self.mailbox = mailbox
         self.waiters: dict[str, set[Waiter]] = {}
+        self._new: set[Waiter] = set()  # joined since the start of the last round that worked
         # The gates' looks at this mailbox, as many at once as its pacer lets through: a look that waits for a
         # slot waits here, not in one of the pool's threads (drafts sent together wake their gates together,
         # and one mailbox's queue would hold every thread while other mailboxes' looks wait behind it).
@@ -131,6 +134,7 @@ class DraftsWatch:
     def join(self, message_id: str, poke_interval: float) -> Waiter:
         waiter = Waiter(self, message_id, poke_interval)
         self.waiters.setdefault(message_id, set()).add(waiter)
+        self._new.add(waiter)
         return waiter
 
     def start(self) -> None:
@@ -140,6 +144,7 @@ class DraftsWatch:
     def leave(self, waiter: Waiter) -> None:
         same = self.waiters.get(waiter.message_id, set())
         same.discard(waiter)
+        self._new.discard(waiter)
         if not same:
             self.waiters.pop(waiter.message_id, None)
         if not self.waiters:  # the last gate left: no more rounds; the next gate starts a new watch
@@ -201,19 +206,24 @@ class DraftsWatch:
         except SyncReset as reset:
             log.warning("Change tracking of Drafts of %s restarts (%s): listing the folder again", self.mailbox,
                         reset)
-            first = True
+            first, self._link = True, None  # a listing that fails is tried again, not the dead link
             present, left, self._link = self._reader.departures(None, wanted)
         return (present if first else None), left
 
     def _wake(self, wanted: set[str], present: set[str] | None, left: set[str]) -> None:
-        """Wake the gates whose drafts left; after a first round, those whose drafts it did not list, and those
-        that joined while it listed (their own look sees what the listing may have missed)."""
+        """Wake the gates whose drafts left; after a first round, those whose drafts it did not list. A gate that
+        joined since the last round is woken once to look again by the first delta round to cover it: a draft
+        made after one round and gone before the next may never be reported as gone (Exchange reports removals
+        of what a sync has seen), and a listing under way when the gate joined may have missed it."""
+        covered = {waiter for waiter in self._new if waiter.message_id in wanted}
+        self._new -= covered
         if present is None:
             for message_id in left & self.waiters.keys():
                 for waiter in self.waiters[message_id]:
                     waiter.wake(LEFT)
+            for waiter in covered:
+                waiter.wake(RECHECK)
             return
-        for message_id, same in self.waiters.items():
-            if message_id not in wanted or message_id not in present:
-                for waiter in same:
-                    waiter.wake(RECHECK if message_id not in wanted else UNLISTED)
+        for message_id in wanted - present:
+            for waiter in self.waiters.get(message_id, ()):
+                waiter.wake(UNLISTED)

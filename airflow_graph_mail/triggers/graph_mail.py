@@ -104,9 +104,11 @@ class GraphDraftSentTrigger(BaseTrigger):
         from airflow_graph_mail.graph.review import GONE, confirm_delay  # loaded by _open, in the pool
         from airflow_graph_mail.mail.review import DISCARDED, SENT, sent_summary
 
-        failures = 0
+        failures, why = 0, None
         while True:
-            why = waiter.take() if waiter is not None else None  # a wake-up from here on is a new one
+            # Why it was woken, kept until a look finds the draft (a failed look, or one that found nothing, tells
+            # nothing about it); a wake-up from here on is a new one.
+            why = (waiter.take() if waiter is not None else None) or why
             try:
                 if waiter is None:
                     look = await pooled(review.look)
@@ -126,14 +128,17 @@ class GraphDraftSentTrigger(BaseTrigger):
                 if look.state == DISCARDED:
                     how = "deleted" if look.message is None else "moved to Deleted Items"
                     return {"status": "discarded", "how": how}
-                tracked = look.state != GONE and waiter is not None and waiter.tracks(look.message)
-                delay = confirm_delay(self.poke_interval) if look.state == GONE else self.poke_interval
+                found = look.state != GONE
+                tracked = found and waiter is not None and waiter.tracks(look.message)
+                delay = self.poke_interval if found else confirm_delay(self.poke_interval)
                 # Not kept through the wait: an answer that outlives two young collections reaches the oldest
                 # generation, and enough of those (hundreds of gates' answers) set off a full collection.
                 del look
                 if tracked and why in (LEFT, UNLISTED):  # seen gone, yet in Drafts: an id the watch cannot follow
                     waiter.close()  # for good (closing again when the gate ends does nothing)
                     waiter, tracked = None, False
+                if found:
+                    why = None  # the wake-up is answered
                 if tracked:
                     await waiter.wait()
                     continue
