@@ -437,3 +437,27 @@ def test_importing_the_trigger_on_the_event_loop_stays_cheap():
     heavy, added = out.rsplit(" ", 1)
     assert heavy == "[]", heavy
     assert int(added) < 10, added
+
+
+def test_a_sensor_given_a_drafts_regular_id_still_sees_it_sent(hook, graph_emulator, caplog):
+    """A regular id changes when the draft is sent: the sensor's pokes (and the trigger it defers to) go on by the
+    immutable id the first look returned (before: the poke after the send found nothing three times and failed
+    the gate as discarded)."""
+    from graph_mail_emulator.backend.store import IMMUTABLE_ID
+
+    from airflow_graph_mail.graph.review import GONE, DraftReview
+    from airflow_graph_mail.mail.message import Message
+    from airflow_graph_mail.mail.review import SENT
+
+    draft = hook.create_draft(Message(to="board@example.com", subject="By its regular id"))["id"]
+    (regular,) = [m["id"] for m in graph_emulator.inspect.messages(graph_emulator.default_sender, "drafts",
+                                                                  with_content=False)
+                  if m.get(IMMUTABLE_ID) == draft]
+    sensor = gate(message_id=regular)
+    with caplog.at_level("WARNING", logger="airflow_graph_mail.graph.review"):
+        assert sensor.poke({}) is False
+    assert sensor.message_id == draft
+    assert "following it by its immutable id" in caplog.text
+    graph_emulator.inspect.send_as_reviewer(draft)
+    assert DraftReview(hook.client, sensor.message_id).look().state == SENT  # what its next poke finds
+    assert DraftReview(hook.client, regular).look().state == GONE  # what the id it was given finds now

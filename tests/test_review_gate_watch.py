@@ -319,9 +319,10 @@ def test_a_gate_seen_gone_whose_draft_is_still_in_drafts_looks_for_itself_from_t
     assert len(after) >= 5  # each poke since, not only the look the wake-up asked for
 
 
-def test_a_gate_given_a_drafts_regular_id_looks_for_itself(hook, graph_emulator):
-    """The rounds name drafts by immutable id; a gate given the draft's regular id (Graph reads either) would never
-    hear of it leaving, so it does not wait on the watch: it looks each poke."""
+def test_a_gate_given_a_drafts_regular_id_follows_its_immutable_id_and_looks_for_itself(hook, graph_emulator):
+    """Graph reads a draft by its regular id too, but that id changes when the draft is sent: the gate goes on by
+    the immutable id Graph answers with (before: three looks found nothing and the send was taken for a discard),
+    and, as the rounds name drafts by immutable id, it looks each poke rather than wait on the watch."""
     from graph_mail_emulator.backend.store import IMMUTABLE_ID
 
     first, second = drafts(hook, 2)
@@ -329,21 +330,28 @@ def test_a_gate_given_a_drafts_regular_id_looks_for_itself(hook, graph_emulator)
                                                                   with_content=False)
                   if m.get(IMMUTABLE_ID) == second]
     assert regular != second
+    sent: list[float] = []
 
     async def main():
         async def run(message_id):
             async for event in gate(message_id).run():
-                return event.payload
+                return event.payload, time.time()
             return None
 
+        loop = asyncio.get_running_loop()
         running = asyncio.ensure_future(run(first))
         await asyncio.sleep(1.5)  # the watch runs, its first round listed
         given_regular = asyncio.ensure_future(run(regular))
         await asyncio.sleep(2.0)
-        for task in (running, given_regular):
-            task.cancel()
-        await asyncio.gather(running, given_regular, return_exceptions=True)
+        sent.append(time.time())
+        await loop.run_in_executor(None, graph_emulator.inspect.send_as_reviewer, second)
+        done = await asyncio.wait_for(given_regular, 10)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        return done
 
-    asyncio.run(main())
-    assert len(look_log(graph_emulator, regular)) >= 6  # 2 s at a poke of 0.2 s, not one look and a wait
+    payload, fired_at = asyncio.run(main())
+    assert payload["status"] == "sent" and payload["message"]["id"] == second, payload
+    assert fired_at - sent[0] < 2  # a look each poke, not a wait on the watch
+    assert len([r for r in look_log(graph_emulator, second) if r["time"] < sent[0]]) >= 6  # 2 s at 0.2 s
     assert len(look_log(graph_emulator, first)) <= 3

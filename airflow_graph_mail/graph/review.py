@@ -93,6 +93,7 @@ class DraftReview:
         if not isinstance(message, dict):
             raise UnexpectedAnswerError(f"Graph answered draft {self.message_id!r} with {type(message).__name__}, "
                                         "not a message")
+        self._follow(message.get("id"))
         if message.get("isDraft") is not False and not self._deleted_items:
             try:
                 self._deleted_items = self.client.folder_id("deleteditems", call=self.call)
@@ -103,6 +104,21 @@ class DraftReview:
                             err)
                 return Look(WAITING, message)
         return Look(state_of(message, self._deleted_items), message)
+
+    def _follow(self, found) -> None:
+        """Go on by the immutable id Graph names the draft with (every request asks for those): a regular id, which
+        Graph reads as well, changes when the draft is sent, and the next look would take the send for a
+        discard."""
+        if not isinstance(found, str) or not found or found == self.message_id:
+            return
+        try:
+            check_message_id(found)
+        except GraphConfigError:
+            return  # not an id to ask for: keep the one we were given
+        log.warning("Draft %s: following it by its immutable id %s from now on: a regular id changes when the draft "
+                    "is sent (a sensor in mode='reschedule' starts each poke from the id it was given and would take "
+                    "the send for a discard); pass the id GraphDraftOperator pushes", self.message_id, found)
+        self.message_id = found
 
     def failure(self, err: GraphMailError) -> str:
         """What a failed look means for the gate, naming the id or the mailbox, and the fix."""

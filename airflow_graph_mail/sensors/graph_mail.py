@@ -80,6 +80,8 @@ class GraphDraftSentSensor(BaseSensorOperator):
             while look.state == GONE:  # confirm before deciding: a replica may not have seen the draft yet
                 time.sleep(confirm_delay(float(self.poke_interval)))
                 look = review.look()
+            # A regular id given: the next pokes, and the trigger it defers to, go on by the immutable id.
+            self.message_id = review.message_id
         except GraphMailError as err:
             if not err.permanent:  # throttling, 5xx, no answer (after the client's retries): the task's retries
                 raise
