@@ -15,16 +15,6 @@ import pytest
 POKE = 0.2
 
 
-@pytest.fixture(autouse=True)
-def fresh_clients():
-    """The triggers' clients live for the process; each test starts without them, as a new triggerer would."""
-    from airflow_graph_mail.triggers.pool import forget_clients
-
-    forget_clients()
-    yield
-    forget_clients()
-
-
 def gate(message_id: str, **kwargs):
     from airflow_graph_mail.triggers.graph_mail import GraphDraftSentTrigger
 

@@ -10,19 +10,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 INBOX = "reports-in@contoso.com"
-
-
-@pytest.fixture(autouse=True)
-def fresh_clients():
-    """The triggers' clients live for the process; each test starts without them, as a new triggerer would."""
-    from airflow_graph_mail.triggers.pool import forget_clients
-
-    forget_clients()
-    yield
-    forget_clients()
 
 
 def first_payloads(*triggers, limit: float = 60.0) -> list[dict]:

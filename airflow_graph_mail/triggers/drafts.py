@@ -22,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow_graph_mail.errors import GraphMailError
 from airflow_graph_mail.triggers.pool import MAX_BACKOFF, backoff, pooled, sleep
+
+if TYPE_CHECKING:  # loaded in the pool, never on the event loop's thread
+    from airflow_graph_mail.graph.inbound import MailboxReader
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ class DraftsWatch:
         self.drafts_id: str | None = None  # known after the first round
         self.failing = False  # the last round failed: the gates look for themselves until one works
         self._forget = forget
-        self._reader: Any = None
+        self._reader: MailboxReader | None = None
         self._link: str | None = None
         self._task: asyncio.Future | None = None
 

@@ -15,6 +15,7 @@ with an error the sensor raises.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -110,11 +111,8 @@ class GraphDraftSentTrigger(BaseTrigger):
             # nothing about it); a wake-up from here on is a new one.
             why = (waiter.take() if waiter is not None else None) or why
             try:
-                if waiter is None:
+                async with waiter.watch.turns if waiter is not None else contextlib.nullcontext():
                     look = await pooled(review.look)
-                else:
-                    async with waiter.watch.turns:
-                        look = await pooled(review.look)
             except GraphMailError as err:
                 if err.permanent:
                     return {"status": "error", "error": review.failure(err), "permanent": True}
